@@ -1,0 +1,101 @@
+"""`Executor`: compiles a plan once per feed-shape signature and runs its schedule over one
+preallocated arena (every intermediate a view at its planned offset, every op writing with
+`out=`), so a step at fixed shapes allocates no intermediate buffers."""
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+from . import backend as backends
+from .compiler import compile_plan
+from .errors import FeedError
+from .graph import Node, init_value, verify
+
+
+class Executor:
+    def __init__(self, outputs, backend: str = "numpy", seed: int = 0):
+        self.outputs = list(outputs)
+        self.order = verify(self.outputs)
+        self.backend = backends.get(backend)
+        self.param_values: dict[Node, object] = {}  # initialised parameters not fed by the caller
+        self._rng = np.random.default_rng(seed)
+        self._programs: dict[tuple, _Program] = {}
+        self.arena_allocations = 0  # grows only when a new feed-shape signature is compiled
+        self._last: _Program | None = None
+
+    def run(self, feed_dict=None, to_numpy: bool = True):
+        sources = self._bind_sources(feed_dict or {})
+        signature = tuple((n.id, tuple(v.shape), str(v.dtype)) for n, v in sources.items())
+        program = self._programs.get(signature)
+        if program is None:
+            program = self._programs[signature] = _Program(self, sources)
+            self.arena_allocations += 1
+        self._last = program
+        results = program.execute(sources)
+        if to_numpy:
+            return [np.array(self.backend.to_numpy(r)) for r in results]
+        return results
+
+    def memory_report(self) -> dict:
+        if self._last is None:
+            raise RuntimeError("memory_report() needs one run first: shapes come from the feed")
+        return dict(self._last.plan.report)
+
+    @property
+    def plan(self):
+        return None if self._last is None else self._last.plan
+
+    def _bind_sources(self, feed_dict) -> dict:
+        xp = self.backend.xp
+        fed = {node: xp.asarray(value) for node, value in feed_dict.items()}
+        values = {}
+        for node in self.order:
+            if node.op == "placeholder":
+                if node not in fed:
+                    raise FeedError(f"placeholder {node.name!r} was not fed a value")
+                values[node] = fed[node]
+            elif node.op == "parameter":
+                values[node] = fed[node] if node in fed else self._parameter(node)
+        return values
+
+    def _parameter(self, node):
+        if node not in self.param_values:
+            self.param_values[node] = self.backend.asarray(init_value(node, self._rng))
+        return self.param_values[node]
+
+
+class _Program:
+    """One compiled plan bound to one arena, with a flat step table for a tight run loop."""
+
+    def __init__(self, executor: Executor, sources: dict):
+        self.plan = plan = compile_plan(executor.order, executor.outputs, sources)
+        be = executor.backend
+        self.xp = be.xp
+        self.arena = be.empty_bytes(plan.arena_bytes)
+        self.values = {n: self._view(n, b) for n, b in plan.buffers.items()}
+        for node in executor.order:
+            if node.op == "constant":
+                self.values[node] = _constant_value(be, node.attrs["value"])
+        self.steps = [(be.compute_for(n.opdef), n.inputs, n.attrs, self.values[n])
+                      for n in plan.schedule]
+        self.alias = plan.alias
+        self.outputs = executor.outputs
+
+    def _view(self, node, buf):
+        """The node's value: a typed view of its planned byte range of the arena."""
+        raw = self.arena[buf.offset:buf.offset + buf.nbytes]
+        return raw.view(self.plan.dtypes[node]).reshape(self.plan.shapes[node])
+
+    def execute(self, sources):
+        values, alias, xp = self.values, self.alias, self.xp
+        values.update(sources)
+        for compute, inputs, attrs, out in self.steps:
+            compute(xp, [values[alias.get(i, i)] for i in inputs], attrs, out)
+        return [values[alias.get(o, o)] for o in self.outputs]
+
+
+def _constant_value(backend, value):
+    if isinstance(value, numbers.Number):
+        return value  # weak python scalar: takes the dtype of whatever it meets
+    return backend.asarray(value)

@@ -1,0 +1,102 @@
+"""The op table: one `OpDef` per primitive, registered right after its definition.
+
+Every op has four rules (as in autodidax's per-interpretation tables, kept together here):
+  shape(in_shapes, attrs) -> out shape      pure, no arrays needed
+  dtype(in_dtypes, attrs) -> out dtype      weak scalars are passed as python numbers
+  compute(xp, ins, attrs, out)              writes the result into `out` (a preallocated buffer)
+  gradient(node, g) -> [Node | None]        builds gradient *nodes*, one per input
+
+`xp` is the array module of the backend (numpy or cupy), so one compute serves both.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from ..errors import ShapeError
+
+# Kinds follow TVM's operator patterns; the fusion pass groups by them.
+KINDS = ("source", "elementwise", "broadcast", "injective", "reduction", "opaque")
+
+OPS: dict[str, "OpDef"] = {}
+
+
+def not_differentiable(node, g):
+    """Explicit gradient rule for ops whose output carries no gradient (ids, masks, metrics)."""
+    return [None] * len(node.inputs)
+
+
+@dataclass(frozen=True)
+class OpDef:
+    name: str
+    kind: str
+    shape: Callable
+    compute: Callable | None
+    gradient: Callable | None
+    dtype: Callable = None  # filled with default_dtype in __post_init__
+    inplace: tuple = ()  # indices of inputs whose buffer the output may overwrite
+    shape_only: tuple = ()  # input indices read for their shape, never their values
+    random: bool = False  # draws random numbers: never recomputed by checkpointing
+    broadcasting: bool = False  # inputs may be broadcast: autodiff sums gradients back
+    doc: str = ""
+    extra: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        if self.kind not in KINDS:
+            raise ValueError(f"op {self.name}: unknown kind {self.kind!r}")
+        if self.dtype is None:
+            object.__setattr__(self, "dtype", default_dtype)
+
+
+def register(opdef: OpDef) -> OpDef:
+    if opdef.name in OPS:
+        raise ValueError(f"op {opdef.name!r} is registered twice")
+    OPS[opdef.name] = opdef
+    return opdef
+
+
+def default_dtype(in_dtypes, attrs):
+    """numpy's promotion, python scalars staying weak (5 + float32 stays float32)."""
+    return np.result_type(*in_dtypes)
+
+
+def first_dtype(in_dtypes, attrs):
+    return np.result_type(in_dtypes[0])
+
+
+# ---- shape helpers shared by the rule modules -------------------------------------------
+
+def broadcast_shapes(*shapes):
+    try:
+        return tuple(np.broadcast_shapes(*shapes))
+    except ValueError:
+        raise ShapeError(f"shapes {' and '.join(map(str, shapes))} do not broadcast") from None
+
+
+def normalize_axes(axis, ndim):
+    """None -> all axes; "all_but_1" -> every axis but the channel axis (batch norm);
+    int or sequence -> sorted tuple of non-negative axes."""
+    if axis is None:
+        return tuple(range(ndim))
+    if axis == "all_but_1":
+        return tuple(a for a in range(ndim) if a != 1)
+    axes = (axis,) if isinstance(axis, int) else tuple(axis)
+    out = []
+    for a in axes:
+        if not -ndim <= a < ndim:
+            raise ShapeError(f"axis {a} out of range for rank {ndim}")
+        out.append(a % ndim)
+    return tuple(sorted(set(out)))
+
+
+def same_shape(shapes, attrs):
+    return tuple(shapes[0])
+
+
+def like_input(index):
+    """Shape rule: the output has the shape of input `index`."""
+    def rule(shapes, attrs):
+        return tuple(shapes[index])
+    return rule

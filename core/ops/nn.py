@@ -1,0 +1,179 @@
+"""Neural-network ops: softmax family, losses, metrics, dropout, batch norm."""
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import ShapeError
+from ..graph import Node
+from .base import OpDef, first_dtype, normalize_axes, not_differentiable, register
+from .elementwise import add, div, exp, make, mul, sqrt, sub
+from .reduce import reduce_mean, reduce_sum
+
+
+def softmax(x, axis=-1, name=None): return make("softmax", x, name=name, axis=int(axis))
+def log_softmax(x, axis=-1, name=None): return make("log_softmax", x, name=name, axis=int(axis))
+
+
+def _max_shifted(xp, x, axis, out):
+    """out = x - max(x, axis): the shift that keeps exp finite."""
+    xp.subtract(x, xp.max(x, axis=axis, keepdims=True), out=out)
+
+
+def _softmax(xp, ins, attrs, out):
+    _max_shifted(xp, ins[0], attrs["axis"], out)
+    xp.exp(out, out=out)
+    out /= xp.sum(out, axis=attrs["axis"], keepdims=True)
+
+
+def _log_softmax(xp, ins, attrs, out):
+    _max_shifted(xp, ins[0], attrs["axis"], out)
+    out -= xp.log(xp.sum(xp.exp(out), axis=attrs["axis"], keepdims=True))
+
+
+def _softmax_grad(n, g):
+    ax = n.attrs["axis"]
+    return [mul(n, sub(g, reduce_sum(mul(g, n), ax, keepdims=True)))]
+
+
+def _log_softmax_grad(n, g):
+    ax = n.attrs["axis"]
+    return [sub(g, mul(exp(n), reduce_sum(g, ax, keepdims=True)))]
+
+
+def _same(shapes, attrs):
+    normalize_axes(attrs["axis"], len(shapes[0]))
+    return tuple(shapes[0])
+
+
+register(OpDef("softmax", "opaque", _same, _softmax, _softmax_grad, inplace=(0,),
+               doc="exp(x) / sum(exp(x)) along axis, max-shifted"))
+register(OpDef("log_softmax", "opaque", _same, _log_softmax, _log_softmax_grad, inplace=(0,),
+               doc="x - logsumexp(x) along axis"))
+
+
+# ---- softmax cross-entropy ------------------------------------------------------------------
+
+def softmax_cross_entropy(logits, labels, name=None):
+    """Mean over the batch of -log softmax(logits)[label]; labels are int ids or one-hot."""
+    return make("softmax_cross_entropy", logits, labels, name=name)
+
+
+def _sce_shape(shapes, attrs):
+    logits, labels = shapes
+    if len(logits) != 2:
+        raise ShapeError(f"logits must be (batch, classes), got {tuple(logits)}")
+    if tuple(labels) not in ((logits[0],), tuple(logits)):
+        raise ShapeError(f"labels {tuple(labels)} fit neither ids ({logits[0]},) "
+                         f"nor one-hot {tuple(logits)}")
+    return ()
+
+
+def _log_probs(xp, logits):
+    shifted = logits - xp.max(logits, axis=1, keepdims=True)
+    return shifted - xp.log(xp.sum(xp.exp(shifted), axis=1, keepdims=True))
+
+
+def _sce(xp, ins, attrs, out):
+    logits, labels = ins
+    logp = _log_probs(xp, logits)
+    if labels.ndim == 1:
+        picked = logp[xp.arange(len(labels)), labels.astype(np.int64)]
+        out[...] = -xp.mean(picked)
+    else:
+        out[...] = -xp.sum(logp * labels) / logits.shape[0]
+
+
+def _sce_grad_compute(xp, ins, attrs, out):
+    logits, labels, g = ins
+    _softmax(xp, [logits], {"axis": 1}, out)
+    if labels.ndim == 1:
+        out[xp.arange(len(labels)), labels.astype(np.int64)] -= 1
+    else:
+        out -= labels
+    out *= g / logits.shape[0]
+
+
+register(OpDef("softmax_cross_entropy", "opaque", _sce_shape, _sce,
+               lambda n, g: [make("softmax_cross_entropy_grad", *n.inputs, g), None],
+               dtype=first_dtype, doc="mean cross-entropy of softmax(logits) and labels"))
+register(OpDef("softmax_cross_entropy_grad", "opaque", lambda s, a: tuple(s[0]),
+               _sce_grad_compute, not_differentiable, dtype=first_dtype,
+               doc="(softmax(logits) - onehot(labels)) * g / batch"))
+
+
+def mse(pred, target, name=None):
+    """Mean squared error, built from primitives so every order of gradient works."""
+    diff = sub(pred, target)
+    return reduce_mean(mul(diff, diff), name=name)
+
+
+# ---- metrics ----------------------------------------------------------------------------------
+
+def argmax(x, axis=-1, name=None): return make("argmax", x, name=name, axis=int(axis))
+def accuracy(logits, labels, name=None): return make("accuracy", logits, labels, name=name)
+
+
+def _argmax_shape(shapes, attrs):
+    ax = normalize_axes(attrs["axis"], len(shapes[0]))[0]
+    return tuple(d for i, d in enumerate(shapes[0]) if i != ax)
+
+
+register(OpDef("argmax", "reduction", _argmax_shape,
+               lambda xp, ins, a, out: xp.argmax(ins[0], axis=a["axis"], out=out),
+               not_differentiable, dtype=lambda d, a: np.dtype(np.int64),
+               doc="index of the largest value along axis"))
+
+
+def _accuracy(xp, ins, attrs, out):
+    logits, labels = ins
+    ids = labels if labels.ndim == 1 else xp.argmax(labels, axis=1)
+    out[...] = xp.mean(xp.argmax(logits, axis=1) == ids)
+
+
+register(OpDef("accuracy", "opaque", _sce_shape, _accuracy, not_differentiable,
+               dtype=first_dtype, doc="fraction of rows whose argmax equals the label"))
+
+
+# ---- dropout -------------------------------------------------------------------------------------
+
+def dropout(x, rate=0.5, training=True, seed=0, name=None):
+    """Inverted dropout: y = x * mask / (1 - rate). In eval mode it is x itself."""
+    if not training or rate == 0:
+        return x
+    mask = make("dropout_mask", x, rate=float(rate), seed=int(seed))
+    return mul(x, mask, name=name)
+
+
+def _dropout_mask(xp, ins, attrs, out):
+    # One generator per node, created on first use: the same seed gives the same masks.
+    rng = attrs.setdefault("_rng", {}).setdefault(xp.__name__, xp.random.default_rng(attrs["seed"]))
+    keep = 1.0 - attrs["rate"]
+    out[...] = rng.random(out.shape, dtype=out.dtype)
+    xp.less(out, keep, out=out)
+    out *= 1.0 / keep
+
+
+register(OpDef("dropout_mask", "elementwise", lambda s, a: tuple(s[0]), _dropout_mask,
+               not_differentiable, shape_only=(0,), random=True,
+               doc="random keep-mask scaled by 1/(1-rate), seeded"))
+
+
+# ---- batch norm (composite: its gradient comes from the primitives') ------------------------------
+
+def batch_norm(x, gamma, beta, running_mean=None, running_var=None, training=True,
+               eps=1e-5, name=None):
+    """Normalise over every axis but 1 (channels/features). In training mode the batch
+    statistics are exposed as `y.extras["mean"]`, `["var"]` so the trainer can keep
+    running averages; in eval mode `running_mean`/`running_var` nodes are used."""
+    axes = "all_but_1"  # resolved once the rank is known
+    if training:
+        mean = reduce_mean(x, axis=axes, keepdims=True)
+        centered = sub(x, mean)
+        var = reduce_mean(mul(centered, centered), axis=axes, keepdims=True)
+    else:
+        mean, var = running_mean, running_var
+        centered = sub(x, mean)
+    y = add(mul(gamma, div(centered, sqrt(add(var, eps)))), beta, name=name)
+    if isinstance(y, Node):
+        y.extras.update(mean=mean, var=var)
+    return y
