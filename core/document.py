@@ -1,0 +1,132 @@
+"""The graph document: what the editor edits and a graph file stores (nodes with kinds,
+attributes and positions, edges between named ports, the training section). Pure Python:
+it emits change events, and Qt views subscribe to them (napari's model/view split)."""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from typing import Callable
+
+from .errors import GraphError
+
+
+@dataclass
+class NodeSpec:
+    id: str
+    kind: str
+    attrs: dict = field(default_factory=dict)
+    pos: tuple = (0.0, 0.0)
+
+
+@dataclass(frozen=True)
+class Edge:
+    src: tuple  # (node id, output port name)
+    dst: tuple  # (node id, input port name)
+
+
+class GraphDocument:
+    """Every mutation goes through a method that emits `(event_name, payload)` to listeners.
+    Events: node_added, node_removed, attr_changed, node_moved, edge_added, edge_removed,
+    training_changed, renamed, reset."""
+
+    def __init__(self, name: str = "untitled"):
+        self.name = name
+        self.nodes: dict[str, NodeSpec] = {}
+        self.edges: list[Edge] = []
+        self.training: dict = {}
+        self._listeners: list[Callable] = []
+
+    # ---- events --------------------------------------------------------------------------
+    def subscribe(self, callback: Callable[[str, dict], None]):
+        self._listeners.append(callback)
+
+    def unsubscribe(self, callback):
+        self._listeners.remove(callback)
+
+    def _emit(self, event: str, **payload):
+        for cb in list(self._listeners):
+            cb(event, payload)
+
+    # ---- nodes -----------------------------------------------------------------------------
+    def new_id(self, kind: str) -> str:
+        base = kind.lower()
+        i = 1
+        while f"{base}{i}" in self.nodes:
+            i += 1
+        return f"{base}{i}"
+
+    def add_node(self, kind: str, attrs=None, pos=(0.0, 0.0), node_id: str | None = None) -> str:
+        node_id = node_id or self.new_id(kind)
+        if node_id in self.nodes:
+            raise GraphError(f"node id {node_id!r} already exists")
+        self.nodes[node_id] = NodeSpec(node_id, kind, dict(attrs or {}), tuple(pos))
+        self._emit("node_added", node=node_id)
+        return node_id
+
+    def remove_node(self, node_id: str) -> list[Edge]:
+        """Removes the node and its edges; returns the removed edges (for undo)."""
+        removed = [e for e in self.edges if node_id in (e.src[0], e.dst[0])]
+        for e in removed:
+            self.remove_edge(e)
+        del self.nodes[node_id]
+        self._emit("node_removed", node=node_id)
+        return removed
+
+    def set_attr(self, node_id: str, name: str, value):
+        self.nodes[node_id].attrs[name] = value
+        self._emit("attr_changed", node=node_id, attr=name)
+
+    def move_node(self, node_id: str, pos):
+        self.nodes[node_id].pos = (float(pos[0]), float(pos[1]))
+        self._emit("node_moved", node=node_id)
+
+    # ---- edges -----------------------------------------------------------------------------
+    def add_edge(self, src, dst) -> Edge:
+        edge = Edge(tuple(src), tuple(dst))
+        for end in (edge.src[0], edge.dst[0]):
+            if end not in self.nodes:
+                raise GraphError(f"edge {edge.src} -> {edge.dst}: no node {end!r}")
+        if edge in self.edges:
+            raise GraphError(f"edge {edge.src} -> {edge.dst} already exists")
+        self.edges.append(edge)
+        self._emit("edge_added", edge=edge)
+        return edge
+
+    def remove_edge(self, edge: Edge):
+        self.edges.remove(edge)
+        self._emit("edge_removed", edge=edge)
+
+    def edge_into(self, node_id: str, port: str) -> Edge | None:
+        return next((e for e in self.edges if e.dst == (node_id, port)), None)
+
+    def edges_from(self, node_id: str) -> list[Edge]:
+        return [e for e in self.edges if e.src[0] == node_id]
+
+    # ---- whole document --------------------------------------------------------------------
+    def set_training(self, training: dict):
+        self.training = copy.deepcopy(training)
+        self._emit("training_changed")
+
+    def to_dict(self) -> dict:
+        return {
+            "format": "loom.graph", "version": 1, "name": self.name,
+            "nodes": [{"id": n.id, "kind": n.kind, "attrs": copy.deepcopy(n.attrs),
+                       "pos": [float(n.pos[0]), float(n.pos[1])]} for n in self.nodes.values()],
+            "edges": [{"src": list(e.src), "dst": list(e.dst)} for e in self.edges],
+            "training": copy.deepcopy(self.training),
+        }
+
+    def load_dict(self, data: dict):
+        """Replace the whole content (data already validated by core.graphfile)."""
+        self.name = data.get("name", "untitled")
+        self.nodes = {n["id"]: NodeSpec(n["id"], n["kind"], dict(n.get("attrs", {})),
+                                        tuple(n.get("pos", (0.0, 0.0)))) for n in data["nodes"]}
+        self.edges = [Edge(tuple(e["src"]), tuple(e["dst"])) for e in data["edges"]]
+        self.training = copy.deepcopy(data.get("training", {}))
+        self._emit("reset")
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "GraphDocument":
+        doc = cls()
+        doc.load_dict(data)
+        return doc
