@@ -1,0 +1,88 @@
+"""`main.py plan`: compile the graph at a batch size and report schedule, fusion groups and
+the memory plan, as rich tables or JSON."""
+from __future__ import annotations
+
+import numpy as np
+
+from ..autodiff import gradients
+from ..compiler.shapes import nbytes
+from ..executor import Executor
+from ..graph import init_value
+
+
+def plan_report(doc, batch, checkpoint=None, inference=False) -> dict:
+    from .. import layers
+    built = layers.build(doc, training=not inference)
+    target = built.logits if inference else built.loss
+    params = [p for p in built.parameters if p.attrs.get("trainable", True)]
+    outputs = [target] if inference else [target, *gradients(target, params)]
+    options = {} if checkpoint in (None, "none") else {"checkpoint": checkpoint}
+    ex = Executor(outputs, **options)
+    ex.run(_zero_feed(built, batch))
+    report = {"graph": doc.name, "batch": batch, "mode": "inference" if inference else "training",
+              "checkpoint": checkpoint or "none", "memory": ex.memory_report()}
+    report.update(_tables(ex.plan))
+    return report
+
+
+def _zero_feed(built, batch):
+    """Values with the right shapes: planning needs shapes, and a step on zeros is cheap."""
+    rng = np.random.default_rng(0)
+    feed = {p: init_value(p, rng) for p in built.parameters}
+    for node in built.feeds.values():
+        shape = tuple(batch if d is None else d for d in node.attrs["shape"])
+        dtype = node.attrs.get("dtype") or "float32"
+        feed[node] = np.zeros(shape, dtype=dtype)
+    return feed
+
+
+def _tables(plan) -> dict:
+    try:
+        from ..compiler.report import plan_tables
+        return plan_tables(plan)
+    except ImportError:  # before the compiler's report module: per-node shapes and bytes
+        return {"schedule": [{"step": i, "node": n.name, "op": n.op,
+                              "shape": list(plan.shapes[n]),
+                              "bytes": nbytes(plan.shapes[n], plan.dtypes[n])}
+                             for i, n in enumerate(plan.schedule)]}
+
+
+def print_report(report):
+    from rich.console import Console
+    from rich.table import Table
+    console = Console()
+    for name, rows in report.items():
+        if isinstance(rows, list) and rows and isinstance(rows[0], dict):
+            table = Table(title=name, show_lines=False)
+            for col in rows[0]:
+                table.add_column(str(col), justify="right" if _numeric(rows[0][col]) else "left")
+            for row in rows:
+                table.add_row(*[_fmt(v) for v in row.values()])
+            console.print(table)
+    mem = report["memory"]
+    summary = Table(title=f"memory ({report['mode']}, batch {report['batch']}, "
+                          f"checkpoint {report['checkpoint']})")
+    for col in ("no sharing", "planned arena", "lower bound", "params", "feeds"):
+        summary.add_column(col, justify="right")
+    summary.add_row(*[_bytes(mem[k]) for k in ("naive_bytes", "planned_bytes", "lower_bound_bytes",
+                                               "param_bytes", "feed_bytes")])
+    console.print(summary)
+
+
+def _numeric(v):
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _fmt(v):
+    if isinstance(v, float):
+        return f"{v:.3g}"
+    if isinstance(v, (list, tuple)):
+        return "×".join(map(str, v)) if all(isinstance(x, int) for x in v) else ", ".join(map(str, v))
+    return str(v)
+
+
+def _bytes(n):
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(n) < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
