@@ -1,0 +1,145 @@
+"""End-to-end runs of the CLI in a subprocess, on the bundled examples."""
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from .conftest import EXAMPLES, ROOT, events, run_cli
+
+EXAMPLE_FILES = sorted(EXAMPLES.glob("*.loom.json"))
+
+
+@pytest.mark.parametrize("path", EXAMPLE_FILES, ids=lambda p: p.name)
+def test_check_accepts_every_example(path):
+    result = run_cli("check", path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "ok" in result.stdout
+
+
+def test_check_lists_problems_with_node_and_exit_1(tmp_path):
+    data = json.loads((EXAMPLES / "digits_mlp.loom.json").read_text())
+    loss = next(n for n in data["nodes"] if n["kind"] == "SoftmaxCrossEntropy")
+    data["edges"] = [e for e in data["edges"] if e["dst"][0] != loss["id"] or e["dst"][1] != "logits"]
+    bad = tmp_path / "bad.loom.json"
+    bad.write_text(json.dumps(data))
+    result = run_cli("check", bad)
+    assert result.returncode == 1
+    assert loss["id"] in result.stdout and "logits" in result.stdout
+
+
+def test_malformed_file_is_one_clear_line(tmp_path):
+    bad = tmp_path / "broken.loom.json"
+    bad.write_text('{"format": "loom.graph", "version": 1, "nodes": [')
+    result = run_cli("check", bad)
+    assert result.returncode == 2
+    assert "broken.loom.json" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_train_writes_metrics_checkpoint_and_summary(small_digits, tmp_path):
+    out = tmp_path / "run"
+    result = run_cli("train", small_digits, "--out", out, "--events", "-")
+    assert result.returncode == 0, result.stderr
+    evs = events(result.stdout)
+    kinds = [e["event"] for e in evs]
+    assert kinds.count("epoch") == 2 and kinds[-1] == "done"
+    step = next(e for e in evs if e["event"] == "step")
+    assert {"epoch", "step", "loss", "samples_per_s", "memory"} <= set(step)
+    assert step["memory"]["planned_bytes"] > 0
+    assert (out / "checkpoint.npz").exists()
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["status"] == "completed" and summary["val_accuracy"] > 0.5
+    lines = (out / "metrics.jsonl").read_text().splitlines()
+    assert len(lines) == kinds.count("step") + kinds.count("epoch")
+
+
+def test_same_file_and_seed_give_the_same_loss_curve(small_digits, tmp_path):
+    curves = []
+    for name in ("a", "b"):
+        result = run_cli("train", small_digits, "--out", tmp_path / name, "--events", "-",
+                         "--epochs", "1")
+        assert result.returncode == 0, result.stderr
+        curves.append([e["loss"] for e in events(result.stdout) if e["event"] == "step"])
+    assert curves[0] == curves[1]
+
+
+def test_sigint_saves_checkpoint_and_resume_continues(small_digits, tmp_path):
+    out = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, str(ROOT / "main.py"), "train", str(small_digits),
+                             "--out", str(out), "--events", "-", "--epochs", "40"],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    seen = []
+    for line in proc.stdout:  # wait until a whole epoch is done, then interrupt
+        seen.append(json.loads(line))
+        if seen[-1]["event"] == "epoch":
+            proc.send_signal(signal.SIGINT)
+            break
+    rest, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "--resume" in err
+    done = events(rest)[-1]
+    assert done["event"] == "done" and done["status"] == "stopped"
+    epochs_done = done["epochs"]
+    assert 1 <= epochs_done < 40
+    result = run_cli("train", small_digits, "--out", out, "--events", "-", "--epochs",
+                     epochs_done + 1, "--resume")
+    assert result.returncode == 0, result.stderr
+    resumed = [e for e in events(result.stdout) if e["event"] == "epoch"]
+    assert [e["epoch"] for e in resumed] == [epochs_done + 1]
+
+
+def test_resume_matches_an_uninterrupted_run(small_digits, tmp_path):
+    straight = run_cli("train", small_digits, "--out", tmp_path / "s", "--events", "-")
+    run_cli("train", small_digits, "--out", tmp_path / "r", "--epochs", "1")
+    resumed = run_cli("train", small_digits, "--out", tmp_path / "r", "--events", "-", "--resume")
+    last = lambda r: [e for e in events(r.stdout) if e["event"] == "epoch"][-1]  # noqa: E731
+    assert last(straight)["loss"] == pytest.approx(last(resumed)["loss"], rel=1e-6)
+
+
+def test_non_finite_loss_names_a_node_and_exits_3(small_digits, tmp_path):
+    result = run_cli("train", small_digits, "--out", tmp_path / "nan", "--events", "-",
+                     "--lr", "1e12", "--epochs", "1")
+    assert result.returncode == 3, result.stderr
+    error = [e for e in events(result.stdout) if e["event"] == "error"][0]
+    assert "NaN" in error["message"] and "node" in error["message"]
+
+
+def test_missing_dataset_is_a_clear_message(tmp_path):
+    data = json.loads((EXAMPLES / "digits_mlp.loom.json").read_text())
+    ds = next(n for n in data["nodes"] if n["kind"] == "Dataset")
+    ds["attrs"].update(name="npz", path=str(tmp_path / "nowhere.npz"))
+    path = tmp_path / "missing.loom.json"
+    path.write_text(json.dumps(data))
+    result = run_cli("train", path, "--out", tmp_path / "o")
+    assert result.returncode in (1, 2)
+    assert "nowhere.npz" in (result.stdout + result.stderr)
+    assert "Traceback" not in result.stderr
+
+
+def test_plan_prints_tables_and_json(tmp_path):
+    text = run_cli("plan", EXAMPLES / "digits_mlp.loom.json", "--batch", "32")
+    assert text.returncode == 0, text.stderr
+    assert "planned arena" in text.stdout
+    js = run_cli("plan", EXAMPLES / "digits_mlp.loom.json", "--batch", "32", "--json")
+    report = json.loads(js.stdout)
+    mem = report["memory"]
+    assert mem["lower_bound_bytes"] <= mem["planned_bytes"] <= mem["naive_bytes"]
+    assert mem["buffers"]
+
+
+def test_no_display_prints_headless_commands():
+    import os
+    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM")}
+    result = subprocess.run([sys.executable, str(ROOT / "main.py")], cwd=ROOT, env=env,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert "QT_QPA_PLATFORM=offscreen" in result.stderr and "main.py train" in result.stderr
+
+
+def test_checkpoint_holds_no_pickles(small_digits, tmp_path):
+    run_cli("train", small_digits, "--out", tmp_path / "o", "--epochs", "1")
+    with np.load(tmp_path / "o" / "checkpoint.npz", allow_pickle=False) as data:
+        assert any(k.startswith("param/") for k in data.files)
