@@ -6,12 +6,15 @@ import numpy as np
 from ..errors import FeedError, ShapeError
 
 
-def infer(order, source_values: dict):
+def infer(order, source_values: dict, shapes=None, dtypes=None):
     """Shapes and dtypes of every node. `source_values` maps placeholders and parameters to
     their arrays, or to anything with `.shape` and `.dtype` (see `ShapeSpec`): shape
     inference never reads values, so the editor runs it before any data exists."""
-    shapes, dtypes = {}, {}
+    shapes = {} if shapes is None else shapes  # known entries are kept (incremental use)
+    dtypes = {} if dtypes is None else dtypes
     for node in order:
+        if node in shapes:
+            continue
         if node.op in ("placeholder", "parameter"):
             shapes[node], dtypes[node] = _source_shape(node, source_values)
             continue

@@ -32,17 +32,65 @@ class AttrSpec:
 
     def check(self, value) -> str | None:
         """None if `value` is acceptable, else the reason (shown inline by the inspector)."""
-        ...
+        checker = _TYPE_CHECKS[self.type]
+        reason = checker(value, self)
+        if reason:
+            return f"{self.name}: {reason}"
+        return None
+
+
+def _number(kind):
+    def check(value, spec):
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if kind is int:
+            ok = ok and float(value).is_integer()
+        if not ok:
+            return f"expected {'an integer' if kind is int else 'a number'}, got {value!r}"
+        if spec.min is not None and value < spec.min:
+            return f"{value} is below the minimum {spec.min}"
+        if spec.max is not None and value > spec.max:
+            return f"{value} is above the maximum {spec.max}"
+        return None
+    return check
+
+
+def _ints(value, spec):
+    if not isinstance(value, (list, tuple)) or not all(
+            isinstance(v, int) and not isinstance(v, bool) for v in value):
+        return f"expected a list of integers, got {value!r}"
+    if spec.min is not None and any(v < spec.min and v != -1 for v in value):
+        return f"every entry must be at least {spec.min} (or -1)"
+    return None
+
+
+_TYPE_CHECKS = {
+    "int": _number(int),
+    "float": _number(float),
+    "bool": lambda v, s: None if isinstance(v, bool) else f"expected true or false, got {v!r}",
+    "choice": lambda v, s: None if v in s.choices else
+    f"{v!r} is not one of {', '.join(map(str, s.choices))}",
+    "str": lambda v, s: None if isinstance(v, str) else f"expected text, got {v!r}",
+    "ints": _ints,
+}
 
 
 @dataclass
 class BuildContext:
-    """What a build function may use: makes parameters with stable names and records them."""
+    """What a build function may use: input shapes, and parameters with stable names
+    (`<node id>.<name>`, which checkpoints key on)."""
     node_id: str
+    shape_of: Callable  # core Node -> shape tuple (inferred so far)
     training: bool = True
     seed: int = 0
     parameters: list = field(default_factory=list)  # core parameter nodes this layer created
-    state: dict = field(default_factory=dict)  # non-trained state, e.g. batch-norm running stats
+    state: list = field(default_factory=list)  # batch-norm statistics for the trainer
+
+    def param(self, name, shape, init="xavier", scale=None, trainable=True):
+        from ..graph import parameter
+        node = parameter(f"{self.node_id}.{name}", shape, init=init, scale=scale,
+                         trainable=trainable)
+        self.parameters.append(node)
+        return node
 
 
 @dataclass(frozen=True)

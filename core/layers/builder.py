@@ -1,0 +1,164 @@
+"""Turning a GraphDocument into core nodes (`build`) and checking it (`analyze`).
+
+Both walk the document in topological order (networkx) and build each node from its
+inputs; shapes are inferred incrementally so layers like Linear can size their parameters,
+and so the editor sees every output shape, parameter count and multiply-add count
+without running anything."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import networkx as nx
+
+from ..compiler.shapes import ShapeSpec, infer
+from ..errors import GraphError, LoomError, ShapeError
+from ..graph import topological_order
+from .base import LAYERS, BuildContext
+
+DISPLAY_BATCH = 9973  # a prime no layer uses as a size: shapes show it back as N
+
+
+@dataclass
+class Problem:
+    node_id: str | None
+    port: str | None
+    message: str
+
+    def __str__(self):
+        where = []
+        if self.node_id is not None:
+            where.append(f"node {self.node_id}")
+        if self.port is not None:
+            where.append(f"port {self.port}")
+        return f"{', '.join(where)}: {self.message}" if where else self.message
+
+
+@dataclass
+class NodeInfo:
+    out_shapes: dict  # port -> shape, batch shown as None
+    params: int
+    macs: int  # per sample
+
+
+@dataclass
+class Analysis:
+    nodes: dict = field(default_factory=dict)
+    problems: list = field(default_factory=list)
+
+    def problems_of(self, node_id):
+        return [p for p in self.problems if p.node_id == node_id]
+
+
+@dataclass
+class Built:
+    outputs: dict = field(default_factory=dict)  # (node id, port) -> core Node
+    feeds: dict = field(default_factory=dict)  # "images" / "labels" -> placeholder
+    dataset: dict | None = None
+    loss: object = None
+    logits: object = None
+    metrics: dict = field(default_factory=dict)
+    parameters: list = field(default_factory=list)
+    state: list = field(default_factory=list)
+    node_of: dict = field(default_factory=dict)  # core node name -> document node id
+
+
+class _Declared(dict):
+    """Shape specs of sources from their declared shapes, the batch axis set to `batch`."""
+
+    def __init__(self, batch):
+        super().__init__()
+        self.batch = batch
+
+    def __contains__(self, node):
+        return node.attrs.get("shape") is not None
+
+    def __missing__(self, node):
+        shape = tuple(self.batch if d is None else d for d in node.attrs["shape"])
+        spec = self[node] = ShapeSpec(shape, node.attrs.get("dtype") or "float32")
+        return spec
+
+
+def compatible(src_type: str, dst_type: str) -> bool:
+    return src_type == dst_type
+
+
+def doc_order(doc):
+    """Node ids in dependency order; raises GraphError naming the nodes of a cycle."""
+    g = nx.DiGraph()
+    g.add_nodes_from(doc.nodes)
+    g.add_edges_from((e.src[0], e.dst[0]) for e in doc.edges if e.src[0] in doc.nodes and e.dst[0] in doc.nodes)
+    try:
+        return list(nx.topological_sort(g))
+    except nx.NetworkXUnfeasible:
+        cycle = [u for u, _ in nx.find_cycle(g)]
+        raise GraphError(f"cycle through nodes {' -> '.join(cycle + cycle[:1])}") from None
+
+
+class _Walker:
+    """Shared by build and analyze: builds node by node, recording what each made."""
+
+    def __init__(self, doc, training, batch, seed):
+        self.doc, self.training, self.seed = doc, training, seed
+        self.specs = _Declared(batch)
+        self.shapes, self.dtypes = {}, {}
+        self.built = Built()
+        self.failed: set = set()
+
+    def shape_of(self, node):
+        infer(topological_order([node]), self.specs, self.shapes, self.dtypes)
+        return self.shapes[node]
+
+    def inputs_of(self, spec):
+        ins = {}
+        for port in LAYERS[spec.kind].inputs:
+            edge = self.doc.edge_into(spec.id, port.name)
+            if edge is not None and edge.src in self.built.outputs:
+                ins[port.name] = self.built.outputs[edge.src]
+        return ins
+
+    def build_node(self, spec):
+        kind = LAYERS[spec.kind]
+        attrs = {a.name: spec.attrs.get(a.name, a.default) for a in kind.attrs}
+        ctx = BuildContext(spec.id, self.shape_of, self.training, self.seed)
+        outs = kind.build(ctx, attrs, self.inputs_of(spec))
+        for port, node in outs.items():
+            self.shape_of(node)  # raises ShapeError here, attributed to this node
+            self.built.outputs[(spec.id, port)] = node
+        self._record(spec, kind, attrs, ctx, outs)
+        return ctx, outs, attrs
+
+    def _record(self, spec, kind, attrs, ctx, outs):
+        b = self.built
+        b.parameters.extend(ctx.parameters)
+        b.state.extend(ctx.state)
+        for node in topological_order(list(outs.values())):
+            b.node_of.setdefault(node.name, spec.id)
+        if spec.kind == "Dataset":
+            b.feeds = dict(outs)
+            b.dataset = dict(attrs)
+        for port in kind.outputs:
+            if port.type == "loss" and b.loss is None:
+                b.loss = outs[port.name]
+                b.logits = b.loss.inputs[0] if b.loss.inputs else None
+            elif port.type == "metric":
+                b.metrics[spec.id] = outs[port.name]
+
+
+def build(doc, training=True, batch=None, seed=0) -> Built:
+    """Core nodes for the whole document. Raises LoomError naming the first bad node."""
+    walker = _Walker(doc, training, batch or DISPLAY_BATCH, seed)
+    for node_id in doc_order(doc):
+        spec = doc.nodes[node_id]
+        if spec.kind not in LAYERS:
+            raise GraphError(f"node {node_id}: unknown kind {spec.kind!r}")
+        try:
+            walker.build_node(spec)
+        except (LoomError, KeyError) as exc:
+            raise GraphError(f"node {node_id} ({spec.kind}): {_message(exc)}") from None
+    return walker.built
+
+
+def _message(exc):
+    if isinstance(exc, KeyError):
+        return f"input {exc.args[0]!r} is not connected"
+    return str(exc)

@@ -1,0 +1,51 @@
+"""Sources of data: the Dataset node (images + labels) and a bare Input."""
+from __future__ import annotations
+
+import functools
+import json
+
+from ..data import DATASET_SPECS, dataset_names, load_dataset
+from ..graph import placeholder
+from .base import AttrSpec, LayerKind, Port, register
+
+# Bundled sets are known without loading them (the editor asks on every edit).
+KNOWN = {"digits": ((1, 8, 8), 10), "mnist_subset": ((1, 28, 28), 10), "mnist": ((1, 28, 28), 10)}
+
+
+@functools.lru_cache(maxsize=16)
+def _probe(spec_json):
+    ds = load_dataset(json.loads(spec_json))
+    return ds.sample_shape, ds.num_classes
+
+
+def dataset_signature(attrs) -> tuple:
+    """(sample shape, classes) of the dataset a node names, loading it only if needed."""
+    name = attrs.get("name", "digits")
+    if name in KNOWN and name != "mnist":
+        return KNOWN[name]
+    spec = {k: v for k, v in attrs.items() if k == "name" or k in DATASET_SPECS.get(name, {}).get("attrs", {})}
+    return _probe(json.dumps(spec, sort_keys=True))
+
+
+def _build_dataset(ctx, attrs, ins):
+    shape, _ = dataset_signature(attrs)
+    return {"images": placeholder("images", (None, *shape), dtype="float32"),
+            "labels": placeholder("labels", (None,), dtype="int64")}
+
+
+register(LayerKind(
+    "Dataset", "Data", (), (Port("images", "data"), Port("labels", "label")),
+    (AttrSpec("name", "choice", "digits", choices=tuple(dataset_names()),
+              help="which dataset: bundled digits / mnist_subset, a file, or a synthetic set"),
+     AttrSpec("path", "str", "", help="file or folder for mnist / npz / csv datasets")),
+    _build_dataset, help="Training data: a batch of images (N, C, H, W) and their labels (N,)"))
+
+
+def _build_input(ctx, attrs, ins):
+    return {"out": placeholder(ctx.node_id, (None, *attrs["shape"]), dtype="float32")}
+
+
+register(LayerKind(
+    "Input", "Data", (), (Port("out", "data"),),
+    (AttrSpec("shape", "ints", [784], min=1, help="shape of one sample (the batch is added)"),),
+    _build_input, help="A fed input of a given per-sample shape"))
