@@ -111,7 +111,8 @@ class Trainer:
     def run(self) -> dict:
         cfg = self.config
         start = time.perf_counter()
-        with _sigint_requests_stop(self):
+        # Overflow is reported once, as a NonFiniteLoss naming the node, not as numpy warnings.
+        with _sigint_requests_stop(self), np.errstate(over="ignore", invalid="ignore", divide="ignore"):
             while self.run_state.epoch < cfg["epochs"] and not self.stop_requested:
                 self._train_epoch(self.run_state.epoch)
         self.save_checkpoint()
@@ -241,6 +242,10 @@ class _sigint_requests_stop:
         self.trainer.stop_requested = True
 
     def __enter__(self):
+        import threading
+        if threading.current_thread() is not threading.main_thread():
+            self._old = {}  # signals can only be caught on the main thread
+            return
         self._old = {s: signal.signal(s, self._handler) for s in (signal.SIGINT, signal.SIGTERM)}
 
     def __exit__(self, *exc):

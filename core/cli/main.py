@@ -27,6 +27,7 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--events", help="'-' streams JSON events on stdout")
     t.add_argument("--seed", type=int)
     t.add_argument("--lr", type=float)
+    t.add_argument("--optimizer", choices=["sgd", "momentum", "nesterov", "adam"])
     t.add_argument("--batch-size", type=int, dest="batch_size")
     t.add_argument("--checkpoint", help="gradient checkpointing: none|sqrt|cheap|budget=BYTES")
     c = sub.add_parser("check", help="validate a graph file; exit 1 and list problems")
@@ -86,7 +87,7 @@ def cmd_train(args) -> int:
         return exitcodes.INVALID_GRAPH
     out = Path(args.out or Path("runs") / Path(args.file).name.split(".")[0])
     overrides = {k: getattr(args, k) for k in ("epochs", "backend", "seed", "lr", "batch_size",
-                                               "checkpoint")}
+                                               "checkpoint", "optimizer")}
     event_sinks = []
     trainer = Trainer(doc, out, overrides, on_event=lambda e: [s(e) for s in event_sinks])
     if args.resume:

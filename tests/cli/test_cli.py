@@ -101,7 +101,7 @@ def test_resume_matches_an_uninterrupted_run(small_digits, tmp_path):
 
 def test_non_finite_loss_names_a_node_and_exits_3(small_digits, tmp_path):
     result = run_cli("train", small_digits, "--out", tmp_path / "nan", "--events", "-",
-                     "--lr", "1e12", "--epochs", "1")
+                     "--optimizer", "sgd", "--lr", "1e30", "--epochs", "1")
     assert result.returncode == 3, result.stderr
     error = [e for e in events(result.stdout) if e["event"] == "error"][0]
     assert "NaN" in error["message"] and "node" in error["message"]
