@@ -4,5 +4,11 @@ import sys
 
 from core.cli import main
 
+
+def open_editor(path: str) -> int:
+    from app.main_window import run_editor  # Qt is imported only when the editor opens
+    return run_editor(path)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(open_editor=open_editor))

@@ -6,8 +6,6 @@ import ctypes.util
 import os
 import sys
 
-from . import exitcodes
-
 HEADLESS_HELP = """\
 Loom's editor needs a display, and none was found (no DISPLAY / WAYLAND_DISPLAY).
 Headless commands:
@@ -15,15 +13,6 @@ Headless commands:
   python main.py check FILE
   python main.py plan FILE [--batch N] [--json]
 To render the editor without a screen anyway: QT_QPA_PLATFORM=offscreen python main.py"""
-
-
-def launch(path: str) -> int:
-    problem = display_problem()
-    if problem:
-        print(problem, file=sys.stderr)
-        return exitcodes.BAD_INPUT
-    from app.main_window import run_editor
-    return run_editor(path)
 
 
 def display_problem() -> str | None:

@@ -41,11 +41,16 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv=None) -> int:
+def main(argv=None, open_editor=None) -> int:
+    """`open_editor(path) -> int` is supplied by main.py: core never imports the GUI."""
     args = parser().parse_args(argv)
     if args.command is None or args.command == "open":
-        from .gui import launch
-        return launch(getattr(args, "file", None) or str(EXAMPLE))
+        from .gui import display_problem
+        problem = display_problem()
+        if problem or open_editor is None:
+            print(problem or "the editor is not available from here", file=sys.stderr)
+            return exitcodes.BAD_INPUT
+        return open_editor(getattr(args, "file", None) or str(EXAMPLE))
     command = {"train": cmd_train, "check": cmd_check, "plan": cmd_plan}[args.command]
     try:
         return command(args)
