@@ -11,6 +11,10 @@ from .common import numel
 def analyze(doc, batch: int = 1) -> Analysis:
     result = Analysis()
     result.problems.extend(_edge_problems(doc))
+    if not any(p.type == "loss" for n in doc.nodes.values() if n.kind in LAYERS
+               for p in LAYERS[n.kind].outputs):
+        result.problems.append(Problem(None, None, "the graph has no loss node "
+                                       "(add SoftmaxCrossEntropy or MSELoss)"))
     try:
         order = doc_order(doc)
     except GraphError as exc:
@@ -19,10 +23,6 @@ def analyze(doc, batch: int = 1) -> Analysis:
     walker = _Walker(doc, training=False, batch=DISPLAY_BATCH, seed=0)
     for node_id in order:
         _analyze_node(walker, doc.nodes[node_id], result)
-    if not any(p.type == "loss" for n in doc.nodes.values() if n.kind in LAYERS
-               for p in LAYERS[n.kind].outputs):
-        result.problems.append(Problem(None, None, "the graph has no loss node "
-                                       "(add SoftmaxCrossEntropy or MSELoss)"))
     return result
 
 

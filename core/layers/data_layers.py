@@ -49,3 +49,14 @@ register(LayerKind(
     "Input", "Data", (), (Port("out", "data"),),
     (AttrSpec("shape", "ints", [784], min=1, help="shape of one sample (the batch is added)"),),
     _build_input, help="A fed input of a given per-sample shape"))
+
+
+def _build_parameter(ctx, attrs, ins):
+    return {"out": ctx.param("value", tuple(attrs["shape"]), init=attrs["init"])}
+
+
+register(LayerKind(
+    "Parameter", "Data", (), (Port("out", "data"),),
+    (AttrSpec("shape", "ints", [1], min=1, help="full shape (no batch axis)"),
+     AttrSpec("init", "choice", "xavier", choices=("xavier", "he", "normal", "uniform", "zeros", "ones"))),
+    _build_parameter, help="A trained tensor of a fixed shape, for wiring ops by hand (e.g. matmul)"))
