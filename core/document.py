@@ -76,6 +76,11 @@ class GraphDocument:
         self.nodes[node_id].attrs[name] = value
         self._emit("attr_changed", node=node_id, attr=name)
 
+    def unset_attr(self, node_id: str, name: str):
+        """Back to the kind's default (undo of setting an attribute the file did not have)."""
+        self.nodes[node_id].attrs.pop(name, None)
+        self._emit("attr_changed", node=node_id, attr=name)
+
     def move_node(self, node_id: str, pos):
         self.nodes[node_id].pos = (float(pos[0]), float(pos[1]))
         self._emit("node_moved", node=node_id)

@@ -1,0 +1,1 @@
+"""The node canvas: a QGraphicsScene that observes the document, and its view."""

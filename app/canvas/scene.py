@@ -1,0 +1,215 @@
+"""GraphScene: observes the GraphDocument (never edits it directly: edits go through undo
+commands), draws nodes and wires, runs the live analysis, and handles wire drags."""
+from __future__ import annotations
+
+import networkx as nx
+from PySide6.QtCore import QPointF, QTimer, Signal
+from PySide6.QtGui import QColor, QPen
+from PySide6.QtWidgets import QGraphicsScene
+
+from core.layers import LAYERS, analyze, compatible
+
+from .. import commands, style
+from .node_item import NodeItem, PortItem, human, shape_text
+from .wire_item import WireItem
+
+
+class GraphScene(QGraphicsScene):
+    wire_dropped_on_empty = Signal(object, QPointF)  # (PortItem it started from, scene pos)
+    analysis_updated = Signal(object)
+
+    def __init__(self, doc, undo_stack, parent=None):
+        super().__init__(parent)
+        self.doc, self.stack = doc, undo_stack
+        self.nodes: dict[str, NodeItem] = {}
+        self.wires: dict = {}  # Edge -> WireItem
+        self.analysis = None
+        self._drag = None  # (PortItem, temporary WireItem) during a wire drag
+        self._press_positions = {}
+        self._refresh = QTimer(self, singleShot=True, interval=0, timeout=self.refresh_analysis)
+        self.setBackgroundBrush(QColor(style.CANVAS_BG))
+        self.setSceneRect(-5000, -5000, 10000, 10000)
+        doc.subscribe(self.on_document_event)
+        self.rebuild()
+
+    # ---- observing the model ------------------------------------------------------------
+    def on_document_event(self, event, payload):
+        handler = getattr(self, f"_on_{event}", None)
+        if handler:
+            handler(**payload)
+        self._refresh.start()
+
+    def _on_node_added(self, node):
+        spec = self.doc.nodes[node]
+        kind = LAYERS.get(spec.kind) or _unknown_kind(spec.kind)
+        item = NodeItem(node, kind)
+        item.setPos(*spec.pos)
+        self.addItem(item)
+        self.nodes[node] = item
+
+    def _on_node_removed(self, node):
+        self.removeItem(self.nodes.pop(node))
+
+    def _on_node_moved(self, node):
+        item = self.nodes[node]
+        pos = self.doc.nodes[node].pos
+        if (item.pos().x(), item.pos().y()) != tuple(pos):
+            item.setPos(*pos)
+
+    def _on_edge_added(self, edge):
+        src = self.nodes[edge.src[0]].outputs.get(edge.src[1])
+        wire = WireItem(edge, src.port.type if src else "data")
+        self.addItem(wire)
+        self.wires[edge] = wire
+        self._route(wire)
+
+    def _on_edge_removed(self, edge):
+        self.removeItem(self.wires.pop(edge))
+
+    def _on_reset(self):
+        self.rebuild()
+
+    def rebuild(self):
+        for item in list(self.nodes.values()) + list(self.wires.values()):
+            self.removeItem(item)
+        self.nodes.clear()
+        self.wires.clear()
+        for node in self.doc.nodes:
+            self._on_node_added(node)
+        for edge in self.doc.edges:
+            self._on_edge_added(edge)
+        self.refresh_analysis()
+
+    # ---- geometry --------------------------------------------------------------------------
+    def port_item(self, key, is_input) -> PortItem | None:
+        node = self.nodes.get(key[0])
+        if node is None:
+            return None
+        return (node.inputs if is_input else node.outputs).get(key[1])
+
+    def _route(self, wire):
+        a, b = self.port_item(wire.edge.src, False), self.port_item(wire.edge.dst, True)
+        if a is not None and b is not None:
+            wire.connect_points(a.scene_anchor(), b.scene_anchor())
+
+    def node_geometry_changed(self, item):
+        for edge, wire in self.wires.items():
+            if item.node_id in (edge.src[0], edge.dst[0]):
+                self._route(wire)
+
+    # ---- live analysis ---------------------------------------------------------------------
+    def refresh_analysis(self):
+        self.analysis = analyze(self.doc)
+        for node_id, item in self.nodes.items():
+            info = self.analysis.nodes.get(node_id)
+            lines = []
+            if info is not None:
+                lines = [f"{port}: {shape_text(s)}" if len(info.out_shapes) > 1 else shape_text(s)
+                         for port, s in info.out_shapes.items()]
+                if info.params or info.macs:
+                    lines.append(f"{human(info.params)} params · {human(info.macs)} MACs")
+            item.set_info(lines, [str(p) for p in self.analysis.problems_of(node_id)])
+        self.analysis_updated.emit(self.analysis)
+
+    # ---- wire drags ------------------------------------------------------------------------
+    def can_connect(self, a: PortItem, b: PortItem) -> bool:
+        if a.is_input == b.is_input or a.node_item is b.node_item:
+            return False
+        out, inp = (b, a) if a.is_input else (a, b)
+        if not compatible(out.port.type, inp.port.type):
+            return False
+        return not self._would_cycle(out.node_item.node_id, inp.node_item.node_id)
+
+    def _would_cycle(self, src, dst):
+        g = nx.DiGraph((e.src[0], e.dst[0]) for e in self.doc.edges)
+        return src == dst or (dst in g and src in g and nx.has_path(g, dst, src))
+
+    def connect_ports(self, a: PortItem, b: PortItem) -> bool:
+        """Push the AddEdge command for a drag from a to b; False (nothing pushed) if refused."""
+        if not self.can_connect(a, b):
+            return False
+        out, inp = (b, a) if a.is_input else (a, b)
+        self.stack.push(commands.AddEdge(self.doc, out.key, inp.key))
+        return True
+
+    def _all_ports(self):
+        for node in self.nodes.values():
+            yield from node.inputs.values()
+            yield from node.outputs.values()
+
+    def _port_at(self, pos):
+        for item in self.items(pos):
+            if isinstance(item, PortItem):
+                return item
+        return None
+
+    def mousePressEvent(self, event):
+        port = self._port_at(event.scenePos())
+        if port is not None and event.button().name == "LeftButton":
+            wire = WireItem(None, port.port.type)
+            wire.setPen(QPen(wire.pen().color(), 2, style_dash()))
+            self.addItem(wire)
+            self._drag = (port, wire)
+            for other in self._all_ports():
+                if other is not port:
+                    other.set_state("compatible" if self.can_connect(port, other) else "refused")
+            event.accept()
+            return
+        self._press_positions = {n: (i.pos().x(), i.pos().y()) for n, i in self.nodes.items()}
+        super().mousePressEvent(event)
+
+    def mouseMoveEvent(self, event):
+        if self._drag:
+            port, wire = self._drag
+            a, b = port.scene_anchor(), event.scenePos()
+            wire.connect_points(b, a) if port.is_input else wire.connect_points(a, b)
+            return
+        super().mouseMoveEvent(event)
+
+    def mouseReleaseEvent(self, event):
+        if self._drag:
+            self._finish_wire_drag(event.scenePos())
+            return
+        super().mouseReleaseEvent(event)
+        self._push_moves()
+
+    def _finish_wire_drag(self, pos):
+        port, wire = self._drag
+        self._drag = None
+        self.removeItem(wire)
+        for other in self._all_ports():
+            other.set_state("normal")
+        target = self._port_at(pos)
+        if target is None:
+            self.wire_dropped_on_empty.emit(port, pos)
+        elif target is not port:
+            self.connect_ports(port, target)
+
+    def _push_moves(self):
+        moves = {}
+        for node_id, item in self.nodes.items():
+            old = self._press_positions.get(node_id)
+            new = (item.pos().x(), item.pos().y())
+            if old is not None and old != new:
+                moves[node_id] = (old, new)
+        self._press_positions = {}
+        if moves:
+            self.stack.push(commands.MoveNodes(self.doc, moves))
+
+    def selected_node_ids(self):
+        return [i.node_id for i in self.selectedItems() if isinstance(i, NodeItem)]
+
+    def select_node(self, node_id):
+        self.clearSelection()
+        if node_id in self.nodes:
+            self.nodes[node_id].setSelected(True)
+
+
+def style_dash():
+    from PySide6.QtCore import Qt
+    return Qt.DashLine
+
+
+def _unknown_kind(name):
+    from core.layers import LayerKind
+    return LayerKind(name, "Ops", (), (), (), lambda *a: {}, help="unknown kind")

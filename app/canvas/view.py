@@ -1,0 +1,99 @@
+"""GraphView: zoom at the cursor, middle-drag pan, rubber-band selection, framing, and
+drops from the palette (each drop pushes one AddNode command)."""
+from __future__ import annotations
+
+from PySide6.QtCore import QPointF, QRectF, Qt, Signal
+from PySide6.QtGui import QColor, QPainter, QPen
+from PySide6.QtWidgets import QGraphicsView
+
+from .. import style
+
+KIND_MIME = "application/x-loom-kind"
+
+
+class GraphView(QGraphicsView):
+    kind_dropped = Signal(str, QPointF)  # kind name, scene position
+
+    def __init__(self, scene, parent=None):
+        super().__init__(scene, parent)
+        self.setRenderHints(QPainter.Antialiasing | QPainter.TextAntialiasing)
+        self.setDragMode(QGraphicsView.RubberBandDrag)
+        self.setTransformationAnchor(QGraphicsView.AnchorUnderMouse)
+        self.setViewportUpdateMode(QGraphicsView.BoundingRectViewportUpdate)
+        self.setAcceptDrops(True)
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
+        self.setVerticalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
+        self._pan_from = None
+
+    # ---- zoom and pan -------------------------------------------------------------------
+    def wheelEvent(self, event):
+        factor = 1.15 if event.angleDelta().y() > 0 else 1 / 1.15
+        zoom = self.transform().m11() * factor
+        if 0.1 < zoom < 4.0:
+            self.scale(factor, factor)  # AnchorUnderMouse keeps the point under the cursor
+
+    def mousePressEvent(self, event):
+        if event.button() == Qt.MiddleButton:
+            self._pan_from = event.position()
+            self.setCursor(Qt.ClosedHandCursor)
+            return
+        super().mousePressEvent(event)
+
+    def mouseMoveEvent(self, event):
+        if self._pan_from is not None:
+            delta = event.position() - self._pan_from
+            self._pan_from = event.position()
+            self.horizontalScrollBar().setValue(self.horizontalScrollBar().value() - int(delta.x()))
+            self.verticalScrollBar().setValue(self.verticalScrollBar().value() - int(delta.y()))
+            return
+        super().mouseMoveEvent(event)
+
+    def mouseReleaseEvent(self, event):
+        if event.button() == Qt.MiddleButton and self._pan_from is not None:
+            self._pan_from = None
+            self.unsetCursor()
+            return
+        super().mouseReleaseEvent(event)
+
+    def frame(self, items):
+        rect = QRectF()
+        for item in items:
+            rect = rect.united(item.sceneBoundingRect())
+        if not rect.isNull():
+            self.fitInView(rect.adjusted(-60, -60, 60, 60), Qt.KeepAspectRatio)
+            if self.transform().m11() > 1.2:  # never blow a single node up
+                self.resetTransform()
+                self.centerOn(rect.center())
+
+    def frame_selection(self):
+        self.frame(self.scene().selectedItems() or self.scene().nodes.values())
+
+    def frame_all(self):
+        self.frame(self.scene().nodes.values())
+
+    # ---- background grid ----------------------------------------------------------------------
+    def drawBackground(self, painter, rect):
+        super().drawBackground(painter, rect)
+        painter.setPen(QPen(QColor(style.GRID), 1))
+        step = 40
+        left, top = int(rect.left()) - int(rect.left()) % step, int(rect.top()) - int(rect.top()) % step
+        for x in range(left, int(rect.right()) + 1, step):
+            painter.drawLine(x, int(rect.top()), x, int(rect.bottom()))
+        for y in range(top, int(rect.bottom()) + 1, step):
+            painter.drawLine(int(rect.left()), y, int(rect.right()), y)
+
+    # ---- drops from the palette ----------------------------------------------------------------
+    def dragEnterEvent(self, event):
+        if event.mimeData().hasFormat(KIND_MIME):
+            event.acceptProposedAction()
+        else:
+            super().dragEnterEvent(event)
+
+    dragMoveEvent = dragEnterEvent
+
+    def dropEvent(self, event):
+        if not event.mimeData().hasFormat(KIND_MIME):
+            return super().dropEvent(event)
+        kind = bytes(event.mimeData().data(KIND_MIME)).decode()
+        self.kind_dropped.emit(kind, self.mapToScene(event.position().toPoint()))
+        event.acceptProposedAction()

@@ -1,0 +1,53 @@
+"""Copy / paste of node selections as JSON on the system clipboard (with internal edges)."""
+from __future__ import annotations
+
+import copy
+import json
+
+from PySide6.QtWidgets import QApplication
+
+from . import commands
+
+MIME_PREFIX = "loom-nodes:"
+
+
+def copy_nodes(doc, node_ids):
+    ids = set(node_ids)
+    data = {"nodes": [{"kind": doc.nodes[n].kind, "attrs": copy.deepcopy(doc.nodes[n].attrs),
+                       "pos": list(doc.nodes[n].pos), "id": n} for n in node_ids],
+            "edges": [{"src": list(e.src), "dst": list(e.dst)} for e in doc.edges
+                      if e.src[0] in ids and e.dst[0] in ids]}
+    QApplication.clipboard().setText(MIME_PREFIX + json.dumps(data))
+
+
+def paste_commands(doc, offset=(40.0, 40.0)):
+    """Commands that add the clipboard's nodes (fresh ids, shifted) and their edges."""
+    text = QApplication.clipboard().text()
+    if not text.startswith(MIME_PREFIX):
+        return [], []
+    data = json.loads(text[len(MIME_PREFIX):])
+    taken, renamed, cmds = set(doc.nodes), {}, []
+    for n in data["nodes"]:
+        new_id = _fresh_id(n["kind"], taken)
+        taken.add(new_id)
+        renamed[n["id"]] = new_id
+        pos = (n["pos"][0] + offset[0], n["pos"][1] + offset[1])
+        cmds.append(commands.AddNode(doc, n["kind"], n["attrs"], pos, new_id))
+    for e in data["edges"]:
+        cmds.append(_LazyEdge(doc, (renamed[e["src"][0]], e["src"][1]), (renamed[e["dst"][0]], e["dst"][1])))
+    return cmds, list(renamed.values())
+
+
+def _fresh_id(kind, taken):
+    i = 1
+    while f"{kind.lower()}{i}" in taken:
+        i += 1
+    return f"{kind.lower()}{i}"
+
+
+class _LazyEdge(commands.AddEdge):
+    """AddEdge whose 'replaced' edge is looked up when first run (the nodes are new)."""
+
+    def __init__(self, doc, src, dst):
+        commands.QUndoCommand.__init__(self, f"Connect {src[0]} → {dst[0]}")
+        self.doc, self.edge, self.replaced = doc, commands.Edge(tuple(src), tuple(dst)), None

@@ -1,0 +1,125 @@
+"""The inspector: a form generated from the selected node's attribute specs. A value is
+parsed and checked by `AttrSpec.check`; a bad one is refused inline with the reason, a good
+one becomes a SetAttr command."""
+from __future__ import annotations
+
+from PySide6.QtWidgets import (QCheckBox, QComboBox, QFormLayout, QLabel, QLineEdit,
+                               QVBoxLayout, QWidget)
+
+from core.layers import LAYERS
+
+from . import commands
+
+
+def parse(spec, text: str):
+    """Text from a line edit -> the attribute's python value (ValueError if it can't be)."""
+    text = text.strip()
+    if spec.type == "int":
+        return int(text)
+    if spec.type == "float":
+        return float(text)
+    if spec.type == "ints":
+        return [int(t) for t in text.replace("(", "").replace(")", "").replace(" ", "").split(",") if t]
+    return text
+
+
+def show(value) -> str:
+    if isinstance(value, (list, tuple)):
+        return ", ".join(map(str, value))
+    return str(value)
+
+
+class Inspector(QWidget):
+    def __init__(self, doc, stack, parent=None):
+        super().__init__(parent)
+        self.doc, self.stack = doc, stack
+        self.node_id = None
+        self.editors, self.errors = {}, {}
+        self.title = QLabel("Select a node to edit its attributes")
+        self.title.setWordWrap(True)
+        self.form = QFormLayout()
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.title)
+        layout.addLayout(self.form)
+        layout.addStretch(1)
+        doc.subscribe(self._on_event)
+
+    def show_node(self, node_id):
+        self.node_id = node_id if node_id in self.doc.nodes else None
+        while self.form.rowCount():
+            self.form.removeRow(0)
+        self.editors, self.errors = {}, {}
+        if self.node_id is None:
+            self.title.setText("Select a node to edit its attributes")
+            return
+        spec = self.doc.nodes[self.node_id]
+        kind = LAYERS.get(spec.kind)
+        self.title.setText(f"<b>{spec.kind}</b> · {spec.id}<br><i>{kind.help if kind else 'unknown kind'}</i>")
+        for attr in (kind.attrs if kind else ()):
+            self._add_row(attr, spec.attrs.get(attr.name, attr.default))
+
+    def _add_row(self, attr, value):
+        editor = self._editor(attr, value)
+        editor.setToolTip(attr.help)
+        error = QLabel("")
+        error.setObjectName("error")
+        error.setWordWrap(True)
+        error.hide()
+        box = QWidget()
+        col = QVBoxLayout(box)
+        col.setContentsMargins(0, 0, 0, 0)
+        col.addWidget(editor)
+        col.addWidget(error)
+        self.form.addRow(attr.name, box)
+        self.editors[attr.name], self.errors[attr.name] = editor, error
+
+    def _editor(self, attr, value):
+        if attr.type == "bool":
+            w = QCheckBox()
+            w.setChecked(bool(value))
+            w.toggled.connect(lambda v, a=attr: self.commit(a.name, v))
+        elif attr.type == "choice":
+            w = QComboBox()
+            w.addItems([str(c) for c in attr.choices])
+            w.setCurrentText(str(value))
+            w.currentTextChanged.connect(lambda v, a=attr: self.commit(a.name, v))
+        else:
+            w = QLineEdit(show(value))
+            w.editingFinished.connect(lambda a=attr, e=w: self.commit_text(a.name, e.text()))
+        return w
+
+    def spec_of(self, name):
+        kind = LAYERS[self.doc.nodes[self.node_id].kind]
+        return next(a for a in kind.attrs if a.name == name)
+
+    def commit_text(self, name, text):
+        spec = self.spec_of(name)
+        try:
+            value = parse(spec, text)
+        except ValueError:
+            return self._refuse(name, f"{name}: {text!r} is not a valid {spec.type}")
+        return self.commit(name, value)
+
+    def commit(self, name, value) -> bool:
+        """Check and push; returns False (and shows why) when the value is refused."""
+        reason = self.spec_of(name).check(value)
+        if reason:
+            return self._refuse(name, reason)
+        self.errors[name].hide()
+        if self.doc.nodes[self.node_id].attrs.get(name) != value:
+            self.stack.push(commands.SetAttr(self.doc, self.node_id, name, value))
+        return True
+
+    def _refuse(self, name, reason):
+        self.errors[name].setText(reason)
+        self.errors[name].show()
+        return False
+
+    def _on_event(self, event, payload):
+        if event == "attr_changed" and payload["node"] == self.node_id:
+            editor = self.editors.get(payload["attr"])
+            value = self.doc.nodes[self.node_id].attrs.get(payload["attr"])
+            if isinstance(editor, QLineEdit) and value is not None:
+                editor.setText(show(value))
+        elif event in ("node_removed", "reset") and (payload.get("node") == self.node_id or event == "reset"):
+            self.show_node(None)

@@ -1,0 +1,333 @@
+"""The editor window: canvas in the middle, palette, inspector and undo history in docks,
+menus and toolbar, title with an unsaved marker, autosave and crash recovery."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from PySide6.QtCore import QPointF, QSettings, Qt
+from PySide6.QtGui import QAction, QCursor, QKeySequence, QUndoStack
+from PySide6.QtWidgets import (QApplication, QDockWidget, QFileDialog, QMainWindow, QMessageBox,
+                               QUndoView)
+
+from core import graphfile
+from core.document import GraphDocument
+
+from . import clipboard, commands, style
+from .autosave import Autosave
+from .canvas.scene import GraphScene
+from .canvas.view import GraphView
+from .inspector import Inspector
+from .layout import layered_positions
+from .palette import Palette
+from .search_popup import SearchPopup, kinds_accepting
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES = ROOT / "resources" / "examples"
+DEFAULT_EXAMPLE = EXAMPLES / "digits_mlp.loom.json"
+FILTER = "Loom graphs (*.loom.json);;All files (*)"
+
+
+def _ask_yes_no(parent, title, text):
+    return QMessageBox.question(parent, title, text) == QMessageBox.Yes
+
+
+class MainWindow(QMainWindow):
+    def __init__(self, path=None, recovery_dir=None, ask=_ask_yes_no, settings=None):
+        super().__init__()
+        self.ask = ask  # injectable so tests answer dialogs
+        self.settings = settings or QSettings("Loom", "Loom")
+        self.document = GraphDocument()
+        self.undo_stack = QUndoStack(self)
+        self.current_path: str | None = None
+        self.scene = GraphScene(self.document, self.undo_stack, self)
+        self.view = GraphView(self.scene)
+        self.setCentralWidget(self.view)
+        self.palette = Palette()
+        self.inspector = Inspector(self.document, self.undo_stack)
+        self.add_dock(self.palette, "Nodes", Qt.LeftDockWidgetArea)
+        self.add_dock(self.inspector, "Inspector", Qt.RightDockWidgetArea)
+        self.add_dock(QUndoView(self.undo_stack), "History", Qt.RightDockWidgetArea)
+        self._make_actions()
+        self._connect()
+        self.setStyleSheet(style.stylesheet())
+        self.resize(1400, 860)
+        self.autosave = Autosave(self, recovery_dir)
+        if not self._offer_recovery():
+            self.open_path(path or DEFAULT_EXAMPLE, remember=path is not None)
+        self._install_run_panel()
+
+    # ---- construction --------------------------------------------------------------------
+    def add_dock(self, widget, title, area=Qt.RightDockWidgetArea):
+        dock = QDockWidget(title, self)
+        dock.setObjectName(title)
+        dock.setWidget(widget)
+        self.addDockWidget(area, dock)
+        return dock
+
+    def _action(self, text, slot, shortcut=None, menu=None):
+        action = QAction(text, self)
+        if shortcut:
+            action.setShortcut(QKeySequence(shortcut))
+        action.triggered.connect(slot)
+        self.addAction(action)
+        if menu is not None:
+            menu.addAction(action)
+        return action
+
+    def _make_actions(self):
+        bar = self.menuBar()
+        file_menu, edit_menu, view_menu = bar.addMenu("&File"), bar.addMenu("&Edit"), bar.addMenu("&View")
+        run_menu = bar.addMenu("&Run")
+        a = self._action
+        self.new_action = a("New", self.new, QKeySequence.New, file_menu)
+        self.open_action = a("Open…", self.open_dialog, QKeySequence.Open, file_menu)
+        examples = file_menu.addMenu("Open Example")
+        for path in sorted(EXAMPLES.glob("*.loom.json")):
+            a(path.name.split(".")[0], lambda _=False, p=path: self.open_path(p, remember=False), None, examples)
+        self.recent_menu = file_menu.addMenu("Recent Files")
+        self.save_action = a("Save", self.save, QKeySequence.Save, file_menu)
+        self.save_as_action = a("Save As…", self.save_as, QKeySequence.SaveAs, file_menu)
+        self.undo_action = self.undo_stack.createUndoAction(self, "Undo")
+        self.undo_action.setShortcut(QKeySequence.Undo)
+        self.redo_action = self.undo_stack.createRedoAction(self, "Redo")
+        self.redo_action.setShortcut(QKeySequence.Redo)
+        edit_menu.addActions([self.undo_action, self.redo_action])
+        edit_menu.addSeparator()
+        self.delete_action = a("Delete", self.delete_selection, QKeySequence.Delete, edit_menu)
+        self.copy_action = a("Copy", self.copy_selection, QKeySequence.Copy, edit_menu)
+        self.cut_action = a("Cut", self.cut_selection, QKeySequence.Cut, edit_menu)
+        self.paste_action = a("Paste", self.paste, QKeySequence.Paste, edit_menu)
+        self.duplicate_action = a("Duplicate", self.duplicate, "Ctrl+D", edit_menu)
+        self.add_node_action = a("Add Node…", self.open_search_at_cursor, "Tab", edit_menu)
+        self.frame_action = a("Frame Selection", self.view.frame_selection, "F", view_menu)
+        self.frame_all_action = a("Frame All", self.view.frame_all, "Home", view_menu)
+        self.layout_action = a("Auto Layout", self.auto_layout, "L", view_menu)
+        self.train_action = QAction("Train", self)
+        self.train_action.setShortcut(QKeySequence("Ctrl+R"))
+        run_menu.addAction(self.train_action)
+        toolbar = self.addToolBar("Main")
+        toolbar.setObjectName("main toolbar")
+        for act in (self.new_action, self.open_action, self.save_action, self.undo_action,
+                    self.redo_action, self.layout_action, self.train_action):
+            toolbar.addAction(act)
+        self._refresh_recent()
+
+    def _connect(self):
+        self.undo_stack.cleanChanged.connect(self._update_title)
+        self.undo_stack.indexChanged.connect(self._update_title)
+        self.scene.selectionChanged.connect(self._selection_changed)
+        self.scene.analysis_updated.connect(self._show_analysis)
+        self.scene.wire_dropped_on_empty.connect(self.open_search_for_wire)
+        self.view.kind_dropped.connect(self.add_node)
+
+    def _install_run_panel(self):
+        try:
+            from . import run_panel
+        except ImportError:
+            return
+        run_panel.install(self)
+
+    # ---- files ------------------------------------------------------------------------------
+    def open_path(self, path, remember=True):
+        try:
+            doc = graphfile.load(path)
+        except graphfile.GraphFileError as exc:
+            QMessageBox.warning(self, "Cannot open graph", str(exc)) if self.isVisible() else None
+            self.statusBar().showMessage(str(exc))
+            return False
+        self._replace_document(doc.to_dict())
+        self.current_path = str(path) if remember else None
+        if remember:
+            self._remember(path)
+        self._update_title()
+        self.view.frame_all()
+        return True
+
+    def _replace_document(self, data):
+        self.document.load_dict(data)
+        self.undo_stack.clear()
+        self.undo_stack.setClean()
+
+    def new(self):
+        if self.confirm_discard():
+            self._replace_document(GraphDocument("untitled").to_dict())
+            self.current_path = None
+            self._update_title()
+
+    def open_dialog(self):
+        if not self.confirm_discard():
+            return
+        path, _ = QFileDialog.getOpenFileName(self, "Open graph", str(Path.cwd()), FILTER)
+        if path:
+            self.open_path(path)
+
+    def save(self):
+        if self.current_path is None:
+            return self.save_as()
+        return self.save_to(self.current_path)
+
+    def save_as(self):
+        path, _ = QFileDialog.getSaveFileName(self, "Save graph", f"{self.document.name}.loom.json", FILTER)
+        return self.save_to(path) if path else False
+
+    def save_to(self, path):
+        if not str(path).endswith(".json"):
+            path = f"{path}.loom.json"
+        if self.current_path is None or Path(path).name != Path(self.current_path).name:
+            self.document.name = Path(path).name.split(".")[0]
+        graphfile.save(self.document, path)
+        self.current_path = str(path)
+        self.undo_stack.setClean()
+        self.autosave.discard()
+        self._remember(path)
+        self._update_title()
+        self.statusBar().showMessage(f"Saved {path}", 4000)
+        return True
+
+    def _remember(self, path):
+        recent = [str(Path(path).resolve())] + [p for p in self.settings.value("recent", [], list)
+                                                if p != str(Path(path).resolve())]
+        self.settings.setValue("recent", recent[:8])
+        self._refresh_recent()
+
+    def _refresh_recent(self):
+        self.recent_menu.clear()
+        for p in self.settings.value("recent", [], list) or []:
+            self._action(p, lambda _=False, p=p: self.confirm_discard() and self.open_path(p),
+                         None, self.recent_menu)
+
+    def confirm_discard(self):
+        if self.undo_stack.isClean():
+            return True
+        return self.ask(self, "Unsaved changes", "Discard the unsaved changes to this graph?")
+
+    def closeEvent(self, event):
+        if self.confirm_discard():
+            self.autosave.discard()
+            event.accept()
+        else:
+            event.ignore()
+
+    def _offer_recovery(self):
+        pending = self.autosave.pending()
+        if pending is None:
+            return False
+        doc, original = pending
+        if self.ask(self, "Restore unsaved work?", "Loom closed without saving. Restore the graph "
+                    "you were editing?"):
+            self._replace_document(doc.to_dict())
+            self.current_path = original
+            self.undo_stack.resetClean()  # restored work is unsaved until saved
+            self._update_title()
+            return True
+        self.autosave.discard()
+        return False
+
+    def _update_title(self, *_):
+        name = Path(self.current_path).name if self.current_path else f"{self.document.name} (unsaved)"
+        self.setWindowTitle(f"{name}{'' if self.undo_stack.isClean() else ' *'} — Loom")
+        self.setWindowModified(not self.undo_stack.isClean())
+
+    # ---- editing ----------------------------------------------------------------------------
+    def add_node(self, kind, pos: QPointF):
+        cmd = commands.AddNode(self.document, kind, {}, (pos.x(), pos.y()))
+        self.undo_stack.push(cmd)
+        self.scene.select_node(cmd.node_id)
+        return cmd.node_id
+
+    def delete_selection(self):
+        ids = self.scene.selected_node_ids()
+        if ids:
+            self.undo_stack.push(commands.RemoveNodes(self.document, ids))
+
+    def copy_selection(self):
+        ids = self.scene.selected_node_ids()
+        if ids:
+            clipboard.copy_nodes(self.document, ids)
+
+    def cut_selection(self):
+        self.copy_selection()
+        self.delete_selection()
+
+    def paste(self):
+        cmds, new_ids = clipboard.paste_commands(self.document)
+        if cmds:
+            commands.macro(self.undo_stack, f"Paste {len(new_ids)} nodes", cmds)
+            self.scene.clearSelection()
+            for n in new_ids:
+                self.scene.nodes[n].setSelected(True)
+
+    def duplicate(self):
+        self.copy_selection()
+        self.paste()
+
+    def auto_layout(self):
+        positions = layered_positions(self.document)
+        moves = {n: (self.document.nodes[n].pos, p) for n, p in positions.items()
+                 if tuple(self.document.nodes[n].pos) != p}
+        if moves:
+            self.undo_stack.push(commands.MoveNodes(self.document, moves, "Lay out"))
+        self.view.frame_all()
+
+    def open_search_at_cursor(self):
+        pos = self.view.mapToScene(self.view.mapFromGlobal(QCursor.pos()))
+        popup = SearchPopup(parent=self)
+        popup.chosen.connect(lambda kind: self.add_node(kind, pos))
+        self._show_popup(popup)
+
+    def open_search_for_wire(self, port_item, scene_pos):
+        """A wire dropped on empty canvas: offer kinds that fit, add one and connect it."""
+        popup = SearchPopup(kinds_accepting(port_item.port.type, as_input=not port_item.is_input), self)
+        popup.chosen.connect(lambda kind: self.add_connected(kind, port_item.key, port_item.is_input, scene_pos))
+        self._show_popup(popup)
+        self.last_popup = popup
+
+    def add_connected(self, kind, port_key, from_input, scene_pos):
+        from core.layers import LAYERS, compatible
+        src_item = self.scene.port_item(port_key, from_input)
+        add = commands.AddNode(self.document, kind, {}, (scene_pos.x(), scene_pos.y()))
+        ports = LAYERS[kind].outputs if from_input else LAYERS[kind].inputs
+        port = next(p for p in ports if (compatible(p.type, src_item.port.type) if from_input
+                                         else compatible(src_item.port.type, p.type)))
+        new_key = (add.node_id, port.name)
+        edge = commands.AddEdge(self.document, new_key, port_key) if from_input else \
+            commands.AddEdge(self.document, port_key, new_key)
+        commands.macro(self.undo_stack, f"Add connected {kind}", [add, edge])
+        return add.node_id
+
+    def _show_popup(self, popup):
+        popup.move(QCursor.pos())
+        popup.show()
+        popup.edit.setFocus()
+
+    # ---- views of the model --------------------------------------------------------------------
+    def _selection_changed(self):
+        ids = self.scene.selected_node_ids()
+        self.inspector.show_node(ids[0] if len(ids) == 1 else None)
+
+    def _show_analysis(self, analysis):
+        params = sum(i.params for i in analysis.nodes.values())
+        macs = sum(i.macs for i in analysis.nodes.values())
+        problems = len(analysis.problems)
+        text = (f"{len(self.document.nodes)} nodes · {params:,} parameters · {macs:,} MACs/sample · "
+                + (f"{problems} problem{'s' * (problems != 1)}" if problems else "valid"))
+        self.statusBar().showMessage(text)
+
+    def select_node(self, node_id):
+        self.scene.select_node(node_id)
+        if node_id in self.scene.nodes:
+            self.view.centerOn(self.scene.nodes[node_id])
+
+    def set_node_heat(self, heat: dict):
+        for node_id, item in self.scene.nodes.items():
+            item.set_heat(heat.get(node_id))
+
+
+def run_editor(path=None) -> int:
+    app = QApplication.instance() or QApplication(sys.argv)
+    app.setApplicationName("Loom")
+    app.setOrganizationName("Loom")
+    window = MainWindow(path)
+    window.show()
+    return app.exec()

@@ -1,0 +1,78 @@
+"""The palette: node kinds grouped by category (from the layer table) with a search box;
+items are dragged onto the canvas."""
+from __future__ import annotations
+
+from PySide6.QtCore import QMimeData, Qt
+from PySide6.QtGui import QDrag
+from PySide6.QtWidgets import QLineEdit, QTreeWidget, QTreeWidgetItem, QVBoxLayout, QWidget
+
+from core.layers import LAYERS
+
+from .canvas.view import KIND_MIME
+
+CATEGORY_ORDER = ["Data", "Layers", "Activations", "Losses", "Ops"]
+
+
+def mime_for(kind: str) -> QMimeData:
+    mime = QMimeData()
+    mime.setData(KIND_MIME, kind.encode())
+    return mime
+
+
+class _KindTree(QTreeWidget):
+    def startDrag(self, actions):
+        item = self.currentItem()
+        kind = item.data(0, Qt.UserRole) if item else None
+        if kind:
+            drag = QDrag(self)
+            drag.setMimeData(mime_for(kind))
+            drag.exec(Qt.CopyAction)
+
+
+class Palette(QWidget):
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.search = QLineEdit(placeholderText="Search nodes…")
+        self.tree = _KindTree()
+        self.tree.setHeaderHidden(True)
+        self.tree.setDragEnabled(True)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(4, 4, 4, 4)
+        layout.addWidget(self.search)
+        layout.addWidget(self.tree)
+        self._fill()
+        self.search.textChanged.connect(self.filter)
+
+    def _fill(self):
+        groups = {}
+        for cat in CATEGORY_ORDER + sorted({k.category for k in LAYERS.values()} - set(CATEGORY_ORDER)):
+            groups[cat] = QTreeWidgetItem(self.tree, [cat])
+            groups[cat].setFlags(Qt.ItemIsEnabled)
+        for name, kind in sorted(LAYERS.items(), key=lambda kv: kv[0].lower()):
+            item = QTreeWidgetItem(groups[kind.category], [name])
+            item.setData(0, Qt.UserRole, name)
+            item.setToolTip(0, kind.help)
+        for cat, group in groups.items():
+            group.setExpanded(cat != "Ops")
+            group.setHidden(group.childCount() == 0)
+
+    def filter(self, text):
+        text = text.lower().strip()
+        for i in range(self.tree.topLevelItemCount()):
+            group = self.tree.topLevelItem(i)
+            shown = 0
+            for j in range(group.childCount()):
+                child = group.child(j)
+                match = not text or text in child.text(0).lower()
+                child.setHidden(not match)
+                shown += match
+            group.setHidden(shown == 0)
+            group.setExpanded(bool(text) or group.text(0) != "Ops")
+
+    def visible_kinds(self):
+        out = []
+        for i in range(self.tree.topLevelItemCount()):
+            group = self.tree.topLevelItem(i)
+            out += [group.child(j).text(0) for j in range(group.childCount())
+                    if not group.child(j).isHidden() and not group.isHidden()]
+        return out
