@@ -27,18 +27,21 @@ class RemoveNodes(QUndoCommand):
     def __init__(self, doc, node_ids):
         super().__init__(f"Delete {len(node_ids)} node{'s' * (len(node_ids) != 1)}")
         self.doc = doc
-        self.specs = [copy.deepcopy(doc.nodes[n]) for n in node_ids]
-        self.edges = [e for e in doc.edges if e.src[0] in node_ids or e.dst[0] in node_ids]
+        order = list(doc.nodes)
+        self.specs = sorted(((order.index(n), copy.deepcopy(doc.nodes[n])) for n in node_ids),
+                            key=lambda p: p[0])
+        self.edges = [(i, e) for i, e in enumerate(doc.edges)
+                      if e.src[0] in node_ids or e.dst[0] in node_ids]
 
     def redo(self):
-        for spec in self.specs:
+        for _, spec in self.specs:
             self.doc.remove_node(spec.id)
 
-    def undo(self):
-        for spec in self.specs:
-            self.doc.add_node(spec.kind, copy.deepcopy(spec.attrs), spec.pos, spec.id)
-        for e in self.edges:
-            self.doc.add_edge(e.src, e.dst)
+    def undo(self):  # back at their old indices, so the saved file is byte-identical
+        for index, spec in self.specs:
+            self.doc.add_node(spec.kind, copy.deepcopy(spec.attrs), spec.pos, spec.id, index)
+        for index, e in self.edges:
+            self.doc.add_edge(e.src, e.dst, index)
 
 
 class SetAttr(QUndoCommand):
@@ -84,14 +87,16 @@ class AddEdge(QUndoCommand):
         self.replaced = doc.edge_into(*dst)
 
     def redo(self):
+        self.index = None
         if self.replaced is not None:
+            self.index = self.doc.edges.index(self.replaced)
             self.doc.remove_edge(self.replaced)
         self.doc.add_edge(self.edge.src, self.edge.dst)
 
     def undo(self):
         self.doc.remove_edge(self.edge)
         if self.replaced is not None:
-            self.doc.add_edge(self.replaced.src, self.replaced.dst)
+            self.doc.add_edge(self.replaced.src, self.replaced.dst, self.index)
 
 
 class RemoveEdge(QUndoCommand):
@@ -100,10 +105,11 @@ class RemoveEdge(QUndoCommand):
         self.doc, self.edge = doc, edge
 
     def redo(self):
+        self.index = self.doc.edges.index(self.edge)
         self.doc.remove_edge(self.edge)
 
     def undo(self):
-        self.doc.add_edge(self.edge.src, self.edge.dst)
+        self.doc.add_edge(self.edge.src, self.edge.dst, self.index)
 
 
 class SetTraining(QUndoCommand):

@@ -227,7 +227,6 @@ class MainWindow(QMainWindow):
     def _update_title(self, *_):
         name = Path(self.current_path).name if self.current_path else f"{self.document.name} (unsaved)"
         self.setWindowTitle(f"{name}{'' if self.undo_stack.isClean() else ' *'} — Loom")
-        self.setWindowModified(not self.undo_stack.isClean())
 
     # ---- editing ----------------------------------------------------------------------------
     def add_node(self, kind, pos: QPointF):

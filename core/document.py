@@ -55,11 +55,16 @@ class GraphDocument:
             i += 1
         return f"{base}{i}"
 
-    def add_node(self, kind: str, attrs=None, pos=(0.0, 0.0), node_id: str | None = None) -> str:
+    def add_node(self, kind: str, attrs=None, pos=(0.0, 0.0), node_id: str | None = None,
+                 index: int | None = None) -> str:
+        """`index` puts the node back at its old place in the order (undo keeps files identical)."""
         node_id = node_id or self.new_id(kind)
         if node_id in self.nodes:
             raise GraphError(f"node id {node_id!r} already exists")
-        self.nodes[node_id] = NodeSpec(node_id, kind, dict(attrs or {}), tuple(pos))
+        spec = NodeSpec(node_id, kind, dict(attrs or {}), tuple(pos))
+        items = list(self.nodes.items())
+        items.insert(len(items) if index is None else index, (node_id, spec))
+        self.nodes = dict(items)
         self._emit("node_added", node=node_id)
         return node_id
 
@@ -86,14 +91,14 @@ class GraphDocument:
         self._emit("node_moved", node=node_id)
 
     # ---- edges -----------------------------------------------------------------------------
-    def add_edge(self, src, dst) -> Edge:
+    def add_edge(self, src, dst, index: int | None = None) -> Edge:
         edge = Edge(tuple(src), tuple(dst))
         for end in (edge.src[0], edge.dst[0]):
             if end not in self.nodes:
                 raise GraphError(f"edge {edge.src} -> {edge.dst}: no node {end!r}")
         if edge in self.edges:
             raise GraphError(f"edge {edge.src} -> {edge.dst} already exists")
-        self.edges.append(edge)
+        self.edges.insert(len(self.edges) if index is None else index, edge)
         self._emit("edge_added", edge=edge)
         return edge
 

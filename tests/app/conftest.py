@@ -1,0 +1,20 @@
+import os
+
+import pytest
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+
+@pytest.fixture
+def window(qtbot, tmp_path):
+    from PySide6.QtCore import QSettings
+    from app.main_window import MainWindow
+    settings = QSettings(str(tmp_path / "settings.ini"), QSettings.IniFormat)
+    answers = []
+    w = MainWindow(recovery_dir=tmp_path / "recovery", ask=lambda *a: answers.pop(0) if answers else True,
+                   settings=settings)
+    w.answers = answers
+    qtbot.addWidget(w)
+    w.show()
+    qtbot.waitExposed(w)
+    return w
