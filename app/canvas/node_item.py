@@ -59,8 +59,9 @@ class NodeItem(QGraphicsObject):
         self.inputs = {p.name: PortItem(self, p, True) for p in kind.inputs}
         self.outputs = {p.name: PortItem(self, p, False) for p in kind.outputs}
         self._place_ports()
-        self.setFlags(QGraphicsItem.ItemIsMovable | QGraphicsItem.ItemIsSelectable
-                      | QGraphicsItem.ItemSendsGeometryChanges)
+        # Position changes arrive as xChanged/yChanged signals: overriding itemChange in
+        # PySide6 corrupts None's refcount when Qt passes None through it.
+        self.setFlags(QGraphicsItem.ItemIsMovable | QGraphicsItem.ItemIsSelectable)
         self.setAcceptHoverEvents(True)
         self.setZValue(1)
 
@@ -86,11 +87,6 @@ class NodeItem(QGraphicsObject):
     def set_heat(self, heat):
         self.heat = heat
         self.update()
-
-    def itemChange(self, change, value):
-        if change == QGraphicsItem.ItemPositionHasChanged and self.scene() is not None:
-            self.scene().node_geometry_changed(self)
-        return super().itemChange(change, value)
 
     def paint(self, painter, option, widget=None):
         rect = QRectF(0, 0, WIDTH, self.height())

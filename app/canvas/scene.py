@@ -44,6 +44,8 @@ class GraphScene(QGraphicsScene):
         kind = LAYERS.get(spec.kind) or _unknown_kind(spec.kind)
         item = NodeItem(node, kind)
         item.setPos(*spec.pos)
+        item.xChanged.connect(lambda i=item: self.node_geometry_changed(i))
+        item.yChanged.connect(lambda i=item: self.node_geometry_changed(i))
         self.addItem(item)
         self.nodes[node] = item
 

@@ -20,7 +20,8 @@ def plan_report(doc, batch, checkpoint=None, inference=False) -> dict:
     ex = Executor(outputs, **options)
     ex.run(_zero_feed(built, batch))
     report = {"graph": doc.name, "batch": batch, "mode": "inference" if inference else "training",
-              "checkpoint": checkpoint or "none", "memory": ex.memory_report()}
+              "checkpoint": checkpoint or "none", "memory": ex.memory_report(),
+              "node_of": dict(built.node_of)}
     report.update(_tables(ex.plan))
     return report
 

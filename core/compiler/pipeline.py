@@ -28,6 +28,7 @@ def compile_plan(order, outputs, source_values) -> Plan:
     alias = simplify.identity_aliases(order, shapes, dtypes)
     schedule = [n for n in order if n.op not in SOURCE_OPS and n not in alias]
     buffers = _buffers(schedule, outputs, alias, shapes, dtypes)
+    _assign_roles(buffers, outputs)
     arena = memory.plan_offsets(list(buffers.values()))
     plan = Plan(schedule, shapes, dtypes, alias, buffers, arena)
     plan.report = _report(plan, order, source_values)
@@ -50,6 +51,15 @@ def _buffers(schedule, outputs, alias, shapes, dtypes) -> dict:
             last[src] = len(schedule)
     return {n: memory.Buffer(n.name, shape_pass.nbytes(shapes[n], dtypes[n]), step_of[n], last[n])
             for n in schedule}
+
+
+def _assign_roles(buffers, outputs):
+    """Values the first output (the loss) depends on are activations; the rest of a
+    training graph is the backward pass: gradients."""
+    from ..graph import topological_order
+    forward = set(topological_order(outputs[:1]))
+    for node, buf in buffers.items():
+        buf.role = "activation" if node in forward else "gradient"
 
 
 def _report(plan: Plan, order, source_values) -> dict:

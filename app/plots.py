@@ -1,0 +1,140 @@
+"""Live plots: loss (per step, smoothed, validation per epoch), accuracy, samples/s and
+memory. Events append to plain lists; a timer on the GUI thread redraws with downsampling,
+so long runs stay smooth. Earlier runs stay overlaid, faded, for comparison."""
+from __future__ import annotations
+
+import csv
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import QTimer
+from PySide6.QtWidgets import QGridLayout, QWidget
+
+pg.setConfigOptions(antialias=True, background="#1e1f22", foreground="#c8c8c8")
+
+COLOURS = {"loss": "#4fc3f7", "smooth": "#ffffff", "val": "#ffb74d", "acc": "#81c784",
+           "val_acc": "#ffb74d", "speed": "#ba68c8", "planned": "#4fc3f7", "lower": "#81c784",
+           "rss": "#ef5350"}
+
+
+class RunData:
+    """Everything one run reported, as growing lists."""
+
+    def __init__(self, label):
+        self.label = label
+        self.step = {k: [] for k in ("step", "loss", "accuracy", "samples_per_s", "planned", "lower", "rss")}
+        self.epoch = {k: [] for k in ("step", "epoch", "val_loss", "val_accuracy", "loss", "accuracy")}
+
+    def add(self, e):
+        if e["event"] == "step":
+            mem = e.get("memory", {})
+            for key, value in (("step", e["step"]), ("loss", e["loss"]), ("accuracy", e.get("accuracy", np.nan)),
+                               ("samples_per_s", e.get("samples_per_s", np.nan)),
+                               ("planned", mem.get("planned_bytes", np.nan)),
+                               ("lower", mem.get("lower_bound_bytes", np.nan)),
+                               ("rss", mem.get("rss_bytes", mem.get("device_used_bytes", np.nan)))):
+                self.step[key].append(value)
+        elif e["event"] == "epoch":
+            for key in self.epoch:
+                value = e.get(key)
+                self.epoch[key].append(np.nan if value is None else value)
+
+    def smoothed_loss(self, alpha=0.1):
+        out, acc = [], None
+        for v in self.step["loss"]:
+            acc = v if acc is None else (1 - alpha) * acc + alpha * v
+            out.append(acc)
+        return out
+
+
+class LivePlots(QWidget):
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        grid = QGridLayout(self)
+        self.plots = {}
+        for i, (name, title, unit) in enumerate((("loss", "Loss", ""), ("accuracy", "Accuracy", ""),
+                                                  ("speed", "Throughput", "samples/s"),
+                                                  ("memory", "Memory", "MiB"))):
+            w = pg.PlotWidget(title=title)
+            w.showGrid(x=True, y=True, alpha=0.2)
+            w.setLabel("bottom", "step")
+            if unit:
+                w.setLabel("left", unit)
+            w.addLegend(offset=(-10, 10))
+            item = w.getPlotItem()
+            item.setDownsampling(auto=True, mode="peak")
+            item.setClipToView(True)
+            grid.addWidget(w, i // 2, i % 2)
+            self.plots[name] = w
+        self.runs: list[RunData] = []
+        self.curves = {}
+        self.timer = QTimer(self, interval=200, timeout=self.redraw)
+        self.timer.start()
+        self._dirty = False
+
+    @property
+    def current(self):
+        return self.runs[-1] if self.runs else None
+
+    def new_run(self, label):
+        for (run, _), curve in self.curves.items():  # fade the previous runs
+            pen = curve.opts["pen"]
+            colour = pg.mkColor(pen.color() if hasattr(pen, "color") else pen)
+            colour.setAlpha(70)
+            curve.setPen(pg.mkPen(colour, width=1))
+        self.runs.append(RunData(label))
+        self._dirty = True
+
+    def add_event(self, event):
+        if self.current is None:
+            self.new_run("run 1")
+        self.current.add(event)
+        self._dirty = True
+
+    def clear_runs(self):
+        for w in self.plots.values():
+            w.clear()
+        self.runs, self.curves = [], {}
+
+    def _curve(self, run, key, plot, colour, symbol=None, width=2):
+        if (run, key) not in self.curves:
+            name = f"{key} ({run.label})" if len(self.runs) > 1 else key
+            pen = None if symbol and width == 0 else pg.mkPen(colour, width=width)
+            self.curves[(run, key)] = self.plots[plot].plot(
+                name=name, pen=pen, symbol=symbol, symbolBrush=colour if symbol else None, symbolSize=7)
+        return self.curves[(run, key)]
+
+    def redraw(self):
+        if not self._dirty or self.current is None:
+            return
+        self._dirty = False
+        run = self.current
+        s, e = run.step, run.epoch
+        steps = np.asarray(s["step"], dtype=float)
+        self._curve(run, "loss", "loss", COLOURS["loss"], width=1).setData(steps, s["loss"])
+        self._curve(run, "smoothed", "loss", COLOURS["smooth"]).setData(steps, run.smoothed_loss())
+        self._curve(run, "val_loss", "loss", COLOURS["val"], symbol="o").setData(e["step"], e["val_loss"])
+        self._curve(run, "train", "accuracy", COLOURS["acc"]).setData(steps, s["accuracy"])
+        self._curve(run, "val", "accuracy", COLOURS["val_acc"], symbol="o").setData(e["step"], e["val_accuracy"])
+        self._curve(run, "samples/s", "speed", COLOURS["speed"]).setData(steps, s["samples_per_s"])
+        mib = lambda k: np.asarray(s[k], dtype=float) / 2 ** 20  # noqa: E731
+        self._curve(run, "planned arena", "memory", COLOURS["planned"]).setData(steps, mib("planned"))
+        self._curve(run, "lower bound", "memory", COLOURS["lower"]).setData(steps, mib("lower"))
+        self._curve(run, "process", "memory", COLOURS["rss"]).setData(steps, mib("rss"))
+
+    def point_count(self, plot):
+        return sum(len(c.getData()[0] if c.getData()[0] is not None else [])
+                   for (run, key), c in self.curves.items() if c in self.plots[plot].getPlotItem().items)
+
+    def export_png(self, path):
+        return self.grab().save(str(path))
+
+    def export_csv(self, path):
+        with open(path, "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["run", "step", "loss", "accuracy", "samples_per_s", "planned_bytes",
+                        "lower_bound_bytes", "rss_bytes"])
+            for run in self.runs:
+                cols = [run.step[k] for k in ("step", "loss", "accuracy", "samples_per_s", "planned", "lower", "rss")]
+                for row in zip(*cols):
+                    w.writerow([run.label, *row])

@@ -1,0 +1,218 @@
+"""The run panel: hyperparameters (saved into the graph's training section), Train / Pause /
+Stop of a child training process, progress, errors, and tabs with the live plots, the
+memory-plan view and the profile."""
+from __future__ import annotations
+
+import tempfile
+import time
+from pathlib import Path
+
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import (QComboBox, QFileDialog, QFormLayout, QHBoxLayout, QLabel,
+                               QLineEdit, QProgressBar, QPushButton, QSpinBox, QTabWidget,
+                               QVBoxLayout, QWidget)
+
+from core import graphfile
+from core.train import training_config
+
+from . import commands
+from .memory_view import MemoryPlanView, checkpoint_modes
+from .plots import LivePlots
+from .profile_view import ProfileView
+from .training_process import TrainingProcess
+
+CHOICES = {"optimizer": ["sgd", "momentum", "nesterov", "adam"], "backend": ["numpy", "cupy", "auto"]}
+
+
+class RunPanel(QWidget):
+    def __init__(self, doc, undo_stack=None, window=None, parent=None):
+        super().__init__(parent)
+        self.doc, self.stack, self.window = doc, undo_stack, window
+        self.process = TrainingProcess(self)
+        self.plots = LivePlots()
+        self.memory = MemoryPlanView(doc)
+        self.profile = ProfileView(doc, on_heat=getattr(window, "set_node_heat", None))
+        self.run_dir = None
+        self.graph_path = None
+        self._build_form()
+        self._build_controls()
+        tabs = QTabWidget()
+        tabs.addTab(self.plots, "Live plots")
+        tabs.addTab(self.memory, "Memory plan")
+        tabs.addTab(self.profile, "Profile")
+        self.tabs = tabs
+        left = QVBoxLayout()
+        left.addLayout(self.form)
+        left.addLayout(self.buttons)
+        left.addWidget(self.progress)
+        left.addWidget(self.progress_label)
+        left.addWidget(self.message)
+        left.addStretch(1)
+        layout = QHBoxLayout(self)
+        layout.addLayout(left, 0)
+        layout.addWidget(tabs, 1)
+        self.process.event.connect(self.on_event)
+        self.process.failed.connect(self.show_error)
+        self.process.finished.connect(self.on_finished)
+        self.memory.buffer_clicked.connect(lambda n: window and window.select_node(n))
+        doc.subscribe(self._on_doc_event)
+        self.load_training()
+
+    # ---- hyperparameter form ------------------------------------------------------------
+    def _build_form(self):
+        self.form = QFormLayout()
+        self.fields = {
+            "optimizer": QComboBox(), "lr": QLineEdit(), "batch_size": QSpinBox(minimum=1, maximum=65536),
+            "epochs": QSpinBox(minimum=1, maximum=100000), "backend": QComboBox(), "checkpoint": QComboBox()}
+        self.fields["optimizer"].addItems(CHOICES["optimizer"])
+        self.fields["backend"].addItems(CHOICES["backend"])
+        self.fields["checkpoint"].addItems(checkpoint_modes())
+        labels = {"lr": "learning rate", "batch_size": "batch size", "checkpoint": "checkpointing"}
+        for key, w in self.fields.items():
+            self.form.addRow(labels.get(key, key), w)
+            signal = getattr(w, "currentTextChanged", None) or getattr(w, "valueChanged", None) \
+                or w.editingFinished
+            signal.connect(self.save_training)
+
+    def load_training(self):
+        cfg = training_config(self.doc)
+        self._loading = True
+        for key, w in self.fields.items():
+            value = cfg.get(key)
+            if isinstance(w, QComboBox):
+                w.setCurrentText(str(value))
+            elif isinstance(w, QSpinBox):
+                w.setValue(int(value))
+            else:
+                w.setText(f"{value:g}")
+        self._loading = False
+
+    def form_values(self):
+        values = {}
+        for key, w in self.fields.items():
+            values[key] = (w.currentText() if isinstance(w, QComboBox)
+                           else w.value() if isinstance(w, QSpinBox) else float(w.text()))
+        return values
+
+    def save_training(self, *_):
+        if getattr(self, "_loading", False):
+            return
+        try:
+            values = self.form_values()
+        except ValueError:
+            return self.show_error(f"learning rate: {self.fields['lr'].text()!r} is not a number")
+        if values["lr"] <= 0:
+            return self.show_error("learning rate must be positive")
+        new = {**self.doc.training, **values}
+        if new != self.doc.training:
+            cmd = commands.SetTraining(self.doc, new)
+            self.stack.push(cmd) if self.stack is not None else cmd.redo()
+
+    def _on_doc_event(self, event, payload):
+        if event in ("training_changed", "reset"):
+            self.load_training()
+
+    # ---- run controls ---------------------------------------------------------------------
+    def _build_controls(self):
+        self.train_button, self.pause_button = QPushButton("Train"), QPushButton("Pause")
+        self.stop_button = QPushButton("Stop")
+        self.export_png, self.export_csv = QPushButton("Export PNG"), QPushButton("Export CSV")
+        self.clear_button = QPushButton("Clear runs")
+        self.buttons = QHBoxLayout()
+        for b in (self.train_button, self.pause_button, self.stop_button):
+            self.buttons.addWidget(b)
+        self.progress = QProgressBar()
+        self.progress_label = QLabel("idle")
+        self.message = QLabel()
+        self.message.setObjectName("error")
+        self.message.setWordWrap(True)
+        self.message.setTextInteractionFlags(Qt.TextSelectableByMouse)
+        self.train_button.clicked.connect(self.start)
+        self.pause_button.clicked.connect(self.toggle_pause)
+        self.stop_button.clicked.connect(self.process.stop)
+        self.clear_button.clicked.connect(self.plots.clear_runs)
+        self.export_png.clicked.connect(lambda: self._export("png"))
+        self.export_csv.clicked.connect(lambda: self._export("csv"))
+        extra = QHBoxLayout()
+        for b in (self.export_png, self.export_csv, self.clear_button):
+            extra.addWidget(b)
+        self.buttons.addLayout(extra)
+        self._set_running(False)
+
+    def _set_running(self, running):
+        self.train_button.setEnabled(not running)
+        self.pause_button.setEnabled(running)
+        self.stop_button.setEnabled(running)
+
+    def start(self):
+        """Save the graph to a run directory and start `main.py train` on it."""
+        if self.process.running():
+            return
+        self.save_training()
+        self.run_dir = Path(tempfile.mkdtemp(prefix=f"loom-{self.doc.name}-"))
+        self.graph_path = self.run_dir / "graph.loom.json"
+        graphfile.save(self.doc, self.graph_path)
+        cfg = training_config(self.doc)
+        self.total_steps = None
+        self.epochs = cfg["epochs"]
+        self.started = time.time()
+        self.message.clear()
+        self.plots.new_run(f"run {len(self.plots.runs) + 1}")
+        self.progress.setValue(0)
+        self.progress_label.setText("starting…")
+        self.process.start(self.graph_path, self.run_dir / "out")
+        self._set_running(True)
+
+    def toggle_pause(self):
+        self.process.pause(not self.process.paused)
+        self.pause_button.setText("Resume" if self.process.paused else "Pause")
+
+    def on_event(self, event):
+        self.plots.add_event(event)
+        kind = event["event"]
+        if kind == "step":
+            self._progress(event)
+        elif kind == "epoch" and self.total_steps is None:
+            self.total_steps = event["step"] * self.epochs
+        elif kind == "done":
+            self.progress_label.setText(
+                f"{event['status']}: {event['epochs']} epochs, val acc "
+                f"{(event.get('val_accuracy') or 0):.3f} in {event['seconds']:.1f}s")
+
+    def _progress(self, e):
+        elapsed = time.time() - self.started
+        total = self.total_steps or e["step"] * self.epochs / max(e["epoch"] - 0.5, 0.5)
+        fraction = min(e["step"] / max(total, 1), 1.0)
+        self.progress.setValue(int(100 * fraction))
+        remaining = elapsed * (1 - fraction) / fraction if fraction > 0 else 0
+        self.progress_label.setText(f"epoch {e['epoch']}/{self.epochs} · step {e['step']} · "
+                                    f"{e['samples_per_s']:,.0f} samples/s · {remaining:.0f}s left")
+
+    def on_finished(self, code):
+        self._set_running(False)
+        self.pause_button.setText("Pause")
+        if code == 0:
+            self.progress.setValue(100)
+
+    def show_error(self, message):
+        self.message.setText(message)
+        if self.window is not None:
+            self.window.statusBar().showMessage(f"Training failed: {message.splitlines()[0]}", 10000)
+
+    @property
+    def checkpoint_path(self):
+        return None if self.run_dir is None else self.run_dir / "out" / "checkpoint.npz"
+
+    def _export(self, kind):
+        path, _ = QFileDialog.getSaveFileName(self, f"Export {kind.upper()}", f"metrics.{kind}")
+        if path:
+            (self.plots.export_png if kind == "png" else self.plots.export_csv)(path)
+
+
+def install(window):
+    """Called by MainWindow: the panel docks at the bottom and the Train action starts it."""
+    panel = RunPanel(window.document, window.undo_stack, window)
+    window.run_panel = panel
+    window.add_dock(panel, "Run", Qt.BottomDockWidgetArea)
+    window.train_action.triggered.connect(panel.start)
+    return panel

@@ -1,0 +1,97 @@
+"""Training from the editor: a real child process, live plots, Stop, failures, memory plan."""
+import json
+
+import pytest
+from PySide6.QtCore import QPointF
+
+from core import graphfile
+
+
+@pytest.fixture
+def panel(window):
+    window.document.set_training({**window.document.training, "epochs": 40, "batch_size": 32})
+    return window.run_panel
+
+
+def test_training_fills_plots_and_moves_progress(window, panel, qtbot):
+    window.document.set_training({**window.document.training, "epochs": 2})
+    panel.train_button.click()
+    qtbot.waitUntil(lambda: panel.progress.value() > 0, timeout=60_000)
+    qtbot.waitUntil(lambda: not panel.process.running(), timeout=60_000)
+    panel.plots.redraw()
+    run = panel.plots.current
+    assert len(run.step["loss"]) > 10 and len(run.epoch["val_accuracy"]) == 2
+    assert panel.plots.point_count("loss") >= len(run.step["loss"])
+    assert panel.progress.value() == 100
+    assert "completed" in panel.progress_label.text()
+    assert panel.message.text() == ""
+
+
+def test_stop_ends_the_child_and_leaves_a_checkpoint(window, panel, qtbot):
+    panel.fields["epochs"].setValue(500)
+    panel.train_button.click()
+    qtbot.waitUntil(lambda: len(panel.plots.current.epoch["epoch"]) >= 1, timeout=60_000)
+    panel.stop_button.click()
+    qtbot.waitUntil(lambda: not panel.process.running(), timeout=60_000)
+    assert panel.checkpoint_path.exists()
+    assert "stopped" in panel.progress_label.text()
+    assert panel.train_button.isEnabled()
+
+
+def test_form_edits_go_into_the_training_section(window, panel):
+    panel.fields["optimizer"].setCurrentText("momentum")
+    panel.fields["lr"].setText("0.05")
+    panel.fields["lr"].editingFinished.emit()
+    assert window.document.training["optimizer"] == "momentum"
+    assert window.document.training["lr"] == 0.05
+    window.undo_stack.undo()
+    assert window.document.training["lr"] != 0.05
+
+
+def test_failing_child_shows_error_and_editor_stays_usable(window, panel, qtbot):
+    ds = next(n.id for n in window.document.nodes.values() if n.kind == "Dataset")
+    window.document.set_attr(ds, "name", "npz")
+    window.document.set_attr(ds, "path", "/no/such/data.npz")
+    panel.train_button.click()
+    qtbot.waitUntil(lambda: panel.message.text() != "", timeout=60_000)
+    qtbot.waitUntil(lambda: not panel.process.running(), timeout=60_000)
+    assert "/no/such/data.npz" in panel.message.text()
+    node = window.add_node("ReLU", QPointF(0, 0))  # still edits
+    assert node in window.document.nodes and panel.train_button.isEnabled()
+
+
+def test_memory_view_draws_one_rectangle_per_buffer_without_overlap(window, panel):
+    view = panel.memory
+    view.refresh()
+    buffers = view.report["memory"]["buffers"]
+    assert len(view.rects) == len(buffers) > 5
+    rects = [r.rect() for r in view.rects]
+    for i, a in enumerate(rects):
+        for b in rects[i + 1:]:
+            assert not a.intersects(b) or a.intersected(b).width() * a.intersected(b).height() < 1e-9
+    view.mode.setCurrentText("inference")
+    assert view.report["mode"] == "inference" and len(view.rects) < len(buffers)
+
+
+def test_clicking_a_buffer_selects_its_node(window, panel):
+    view = panel.memory
+    view.refresh()
+    rect = next(r for r in view.rects if view.report["node_of"].get(r.buf["name"]) == "linear1")
+    view._clicked(rect.buf["name"])
+    assert window.scene.selected_node_ids() == ["linear1"]
+
+
+def test_profile_table_and_heat(window, panel):
+    panel.profile.run()
+    times = panel.profile.times
+    assert "linear1" in times and panel.profile.model.rowCount() == len(times)
+    assert window.scene.nodes["linear1"].heat is not None
+
+
+def test_csv_export(window, panel, qtbot, tmp_path):
+    for step in range(1, 4):
+        panel.plots.add_event({"event": "step", "epoch": 1, "step": step, "loss": 1.0 / step,
+                               "samples_per_s": 100.0, "memory": {"planned_bytes": 10}})
+    panel.plots.export_csv(tmp_path / "m.csv")
+    assert len((tmp_path / "m.csv").read_text().splitlines()) == 4
+    assert panel.plots.export_png(tmp_path / "p.png")
