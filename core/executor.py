@@ -15,7 +15,13 @@ from .graph import Node, init_value, verify
 
 
 class Executor:
-    def __init__(self, outputs, backend: str = "numpy", seed: int = 0, profile: bool = False):
+    def __init__(self, outputs, backend: str = "numpy", seed: int = 0, profile: bool = False,
+                 *, schedule: str = "auto", checkpoint: str | None = None, inplace: bool = True,
+                 cse: bool = True, plan_memory: bool = True):
+        """schedule: "auto" (memory-aware order if its peak is lower) | "topo" | "memory";
+        checkpoint: None | "sqrt" | "cheap" | "budget=BYTES"; the others switch passes off."""
+        self.options = {"schedule": schedule, "checkpoint": checkpoint, "inplace": inplace,
+                        "cse_pass": cse, "plan_memory": plan_memory}
         self.outputs = list(outputs)
         self.profiling = profile
         self._times: dict[str, float] = {}  # node name -> seconds, summed over runs
@@ -76,7 +82,7 @@ class _Program:
     """One compiled plan bound to one arena, with a flat step table for a tight run loop."""
 
     def __init__(self, executor: Executor, sources: dict):
-        self.plan = plan = compile_plan(executor.order, executor.outputs, sources)
+        self.plan = plan = compile_plan(executor.order, executor.outputs, sources, **executor.options)
         be = executor.backend
         self.xp = be.xp
         self.arena = be.empty_bytes(plan.arena_bytes)
@@ -84,11 +90,25 @@ class _Program:
         for node in executor.order:
             if node.op == "constant":
                 self.values[node] = _constant_value(be, node.attrs["value"])
-        self.steps = [(be.compute_for(n.opdef), n.inputs, n.attrs, self.values[n])
-                      for n in plan.schedule]
-        self.sync = be.synchronize
         self.alias = plan.alias
         self.outputs = executor.outputs
+        self.sync = be.synchronize
+        self._bind_steps(be, sources)
+
+    def _bind_steps(self, be, sources):
+        """Each step's argument list is built once: arena views and constants never move;
+        only the slots that read sources (feeds, parameters) are refreshed per run."""
+        self.steps, self.source_slots = [], []
+        for node in self.plan.schedule:
+            args = []
+            for k, inp in enumerate(node.inputs):
+                src = self.alias.get(inp, inp)
+                if src in sources:
+                    self.source_slots.append((args, k, src))
+                    args.append(None)
+                else:
+                    args.append(self.values[src])
+            self.steps.append((be.compute_for(node.opdef), args, node.attrs, self.values[node]))
 
     def _view(self, node, buf):
         """The node's value: a typed view of its planned byte range of the arena."""
@@ -98,21 +118,22 @@ class _Program:
     def execute(self, sources, times=None):
         values, alias, xp = self.values, self.alias, self.xp
         values.update(sources)
+        for args, k, src in self.source_slots:
+            args[k] = sources[src]
         if times is not None:
-            return self._execute_timed(times)
-        for compute, inputs, attrs, out in self.steps:
-            compute(xp, [values[alias.get(i, i)] for i in inputs], attrs, out)
+            self._execute_timed(times)
+        else:
+            for compute, args, attrs, out in self.steps:
+                compute(xp, args, attrs, out)
         return [values[alias.get(o, o)] for o in self.outputs]
 
     def _execute_timed(self, times):
         """The same loop with a clock around each op (kept apart so the hot loop stays bare)."""
-        values, alias, xp = self.values, self.alias, self.xp
-        for node, (compute, inputs, attrs, out) in zip(self.plan.schedule, self.steps):
+        for node, (compute, args, attrs, out) in zip(self.plan.schedule, self.steps):
             start = time.perf_counter()
-            compute(xp, [values[alias.get(i, i)] for i in inputs], attrs, out)
+            compute(self.xp, args, attrs, out)
             self.sync()
             times[node.name] = times.get(node.name, 0.0) + time.perf_counter() - start
-        return [values[alias.get(o, o)] for o in self.outputs]
 
 
 def _constant_value(backend, value):

@@ -1,10 +1,13 @@
-"""The compile pipeline: shapes -> identity aliases -> schedule -> buffer lifetimes ->
-arena offsets. Produces a `Plan`, a plain description the executor runs."""
+"""The compile pipeline, each step a pure function:
+shapes -> checkpointing (recompute) -> identity aliases + CSE -> schedule (topological or
+memory-aware) -> buffer lifetimes with in-place sharing -> arena offsets -> fusion groups.
+Produces a `Plan`, a plain description the executor runs."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from . import memory, shapes as shape_pass, simplify
+from ..graph import topological_order
+from . import checkpoint as ckpt, cse, fusion, memory, schedule as sched, shapes as shape_pass, simplify
 
 SOURCE_OPS = ("placeholder", "parameter", "constant")
 
@@ -15,65 +18,149 @@ class Plan:
     shapes: dict
     dtypes: dict
     alias: dict  # node -> node whose value it is
-    buffers: dict  # node -> memory.Buffer (one per scheduled node)
+    buffers: dict  # node -> memory.Buffer (shared by nodes computed in place)
     arena_bytes: int
+    groups: list = field(default_factory=list)  # fusion groups (lists of nodes)
+    streams: dict = field(default_factory=dict)
     report: dict = field(default_factory=dict)
 
     def value_of(self, node):
         return self.alias.get(node, node)
 
 
-def compile_plan(order, outputs, source_values) -> Plan:
+def compile_plan(order, outputs, source_values, *, schedule="auto", checkpoint=None,
+                 inplace=True, cse_pass=True, plan_memory=True) -> Plan:
     shapes, dtypes = shape_pass.infer(order, source_values)
-    alias = simplify.identity_aliases(order, shapes, dtypes)
-    schedule = [n for n in order if n.op not in SOURCE_OPS and n not in alias]
-    buffers = _buffers(schedule, outputs, alias, shapes, dtypes)
-    _assign_roles(buffers, outputs)
-    arena = memory.plan_offsets(list(buffers.values()))
-    plan = Plan(schedule, shapes, dtypes, alias, buffers, arena)
-    plan.report = _report(plan, order, source_values)
+    alias = {}
+    if checkpoint not in (None, "none"):
+        new_outputs = ckpt.recompute(outputs, checkpoint, shapes, dtypes)
+        alias.update({o: n for o, n in zip(outputs, new_outputs) if o is not n})
+        order = topological_order(new_outputs)
+        shape_pass.infer(order, source_values, shapes, dtypes)
+    alias.update(simplify.identity_aliases(order, shapes, dtypes))
+    if cse_pass:
+        alias.update(cse.common_subexpressions_with(order, alias))
+    alias = _resolve_chains(alias)
+    results = {alias.get(o, o) for o in outputs}
+    candidates = [n for n in order if n.op not in SOURCE_OPS and n not in alias]
+    deps, readers = _edges(candidates, alias)
+    sizes = {n: shape_pass.nbytes(shapes[n], dtypes[n]) for n in candidates}
+    steps = _choose_schedule(candidates, schedule, sizes, readers, deps, results)
+    buffers = _buffers(steps, results, alias, shapes, dtypes, inplace, plan_memory)
+    _assign_roles(buffers, [alias.get(outputs[0], outputs[0])] if outputs else [])
+    unique = list({id(b): b for b in buffers.values()}.values())
+    arena = memory.plan_offsets(unique) if plan_memory else _no_sharing_offsets(unique)
+    plan = Plan(steps, shapes, dtypes, alias, buffers, arena,
+                fusion.fusion_groups(steps, readers, results), sched.assign_streams(steps, deps))
+    plan.report = _report(plan, unique, order, candidates)
     return plan
 
 
-def _buffers(schedule, outputs, alias, shapes, dtypes) -> dict:
-    step_of = {n: i for i, n in enumerate(schedule)}
-    last = {n: i for i, n in enumerate(schedule)}
-    for i, node in enumerate(schedule):
+def _resolve_chains(alias):
+    def root(n):
+        seen = set()
+        while n in alias and n not in seen:
+            seen.add(n)
+            n = alias[n]
+        return n
+    return {n: root(n) for n in alias}
+
+
+def _edges(candidates, alias):
+    members = set(candidates)
+    deps, readers = {}, {}
+    for n in candidates:
+        deps[n] = []
+        for i in n.inputs:
+            src = alias.get(i, i)
+            if src in members and src not in deps[n]:
+                deps[n].append(src)
+                readers.setdefault(src, []).append(n)
+    return deps, readers
+
+
+def _choose_schedule(candidates, mode, sizes, readers, deps, results):
+    if mode == "topo":
+        return list(candidates)
+    greedy = sched.memory_aware(candidates, sizes, readers, deps, results)
+    if mode == "memory":
+        return greedy
+    peak = lambda s: sched.live_peak(s, sizes, readers, results)  # noqa: E731
+    return greedy if peak(greedy) < peak(candidates) else list(candidates)
+
+
+def _last_reads(steps, results, alias):
+    last = {n: i for i, n in enumerate(steps)}
+    for i, node in enumerate(steps):
         for k, inp in enumerate(node.inputs):
-            if k in node.opdef.shape_only:
-                continue  # only its shape is read: the value may already be overwritten
             src = alias.get(inp, inp)
-            if src in last:
+            if k not in node.opdef.shape_only and src in last:
                 last[src] = max(last[src], i)
-    for out in outputs:  # results stay valid until the next run
-        src = alias.get(out, out)
-        if src in last:
-            last[src] = len(schedule)
-    return {n: memory.Buffer(n.name, shape_pass.nbytes(shapes[n], dtypes[n]), step_of[n], last[n])
-            for n in schedule}
+    for r in results:  # results stay valid until the next run
+        if r in last:
+            last[r] = len(steps)
+    return last
 
 
-def _assign_roles(buffers, outputs):
-    """Values the first output (the loss) depends on are activations; the rest of a
-    training graph is the backward pass: gradients."""
-    from ..graph import topological_order
-    forward = set(topological_order(outputs[:1]))
+def _buffers(steps, results, alias, shapes, dtypes, inplace, plan_memory) -> dict:
+    last = _last_reads(steps, results, alias)
+    buffers = {}
+    for i, node in enumerate(steps):
+        size = shape_pass.nbytes(shapes[node], dtypes[node])
+        shared = _inplace_partner(node, i, buffers, last, alias, size, dtypes) if inplace else None
+        if shared is not None:
+            shared.last = max(shared.last, last[node])
+            buffers[node] = shared
+        else:
+            buffers[node] = memory.Buffer(node.name, size, i, last[node])
+    return buffers
+
+
+def _inplace_partner(node, step, buffers, last, alias, size, dtypes):
+    """The buffer of an input this op may overwrite: read last here, same size and dtype."""
+    for k in node.opdef.inplace:
+        if k >= len(node.inputs):
+            continue
+        src = alias.get(node.inputs[k], node.inputs[k])
+        buf = buffers.get(src)
+        if buf is None or buf.last != step or buf.nbytes != size or dtypes[src] != dtypes[node]:
+            continue
+        return buf
+    return None
+
+
+def _no_sharing_offsets(buffers):
+    offset = 0
+    for b in buffers:
+        b.offset = offset
+        offset += b.size
+    return offset
+
+
+def _assign_roles(buffers, loss):
+    """Values the loss depends on are activations; the rest of a training graph is the
+    backward pass: gradients."""
+    forward = set(topological_order(loss)) if loss else set()
     for node, buf in buffers.items():
-        buf.role = "activation" if node in forward else "gradient"
+        if node.name == buf.name:  # a shared buffer takes the role of its first writer
+            buf.role = "activation" if node in forward else "gradient"
 
 
-def _report(plan: Plan, order, source_values) -> dict:
-    bufs = list(plan.buffers.values())
+def _report(plan: Plan, unique, order, candidates) -> dict:
     feeds = [n for n in order if n.op == "placeholder"]
     params = [n for n in order if n.op == "parameter"]
     size = lambda ns: sum(shape_pass.nbytes(plan.shapes[n], plan.dtypes[n]) for n in ns)  # noqa
+    naive = [memory.Buffer(n.name, shape_pass.nbytes(plan.shapes[n], plan.dtypes[n]), 0, 0)
+             for n in plan.schedule]
     return {
-        "naive_bytes": memory.no_sharing(bufs),
+        "naive_bytes": memory.no_sharing(naive),
         "planned_bytes": plan.arena_bytes,
-        "lower_bound_bytes": memory.lower_bound(bufs),
+        "lower_bound_bytes": memory.lower_bound(unique),
         "feed_bytes": size(feeds),
         "param_bytes": size(params),
         "steps": len(plan.schedule),
+        "inplace_steps": len(plan.schedule) - len(unique),
+        "fusion_groups": sum(1 for g in plan.groups if len(g) > 1),
         "buffers": [{"name": b.name, "bytes": b.nbytes, "first": b.first, "last": b.last,
-                     "offset": b.offset, "role": b.role} for b in bufs],
+                     "offset": b.offset, "role": b.role} for b in unique],
     }

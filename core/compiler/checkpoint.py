@@ -1,0 +1,67 @@
+"""Gradient checkpointing by recomputation ("Training Deep Nets with Sublinear Memory Cost"):
+only some forward values are kept for the backward pass; backward consumers of the others
+read a recomputed copy, built from the nearest kept values right before it is needed, so
+forward activations die early. Random ops are always kept, so results stay bit-identical.
+
+Modes: "sqrt" keeps every ⌈√n⌉-th forward value; "budget=BYTES" keeps a value whenever the
+unkept bytes since the last kept one exceed the budget (the paper's greedy); "cheap" keeps
+everything but elementwise ops, which are recomputed."""
+from __future__ import annotations
+
+import math
+
+from ..errors import LoomError
+from ..graph import Node, topological_order
+from .shapes import nbytes
+
+SOURCE_OPS = ("placeholder", "parameter", "constant")
+CHECKPOINT_MODES = ("none", "sqrt", "cheap", "budget=1048576")
+
+
+def kept_values(forward, mode, shapes, dtypes) -> set:
+    must = {n for n in forward if n.opdef.random}
+    if mode == "sqrt":
+        k = max(1, math.ceil(math.sqrt(len(forward))))
+        return must | {n for i, n in enumerate(forward) if i % k == k - 1}
+    if mode == "cheap":
+        return must | {n for n in forward if n.opdef.kind not in ("elementwise", "broadcast")}
+    if mode.startswith("budget="):
+        try:
+            budget = int(mode.split("=", 1)[1])
+        except ValueError:
+            raise LoomError(f"checkpoint mode {mode!r}: the budget must be a number of bytes") from None
+        kept, acc = set(must), 0
+        for n in forward:
+            acc += nbytes(shapes[n], dtypes[n])
+            if acc > budget:
+                kept.add(n)
+                acc = 0
+        return kept
+    raise LoomError(f"unknown checkpoint mode {mode!r}; known: none, sqrt, cheap, budget=BYTES")
+
+
+def recompute(outputs, mode, shapes, dtypes):
+    """New outputs where backward nodes read recomputed copies of unkept forward values.
+    outputs[0] is the loss: everything it depends on is the forward pass."""
+    forward = [n for n in topological_order(outputs[:1]) if n.op not in SOURCE_OPS]
+    fset = set(forward)
+    keep = kept_values(forward, mode, shapes, dtypes) | {outputs[0]}
+    copies: dict = {}
+
+    def recomputed(n):
+        if n not in fset or n in keep:
+            return n
+        if n not in copies:
+            copies[n] = Node(n.op, [recomputed(i) for i in n.inputs], n.attrs, n.name + "'")
+        return copies[n]
+
+    mapped: dict = {}
+    for n in topological_order(outputs):
+        if n in fset or n.op in SOURCE_OPS:
+            continue
+        shape_only = n.opdef.shape_only
+        new = [i if k in shape_only else (recomputed(i) if i in fset else mapped.get(i, i))
+               for k, i in enumerate(n.inputs)]
+        changed = any(a is not b for a, b in zip(new, n.inputs))
+        mapped[n] = Node(n.op, new, n.attrs, n.name) if changed else n
+    return [outputs[0]] + [mapped.get(o, o) for o in outputs[1:]]

@@ -1,0 +1,65 @@
+"""Scheduling: the topological order is the baseline; a memory-aware greedy order (run the
+ready node that frees the most bytes and allocates the least) is kept only when its peak of
+live bytes is lower. Also: stream assignment for independent branches (GPU backend)."""
+from __future__ import annotations
+
+import heapq
+
+from . import memory
+
+
+def live_peak(schedule, sizes, readers_of, outputs) -> int:
+    """Peak live bytes of `schedule` (values die after their last reader)."""
+    step = {n: i for i, n in enumerate(schedule)}
+    bufs = []
+    for n in schedule:
+        last = max((step[r] for r in readers_of.get(n, ()) if r in step), default=step[n])
+        if n in outputs:
+            last = len(schedule)
+        bufs.append(memory.Buffer(n.name, sizes[n], step[n], last))
+    return memory.lower_bound(bufs)
+
+
+def memory_aware(schedule, sizes, readers_of, deps_of, outputs):
+    """Greedy list scheduling by (bytes allocated - bytes freed), ties by original order."""
+    position = {n: i for i, n in enumerate(schedule)}
+    members = set(schedule)
+    waiting = {n: len([d for d in deps_of[n] if d in members]) for n in schedule}
+    remaining_readers = {n: len([r for r in readers_of.get(n, ()) if r in members]) for n in schedule}
+    ready = [(0, position[n], n) for n in schedule if waiting[n] == 0]
+    heapq.heapify(ready)
+    order = []
+    while ready:
+        _, _, node = heapq.heappop(ready)
+        order.append(node)
+        for user in readers_of.get(node, ()):
+            if user in members:
+                waiting[user] -= 1
+                if waiting[user] == 0:
+                    heapq.heappush(ready, (_score(user, sizes, deps_of, remaining_readers, outputs),
+                                           position[user], user))
+        for d in deps_of[node]:
+            if d in remaining_readers:
+                remaining_readers[d] -= 1
+    return order
+
+
+def _score(node, sizes, deps_of, remaining_readers, outputs):
+    freed = sum(sizes[d] for d in deps_of[node]
+                if d in remaining_readers and remaining_readers[d] == 1 and d not in outputs)
+    return sizes[node] - freed
+
+
+def assign_streams(schedule, deps_of, n_streams=4) -> dict:
+    """node -> stream id: a node continues its first dependency's stream unless that
+    stream was already continued; independent branches get different streams."""
+    stream, taken, next_free = {}, set(), 0
+    for node in schedule:
+        parent = next((d for d in deps_of[node] if d in stream), None)
+        if parent is not None and (parent, stream[parent]) not in taken:
+            stream[node] = stream[parent]
+            taken.add((parent, stream[parent]))
+        else:
+            stream[node] = next_free % n_streams
+            next_free += 1
+    return stream
