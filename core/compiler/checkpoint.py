@@ -52,7 +52,8 @@ def recompute(outputs, mode, shapes, dtypes):
         if n not in fset or n in keep:
             return n
         if n not in copies:
-            copies[n] = Node(n.op, [recomputed(i) for i in n.inputs], n.attrs, n.name + "'")
+            copy = copies[n] = Node(n.op, [recomputed(i) for i in n.inputs], n.attrs, n.name + "'")
+            copy.extras["recomputed"] = True  # CSE must not merge it back into the original
         return copies[n]
 
     mapped: dict = {}
@@ -65,3 +66,21 @@ def recompute(outputs, mode, shapes, dtypes):
         changed = any(a is not b for a, b in zip(new, n.inputs))
         mapped[n] = Node(n.op, new, n.attrs, n.name) if changed else n
     return [outputs[0]] + [mapped.get(o, o) for o in outputs[1:]]
+
+
+def sink_recomputes(schedule):
+    """Move every recomputed copy to just before its first consumer: recomputation only
+    saves memory if it happens late, when the backward pass needs the value."""
+    out, placed = [], set()
+
+    def place(node):
+        for inp in node.inputs:
+            if inp.extras.get("recomputed") and inp not in placed:
+                place(inp)
+        placed.add(node)
+        out.append(node)
+
+    for node in schedule:
+        if not node.extras.get("recomputed"):
+            place(node)
+    return out

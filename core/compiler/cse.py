@@ -17,6 +17,13 @@ def _attr_key(attrs):
     return tuple(items)
 
 
+def _input_key(node):
+    """Equal constants are equal inputs, whichever node holds them."""
+    if node.op == "constant":
+        return ("constant", _attr_key(node.attrs))
+    return node.id
+
+
 def common_subexpressions(order) -> dict:
     """node -> an earlier node computing the same value."""
     return common_subexpressions_with(order, {})
@@ -26,9 +33,9 @@ def common_subexpressions_with(order, known: dict) -> dict:
     """Like `common_subexpressions`, reading inputs through already-known aliases."""
     seen, alias = {}, dict(known)
     for node in order:
-        if node.op in SOURCE_OPS or node.opdef.random:
+        if node.op in SOURCE_OPS or node.opdef.random or node.extras.get("recomputed"):
             continue
-        key = (node.op, tuple(alias.get(i, i).id for i in node.inputs), _attr_key(node.attrs))
+        key = (node.op, tuple(_input_key(alias.get(i, i)) for i in node.inputs), _attr_key(node.attrs))
         if node in alias:
             continue
         if key in seen:

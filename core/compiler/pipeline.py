@@ -46,6 +46,8 @@ def compile_plan(order, outputs, source_values, *, schedule="auto", checkpoint=N
     deps, readers = _edges(candidates, alias)
     sizes = {n: shape_pass.nbytes(shapes[n], dtypes[n]) for n in candidates}
     steps = _choose_schedule(candidates, schedule, sizes, readers, deps, results)
+    if checkpoint not in (None, "none"):
+        steps = ckpt.sink_recomputes(steps)
     buffers = _buffers(steps, results, alias, shapes, dtypes, inplace, plan_memory)
     _assign_roles(buffers, [alias.get(outputs[0], outputs[0])] if outputs else [])
     unique = list({id(b): b for b in buffers.values()}.values())
@@ -80,8 +82,11 @@ def _edges(candidates, alias):
 
 
 def _choose_schedule(candidates, mode, sizes, readers, deps, results):
+    """topo: breadth-first topological order (the baseline); memory: the greedy order;
+    auto: the greedy order or the graph's depth-first construction order, whichever
+    has the lower peak."""
     if mode == "topo":
-        return list(candidates)
+        return sched.breadth_first(candidates, deps, readers)
     greedy = sched.memory_aware(candidates, sizes, readers, deps, results)
     if mode == "memory":
         return greedy

@@ -8,6 +8,21 @@ import heapq
 from . import memory
 
 
+def breadth_first(schedule, deps_of, readers_of):
+    """Kahn's algorithm with a FIFO queue: every ready op runs in the order it became ready
+    (how a dataflow runtime without memory awareness executes) — the baseline order."""
+    members = set(schedule)
+    waiting = {n: len([d for d in deps_of[n] if d in members]) for n in schedule}
+    queue = [n for n in schedule if waiting[n] == 0]
+    for node in queue:  # the list grows while we walk it
+        for user in readers_of.get(node, ()):
+            if user in members:
+                waiting[user] -= 1
+                if waiting[user] == 0:
+                    queue.append(user)
+    return queue
+
+
 def live_peak(schedule, sizes, readers_of, outputs) -> int:
     """Peak live bytes of `schedule` (values die after their last reader)."""
     step = {n: i for i, n in enumerate(schedule)}

@@ -1,0 +1,129 @@
+"""Compiler passes: results bit-identical with and without each pass, flat allocations,
+memory-aware order, CSE/DCE, in-place, fusion groups and checkpointing."""
+import numpy as np
+import pytest
+
+import core
+from core.compiler.cse import common_subexpressions
+from core.compiler.memory import overlapping_pairs
+
+from .graphs import branchy, chain, cnn, mlp
+
+GRAPHS = {"mlp": lambda: mlp([20, 32, 32, 5], 8, dropout=0.3), "cnn": lambda: cnn(4),
+          "branchy": lambda: branchy(8, 16, 3, 2)}
+VARIANTS = [dict(plan_memory=False, inplace=False, cse=False, schedule="topo"),
+            dict(), dict(inplace=False), dict(schedule="memory"), dict(cse=False),
+            dict(checkpoint="sqrt"), dict(checkpoint="cheap"), dict(checkpoint="budget=4096")]
+
+
+def _run(graph, **options):
+    loss, params, feed, _ = GRAPHS[graph]()
+    ex = core.Executor([loss, *core.gradients(loss, params)], **options)
+    return [ex.run(feed) for _ in range(2)], ex
+
+
+@pytest.mark.parametrize("graph", GRAPHS)
+def test_results_bit_identical_across_passes(graph):
+    reference, _ = _run(graph, **VARIANTS[0])
+    for options in VARIANTS[1:]:
+        got, ex = _run(graph, **options)
+        for run_ref, run_got in zip(reference, got):
+            for a, b in zip(run_ref, run_got):
+                np.testing.assert_array_equal(a, b, err_msg=str(options))
+        buffers = list({id(b): b for b in ex.plan.buffers.values()}.values())
+        assert overlapping_pairs(buffers) == []
+
+
+@pytest.mark.parametrize("graph", GRAPHS)
+def test_allocation_count_stays_flat(graph):
+    loss, params, feed, _ = GRAPHS[graph]()
+    ex = core.Executor([loss, *core.gradients(loss, params)])
+    arenas = set()
+    for _ in range(4):
+        ex.run(feed, to_numpy=False)
+        arenas.add(id(ex._last.arena))
+    assert ex.arena_allocations == 1 and len(arenas) == 1
+
+
+def _report(graph_fn, outputs_of, **options):
+    loss, params, feed, h = graph_fn()
+    ex = core.Executor(outputs_of(loss, params, h), **options)
+    ex.run(feed, to_numpy=False)
+    return ex.memory_report()
+
+
+TRAIN = lambda loss, params, h: [loss, *core.gradients(loss, params)]  # noqa: E731
+INFER = lambda loss, params, h: [h]  # noqa: E731
+
+
+@pytest.mark.parametrize("graph", GRAPHS)
+def test_arena_near_lower_bound_and_below_naive(graph):
+    for outputs_of, factor in ((TRAIN, 1.5), (INFER, 2.0)):
+        r = _report(GRAPHS[graph], outputs_of)
+        assert r["planned_bytes"] <= 1.05 * r["lower_bound_bytes"]
+        assert r["naive_bytes"] >= factor * r["planned_bytes"]
+
+
+def test_memory_aware_order_never_worse_and_wins_on_branchy():
+    for name, fn in GRAPHS.items():
+        topo = _report(fn, TRAIN, schedule="topo")["lower_bound_bytes"]
+        auto = _report(fn, TRAIN)["lower_bound_bytes"]
+        assert auto <= topo, name
+    topo = _report(lambda: branchy(32, 64, 4, 3), INFER, schedule="topo")["lower_bound_bytes"]
+    aware = _report(lambda: branchy(32, 64, 4, 3), INFER)["lower_bound_bytes"]
+    assert topo >= 1.3 * aware
+
+
+def test_checkpointing_stores_sublinear_activations():
+    peaks = {}
+    for n in (16, 64):  # narrow and a big batch: activations, not weight gradients, dominate
+        full = _report(lambda: chain(n, width=16, batch=512), TRAIN, checkpoint=None)["lower_bound_bytes"]
+        sqrt = _report(lambda: chain(n, width=16, batch=512), TRAIN, checkpoint="sqrt")["lower_bound_bytes"]
+        peaks[n] = (full, sqrt)
+        assert sqrt < full
+    growth_full = peaks[64][0] / peaks[16][0]
+    growth_sqrt = peaks[64][1] / peaks[16][1]
+    assert growth_sqrt < 0.75 * growth_full  # √n-like, not linear
+
+
+def test_cse_merges_equal_nodes_but_not_random_ones():
+    x = core.Variable("x")
+    a, b = core.exp(x) + 1, core.exp(x) + 1
+    order = core.topological_order([a, b])
+    alias = common_subexpressions(order)
+    assert alias[b] is a
+    m1 = core.dropout(x, 0.5, seed=1)
+    m2 = core.dropout(x, 0.5, seed=1)
+    assert not common_subexpressions(core.topological_order([m1, m2]))
+
+
+def test_dead_nodes_are_not_scheduled():
+    x = core.Variable("x")
+    used = core.relu(x)
+    core.exp(x) * 3  # built but never asked for
+    ex = core.Executor([used])
+    ex.run({x: np.ones(3)})
+    assert [n.op for n in ex.plan.schedule] == ["relu"]
+
+
+def test_inplace_shares_buffers_and_fusion_groups_form():
+    loss, params, feed, logits = mlp([20, 32, 32, 5], 8)
+    ex = core.Executor([loss, *core.gradients(loss, params)])
+    ex.run(feed)
+    report = ex.memory_report()
+    assert report["inplace_steps"] > 0 and report["fusion_groups"] > 0
+    inference = core.Executor([logits])
+    inference.run(feed)
+    groups = [[n.op for n in g] for g in inference.plan.groups if len(g) > 1]
+    assert ["matmul", "add", "relu"] in groups  # matmul + bias + activation epilogue
+    # in training the pre-activation is also read by relu's gradient: it must be stored
+    assert all(len(g) <= 2 for g in ex.plan.groups if g[0].op == "matmul")
+
+
+def test_streams_split_independent_branches():
+    x = core.Variable("x")
+    a, b = core.exp(x), core.tanh(x)
+    ex = core.Executor([a + b])
+    ex.run({x: np.ones(3)})
+    streams = ex.plan.streams
+    assert streams[a] != streams[b]
