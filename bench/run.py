@@ -1,0 +1,199 @@
+"""Loom's benchmark: speed and memory side by side with hand-written numpy and PyTorch CPU,
+from one run, printed as tables with ratios. `python bench/run.py [--quick]`."""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import core  # noqa: E402
+from bench import numpy_ref  # noqa: E402
+from tests.core.graphs import branchy, chain, cnn, mlp  # noqa: E402
+
+try:
+    import torch
+    torch.set_num_threads(max(1, __import__("os").cpu_count() or 1))
+except ImportError:  # the PyTorch columns say n/a
+    torch = None
+
+
+def timeit(fn, repeat, warmup=3):
+    for _ in range(warmup):
+        fn()
+    best = []
+    for _ in range(3):
+        start = time.perf_counter()
+        for _ in range(repeat):
+            fn()
+        best.append((time.perf_counter() - start) / repeat)
+    return min(best) * 1000
+
+
+def mse_mlp(sizes, batch, seed=0):
+    rng = np.random.default_rng(seed)
+    x = core.placeholder("x", (None, sizes[0]))
+    t = core.placeholder("t", (None, sizes[-1]))
+    h, params = x, []
+    for i, (a, b) in enumerate(zip(sizes, sizes[1:])):
+        w, bias = core.parameter(f"w{i}", (a, b), init="he"), core.parameter(f"b{i}", (b,), init="zeros")
+        params += [w, bias]
+        h = h @ w + bias
+        if i < len(sizes) - 2:
+            h = core.relu(h)
+    loss = core.mse(h, t)
+    feed = {p: core.init_value(p, rng) for p in params}
+    feed[x] = rng.standard_normal((batch, sizes[0])).astype(np.float32)
+    feed[t] = rng.standard_normal((batch, sizes[-1])).astype(np.float32)
+    return loss, params, feed, h
+
+
+# ---- speed ---------------------------------------------------------------------------------
+
+def loom_step(graph):
+    loss, params, feed, _ = graph
+    ex = core.Executor([loss, *core.gradients(loss, params)])
+    return lambda: ex.run(feed, to_numpy=False)
+
+
+def numpy_step(graph, fn):
+    loss, params, feed, _ = graph
+    values = [feed[p] for p in params]
+    inputs = [v for n, v in feed.items() if n.op == "placeholder"]
+    return lambda: fn(values, *inputs)
+
+
+def torch_step(graph, kind):
+    if torch is None:
+        return None
+    loss, params, feed, _ = graph
+    ps = [torch.tensor(feed[p], requires_grad=True) for p in params]
+    x, y = [torch.tensor(v) for n, v in feed.items() if n.op == "placeholder"]
+
+    def forward():
+        if kind == "cnn":
+            h = torch.nn.functional.conv2d(x, ps[0], padding=2) + ps[1]
+            h = torch.nn.functional.max_pool2d(torch.relu(h), 2)
+            h = torch.nn.functional.max_pool2d(torch.relu(torch.nn.functional.conv2d(h, ps[2]) + ps[3]), 2)
+            h, dense = h.reshape(len(x), -1), ps[4:]
+        else:
+            h, dense = x, ps
+        for i in range(len(dense) // 2):
+            h = h @ dense[2 * i] + dense[2 * i + 1]
+            if i < len(dense) // 2 - 1:
+                h = torch.relu(h)
+        if kind == "mse":
+            return ((h - y) ** 2).mean()
+        return torch.nn.functional.cross_entropy(h, y)
+
+    def step():
+        for p in ps:
+            p.grad = None
+        forward().backward()
+    return step
+
+
+def speed_table(quick):
+    rows = []
+    cases = [("MLP 784-512-512-10, batch 128", mlp([784, 512, 512, 10], 128), numpy_ref.mlp_step, "ce", 20),
+             ("tiny MLP 32-32-32-1, batch 32", mse_mlp([32, 32, 32, 1], 32), numpy_ref.mse_mlp_step, "mse", 300),
+             ("CNN (LeNet-like), batch 64", cnn(64), numpy_ref.cnn_step, "cnn", 5)]
+    for name, graph, ref, kind, repeat in cases:
+        repeat = max(1, repeat // (4 if quick else 1))
+        loom = timeit(loom_step(graph), repeat)
+        hand = timeit(numpy_step(graph, ref), repeat)
+        step = torch_step(graph, kind)
+        pt = timeit(step, repeat) if step else None
+        rows.append([name, f"{loom:.3f}", f"{hand:.3f}", f"{pt:.3f}" if pt else "n/a",
+                     f"{loom / hand:.2f}×", f"{loom / pt:.2f}×" if pt else "n/a"])
+    return ["training step", "Loom ms", "numpy ms", "PyTorch ms", "Loom/numpy", "Loom/PyTorch"], rows
+
+
+# ---- memory --------------------------------------------------------------------------------
+
+def report(graph, training, **options):
+    loss, params, feed, h = graph
+    outputs = [loss, *core.gradients(loss, params)] if training else [h]
+    ex = core.Executor(outputs, **options)
+    ex.run(feed, to_numpy=False)
+    return ex.memory_report()
+
+
+def memory_table():
+    rows = []
+    for name, make in (("MLP 784-512-512-10 b128", lambda: mlp([784, 512, 512, 10], 128)),
+                       ("CNN b64", lambda: cnn(64)), ("branchy (inception-like) b32", lambda: branchy(32, 64, 4, 3))):
+        for training in (True, False):
+            r = report(make(), training)
+            mib = lambda k: r[k] / 2 ** 20  # noqa: E731
+            rows.append([name, "training" if training else "inference", f"{mib('naive_bytes'):.2f}",
+                         f"{mib('planned_bytes'):.2f}", f"{mib('lower_bound_bytes'):.2f}",
+                         f"{r['naive_bytes'] / r['planned_bytes']:.2f}×",
+                         f"{r['planned_bytes'] / r['lower_bound_bytes']:.3f}"])
+    return ["graph", "kind", "no sharing MiB", "planned MiB", "lower bound MiB", "saved", "arena/bound"], rows
+
+
+def schedule_table():
+    rows = []
+    for name, make, training in (("branchy inference", lambda: branchy(32, 64, 4, 3), False),
+                                 ("branchy training", lambda: branchy(32, 64, 4, 3), True),
+                                 ("MLP training", lambda: mlp([784, 512, 512, 10], 128), True),
+                                 ("CNN training", lambda: cnn(64), True)):
+        topo = report(make(), training, schedule="topo")["lower_bound_bytes"]
+        aware = report(make(), training)["lower_bound_bytes"]
+        rows.append([name, f"{topo / 2**20:.2f}", f"{aware / 2**20:.2f}", f"{topo / aware:.2f}×"])
+    return ["graph", "topological (BFS) peak MiB", "memory-aware peak MiB", "gain"], rows
+
+
+def checkpoint_table(quick):
+    rows = []
+    for layers in ((25, 100) if quick else (25, 50, 100)):
+        for mode in (None, "sqrt"):
+            graph = chain(layers, width=64, batch=256)
+            loss, params, feed, _ = graph
+            ex = core.Executor([loss, *core.gradients(loss, params)], checkpoint=mode)
+            ms = timeit(lambda: ex.run(feed, to_numpy=False), 5 if quick else 10)
+            r = ex.memory_report()
+            rows.append([layers, mode or "none", f"{r['lower_bound_bytes'] / 2**20:.2f}",
+                         f"{r['planned_bytes'] / 2**20:.2f}", f"{ms:.2f}"])
+    base = {row[0]: row for row in rows if row[1] == "none"}
+    for row in rows:
+        row.append(f"{float(row[4]) / float(base[row[0]][4]) - 1:+.0%}" if row[1] != "none" else "")
+        row.append(f"{float(base[row[0]][3]) / float(row[3]):.2f}×" if row[1] != "none" else "")
+    return ["layers", "checkpoint", "peak MiB", "arena MiB", "ms/step", "extra time", "memory saved"], rows
+
+
+def show(title, table):
+    header, rows = table
+    try:
+        from rich.console import Console
+        from rich.table import Table
+        t = Table(title=title)
+        for h in header:
+            t.add_column(str(h), justify="right")
+        for r in rows:
+            t.add_row(*map(str, r))
+        Console().print(t)
+    except ImportError:
+        print(f"\n{title}\n" + " | ".join(header))
+        for r in rows:
+            print(" | ".join(map(str, r)))
+
+
+def main():
+    args = argparse.ArgumentParser(description=__doc__)
+    args.add_argument("--quick", action="store_true", help="fewer repetitions (about a minute)")
+    quick = args.parse_args().quick
+    print(f"numpy {np.__version__}, PyTorch {torch.__version__ if torch else 'not installed'}, "
+          f"{__import__('os').cpu_count()} CPU cores")
+    show("Speed: one training step (forward + backward)", speed_table(quick))
+    show("Memory: intermediates (arena) per graph", memory_table())
+    show("Scheduling: peak live bytes", schedule_table())
+    show("Gradient checkpointing on a deep tanh MLP chain (width 64, batch 256)", checkpoint_table(quick))
+
+
+if __name__ == "__main__":
+    main()
