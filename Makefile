@@ -21,6 +21,7 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(PY) -m pip install -q torch==2.13.0 || echo "torch not installable here: PyTorch columns skipped"
 	$(PY) bench/run.py
+	QT_QPA_PLATFORM=offscreen $(PY) bench/editor_bench.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -42,14 +42,32 @@ def _reduced_shape(shapes, attrs):
     return tuple(d for i, d in enumerate(shape) if i not in axes)
 
 
+def _cached_axes(attrs, ndim):
+    """Axes normalised once per rank (computes run every step; attrs live as long as the node)."""
+    cache = attrs.setdefault("_axes", {})
+    if ndim not in cache:
+        cache[ndim] = normalize_axes(attrs["axis"], ndim)
+    return cache[ndim]
+
+
+def _reduce_add(xp, x, axes, keepdims, out):
+    # numpy's ufunc reduce skips np.sum's Python wrapper: it matters on small tensors
+    reduce = getattr(getattr(xp, "add", None), "reduce", None) if xp.__name__ == "numpy" else None
+    if reduce is not None:
+        reduce(x, axis=axes, keepdims=keepdims, out=out)
+    else:
+        xp.sum(x, axis=axes, keepdims=keepdims, out=out)
+
+
 def _sum(xp, ins, attrs, out):
-    axes = normalize_axes(attrs["axis"], ins[0].ndim)
-    xp.sum(ins[0], axis=axes, keepdims=attrs["keepdims"], out=out)
+    _reduce_add(xp, ins[0], _cached_axes(attrs, ins[0].ndim), attrs["keepdims"], out)
 
 
 def _mean(xp, ins, attrs, out):
-    axes = normalize_axes(attrs["axis"], ins[0].ndim)
-    xp.mean(ins[0], axis=axes, keepdims=attrs["keepdims"], out=out)
+    x = ins[0]
+    axes = _cached_axes(attrs, x.ndim)
+    _reduce_add(xp, x, axes, attrs["keepdims"], out)
+    out *= 1.0 / _count(x.shape, axes)
 
 
 def _count(node_shape, reduced):
@@ -84,7 +102,7 @@ def _expand_shape(shapes, attrs):
 
 def _expand(xp, ins, attrs, out):
     g, x = ins
-    axes = normalize_axes(attrs["axis"], x.ndim)
+    axes = _cached_axes(attrs, x.ndim)
     if not attrs["keepdims"]:
         g = xp.expand_dims(g, axes)
     if attrs.get("mean"):
@@ -131,8 +149,10 @@ def sum_to(xp, g, shape, out):
         lead + i for i, d in enumerate(shape) if d == 1 and g.shape[lead + i] != 1)
     if not axes:
         xp.copyto(out, g)
-        return
-    xp.sum(g, axis=axes, keepdims=True, out=out.reshape((1,) * lead + tuple(shape)))
+    elif all(d != 1 for d in shape):  # only leading axes go: no keepdims view needed
+        _reduce_add(xp, g, axes, False, out)
+    else:
+        _reduce_add(xp, g, axes, True, out.reshape((1,) * lead + tuple(shape)))
 
 
 def broadcast_like(g, ref, name=None):
