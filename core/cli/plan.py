@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..autodiff import gradients
-from ..compiler.shapes import nbytes
+from ..compiler.report import plan_tables
 from ..executor import Executor
 from ..graph import init_value
 
@@ -22,7 +22,7 @@ def plan_report(doc, batch, checkpoint=None, inference=False) -> dict:
     report = {"graph": doc.name, "batch": batch, "mode": "inference" if inference else "training",
               "checkpoint": checkpoint or "none", "memory": ex.memory_report(),
               "node_of": dict(built.node_of)}
-    report.update(_tables(ex.plan))
+    report.update(plan_tables(ex.plan, built.node_of))
     return report
 
 
@@ -35,17 +35,6 @@ def _zero_feed(built, batch):
         dtype = node.attrs.get("dtype") or "float32"
         feed[node] = np.zeros(shape, dtype=dtype)
     return feed
-
-
-def _tables(plan) -> dict:
-    try:
-        from ..compiler.report import plan_tables
-        return plan_tables(plan)
-    except ImportError:  # before the compiler's report module: per-node shapes and bytes
-        return {"schedule": [{"step": i, "node": n.name, "op": n.op,
-                              "shape": list(plan.shapes[n]),
-                              "bytes": nbytes(plan.shapes[n], plan.dtypes[n])}
-                             for i, n in enumerate(plan.schedule)]}
 
 
 def print_report(report):
