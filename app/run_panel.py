@@ -213,6 +213,7 @@ def install(window):
     """Called by MainWindow: the panel docks at the bottom and the Train action starts it."""
     panel = RunPanel(window.document, window.undo_stack, window)
     window.run_panel = panel
-    window.add_dock(panel, "Run", Qt.BottomDockWidgetArea)
+    dock = window.add_dock(panel, "Run", Qt.BottomDockWidgetArea)
+    window.resizeDocks([dock], [300], Qt.Vertical)  # the canvas keeps most of the height
     window.train_action.triggered.connect(panel.start)
     return panel
