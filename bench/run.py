@@ -33,24 +33,6 @@ def timeit(fn, repeat, warmup=3):
     return min(best) * 1000
 
 
-def mse_mlp(sizes, batch, seed=0):
-    rng = np.random.default_rng(seed)
-    x = core.placeholder("x", (None, sizes[0]))
-    t = core.placeholder("t", (None, sizes[-1]))
-    h, params = x, []
-    for i, (a, b) in enumerate(zip(sizes, sizes[1:])):
-        w, bias = core.parameter(f"w{i}", (a, b), init="he"), core.parameter(f"b{i}", (b,), init="zeros")
-        params += [w, bias]
-        h = h @ w + bias
-        if i < len(sizes) - 2:
-            h = core.relu(h)
-    loss = core.mse(h, t)
-    feed = {p: core.init_value(p, rng) for p in params}
-    feed[x] = rng.standard_normal((batch, sizes[0])).astype(np.float32)
-    feed[t] = rng.standard_normal((batch, sizes[-1])).astype(np.float32)
-    return loss, params, feed, h
-
-
 # ---- speed ---------------------------------------------------------------------------------
 
 def loom_step(graph):
@@ -99,7 +81,7 @@ def torch_step(graph, kind):
 def speed_table(quick):
     rows = []
     cases = [("MLP 784-512-512-10, batch 128", mlp([784, 512, 512, 10], 128), numpy_ref.mlp_step, "ce", 20),
-             ("tiny MLP 32-32-32-1, batch 32", mse_mlp([32, 32, 32, 1], 32), numpy_ref.mse_mlp_step, "mse", 300),
+             ("tiny MLP 32-32-32-1, batch 32", mlp([32, 32, 32, 1], 32, loss="mse"), numpy_ref.mse_mlp_step, "mse", 300),
              ("CNN (LeNet-like), batch 64", cnn(64), numpy_ref.cnn_step, "cnn", 5)]
     for name, graph, ref, kind, repeat in cases:
         repeat = max(1, repeat // (4 if quick else 1))

@@ -4,12 +4,10 @@ never leaves a broken checkpoint behind."""
 from __future__ import annotations
 
 import json
-import os
-import tempfile
-from pathlib import Path
 
 import numpy as np
 
+from .atomic import atomic_write
 from .errors import LoomError
 
 
@@ -22,17 +20,7 @@ def save(path, params: dict, opt_state: dict, state: dict, meta: dict):
     arrays.update({f"opt/{k}": v for k, v in opt_state.items()})
     arrays.update({f"state/{k}": v for k, v in state.items()})
     arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda f: np.savez(f, **arrays), binary=True)
 
 
 def load(path):

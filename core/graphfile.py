@@ -8,12 +8,11 @@ editor must open such a file to fix it; `core.layers.analyze` reports them."""
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import jsonschema
 
+from .atomic import atomic_write
 from .document import GraphDocument
 from .errors import LoomError
 
@@ -145,15 +144,5 @@ def dumps(doc: GraphDocument) -> str:
 def save(doc: GraphDocument, path):
     """Write to a temporary file beside `path`, fsync, then rename over it: a crash or a
     failed serialisation never leaves a half-written graph file."""
-    path = Path(path)
     text = dumps(doc)  # serialise first: a failure here touches nothing on disk
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda f: f.write(text))

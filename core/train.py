@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from . import checkpoint, layers
+from .atomic import atomic_write
 from .data import load_dataset
 from .errors import LoomError
 from .executor import Executor
@@ -223,12 +224,7 @@ def _compile_options(cfg):
 
 
 def _write_json(path, data):
-    import os
-    import tempfile
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump(data, f, indent=2)
-    os.replace(tmp, path)
+    atomic_write(path, lambda f: json.dump(data, f, indent=2))
 
 
 class _sigint_requests_stop:

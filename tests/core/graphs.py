@@ -4,10 +4,14 @@ import numpy as np
 import core
 
 
-def mlp(sizes, batch, seed=0, dropout=0.0):
+def mlp(sizes, batch, seed=0, dropout=0.0, loss="ce"):
+    """ReLU MLP with softmax cross-entropy ("ce") or a regression MSE loss ("mse")."""
     rng = np.random.default_rng(seed)
     x = core.placeholder("x", (None, sizes[0]))
-    y = core.placeholder("y", (None,), dtype="int64")
+    if loss == "mse":
+        y = core.placeholder("t", (None, sizes[-1]))
+    else:
+        y = core.placeholder("y", (None,), dtype="int64")
     h, params = x, []
     for i, (a, b) in enumerate(zip(sizes, sizes[1:])):
         w, bias = core.parameter(f"w{i}", (a, b), init="he"), core.parameter(f"b{i}", (b,), init="zeros")
@@ -17,11 +21,12 @@ def mlp(sizes, batch, seed=0, dropout=0.0):
             h = core.relu(h)
             if dropout:
                 h = core.dropout(h, dropout, seed=i)
-    loss = core.softmax_cross_entropy(h, y)
+    objective = core.mse(h, y) if loss == "mse" else core.softmax_cross_entropy(h, y)
     feed = {p: core.init_value(p, rng) for p in params}
     feed[x] = rng.standard_normal((batch, sizes[0])).astype(np.float32)
-    feed[y] = rng.integers(0, sizes[-1], batch)
-    return loss, params, feed, h
+    feed[y] = (rng.standard_normal((batch, sizes[-1])).astype(np.float32) if loss == "mse"
+               else rng.integers(0, sizes[-1], batch))
+    return objective, params, feed, h
 
 
 def cnn(batch, seed=0):

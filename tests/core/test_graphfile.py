@@ -116,7 +116,7 @@ def test_save_is_atomic(tmp_path, monkeypatch):
 
     def boom(*a, **k):
         raise OSError("disk full")
-    monkeypatch.setattr(graphfile.os, "fsync", boom)
+    monkeypatch.setattr("core.atomic.os.fsync", boom)
     with pytest.raises(OSError):
         graphfile.save(doc, path)
     assert path.read_text() == before
