@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numbers
 import time
+from functools import partial
 
 import numpy as np
 
@@ -26,6 +27,7 @@ class Executor:
         self.profiling = profile
         self._times: dict[str, float] = {}  # node name -> seconds, summed over runs
         self.order = verify(self.outputs)
+        self._source_nodes = [n for n in self.order if n.op in ("placeholder", "parameter")]
         self.backend = backends.get(backend)
         self.param_values: dict[Node, object] = {}  # initialised parameters not fed by the caller
         self._rng = np.random.default_rng(seed)
@@ -35,7 +37,7 @@ class Executor:
 
     def run(self, feed_dict=None, to_numpy: bool = True):
         sources = self._bind_sources(feed_dict or {})
-        signature = tuple((n.id, tuple(v.shape), str(v.dtype)) for n, v in sources.items())
+        signature = tuple((n.id, v.shape, v.dtype) for n, v in sources.items())
         program = self._programs.get(signature)
         if program is None:
             program = self._programs[signature] = _Program(self, sources)
@@ -60,16 +62,16 @@ class Executor:
         return None if self._last is None else self._last.plan
 
     def _bind_sources(self, feed_dict) -> dict:
-        xp = self.backend.xp
-        fed = {node: xp.asarray(value) for node, value in feed_dict.items()}
+        asarray = self.backend.xp.asarray
         values = {}
-        for node in self.order:
-            if node.op == "placeholder":
-                if node not in fed:
-                    raise FeedError(f"placeholder {node.name!r} was not fed a value")
-                values[node] = fed[node]
-            elif node.op == "parameter":
-                values[node] = fed[node] if node in fed else self._parameter(node)
+        for node in self._source_nodes:
+            value = feed_dict.get(node)
+            if value is not None:
+                values[node] = asarray(value)
+            elif node.op == "placeholder":
+                raise FeedError(f"placeholder {node.name!r} was not fed a value")
+            else:
+                values[node] = self._parameter(node)
         return values
 
     def _parameter(self, node):
@@ -98,8 +100,8 @@ class _Program:
     def _bind_steps(self, be, sources):
         """Each step's argument list is built once: arena views and constants never move;
         only the slots that read sources (feeds, parameters) are refreshed per run."""
-        self.steps, self.source_slots = [], []
-        for node in self.plan.schedule:
+        self.steps, self.source_slots, self.rebind = [], [], []
+        for index, node in enumerate(self.plan.schedule):
             args = []
             for k, inp in enumerate(node.inputs):
                 src = self.alias.get(inp, inp)
@@ -108,7 +110,23 @@ class _Program:
                     args.append(None)
                 else:
                     args.append(self.values[src])
+            if any(a is None for a in args):
+                self.rebind.append(index)
             self.steps.append((be.compute_for(node.opdef), args, node.attrs, self.values[node]))
+        self.binders = [self._binder(be, node) for node in self.plan.schedule]
+        self.calls = [None if i in self.rebind else self._bind(i) for i in range(len(self.steps))]
+
+    @staticmethod
+    def _binder(be, node):
+        """The op's fast `bind` rule unless the backend overrides the op with its own kernel."""
+        return None if node.op in be.kernels else node.opdef.bind
+
+    def _bind(self, index):
+        compute, args, attrs, out = self.steps[index]
+        binder = self.binders[index]
+        if binder is not None:
+            return binder(self.xp, args, attrs, out)
+        return partial(compute, self.xp, args, attrs, out)
 
     def _view(self, node, buf):
         """The node's value: a typed view of its planned byte range of the arena."""
@@ -120,11 +138,14 @@ class _Program:
         values.update(sources)
         for args, k, src in self.source_slots:
             args[k] = sources[src]
+        calls = self.calls
+        for index in self.rebind:  # steps reading feeds/parameters: new arrays each run
+            calls[index] = self._bind(index)
         if times is not None:
             self._execute_timed(times)
         else:
-            for compute, args, attrs, out in self.steps:
-                compute(xp, args, attrs, out)
+            for call in calls:
+                call()
         return [values[alias.get(o, o)] for o in self.outputs]
 
     def _execute_timed(self, times):

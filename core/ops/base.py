@@ -40,6 +40,9 @@ class OpDef:
     shape_only: tuple = ()  # input indices read for their shape, never their values
     random: bool = False  # draws random numbers: never recomputed by checkpointing
     broadcasting: bool = False  # inputs may be broadcast: autodiff sums gradients back
+    # Optional fast path: (xp, ins, attrs, out) -> a zero-argument callable doing the compute,
+    # e.g. functools.partial(np.add, a, b, out=out): the run loop then enters no Python frame.
+    bind: Callable | None = None
     doc: str = ""
     extra: dict = field(default_factory=dict)
 

@@ -1,6 +1,8 @@
 """Elementwise and broadcasting arithmetic, unary math and their gradient helpers."""
 from __future__ import annotations
 
+from functools import partial
+
 from ..graph import Node, as_node
 from .base import OpDef, broadcast_shapes, first_dtype, not_differentiable, register, same_shape
 
@@ -13,16 +15,23 @@ def _broadcast(shapes, attrs):
     return broadcast_shapes(*shapes)
 
 
+def ufunc_binder(ufunc_name, *constants):
+    """bind rule for ops that are one ufunc call: ufunc(*ins, *constants, out=out)."""
+    def bind(xp, ins, attrs, out):
+        return partial(getattr(xp, ufunc_name), *ins, *constants, out=out)
+    return bind
+
+
 def binary(name, ufunc_name, gradient, doc):
     def compute(xp, ins, attrs, out):
         getattr(xp, ufunc_name)(ins[0], ins[1], out=out)
     return register(OpDef(name, "broadcast", _broadcast, compute, gradient, inplace=(0, 1),
-                          broadcasting=True, doc=doc))
+                          broadcasting=True, bind=ufunc_binder(ufunc_name), doc=doc))
 
 
-def unary(name, compute, gradient, doc, dtype=None):
-    return register(OpDef(name, "elementwise", same_shape, compute, gradient,
-                          dtype=dtype, inplace=(0,), doc=doc))
+def unary(name, compute, gradient, doc, dtype=None, ufunc=None):
+    return register(OpDef(name, "elementwise", same_shape, compute, gradient, dtype=dtype,
+                          inplace=(0,), bind=ufunc_binder(ufunc) if ufunc else None, doc=doc))
 
 
 # ---- builders (the public API) ------------------------------------------------------------
@@ -57,13 +66,13 @@ binary("div", "divide", lambda n, g: [div(g, n.inputs[1]), neg(div(mul(g, n), n.
        "a / b with numpy broadcasting")
 
 unary("neg", lambda xp, ins, a, out: xp.negative(ins[0], out=out),
-      lambda n, g: [neg(g)], "-x")
+      lambda n, g: [neg(g)], "-x", ufunc="negative")
 unary("exp", lambda xp, ins, a, out: xp.exp(ins[0], out=out),
-      lambda n, g: [mul(g, n)], "e^x")
+      lambda n, g: [mul(g, n)], "e^x", ufunc="exp")
 unary("log", lambda xp, ins, a, out: xp.log(ins[0], out=out),
-      lambda n, g: [div(g, n.inputs[0])], "natural logarithm")
+      lambda n, g: [div(g, n.inputs[0])], "natural logarithm", ufunc="log")
 unary("sqrt", lambda xp, ins, a, out: xp.sqrt(ins[0], out=out),
-      lambda n, g: [div(mul(g, 0.5), n)], "square root")
+      lambda n, g: [div(mul(g, 0.5), n)], "square root", ufunc="sqrt")
 
 
 def _power_compute(xp, ins, attrs, out):
@@ -90,7 +99,10 @@ def _relu_grad(xp, ins, attrs, out):
     xp.multiply(g, x > 0, out=out)
 
 
-unary("relu", _relu, lambda n, g: [make("relu_grad", n.inputs[0], g)], "max(x, 0)")
+register(OpDef("relu", "elementwise", same_shape, _relu,
+               lambda n, g: [make("relu_grad", n.inputs[0], g)], inplace=(0,),
+               bind=ufunc_binder("maximum", 0), doc="max(x, 0)"))
+
 def like_shape(shapes, attrs):
     return tuple(shapes[1])
 

@@ -1,6 +1,8 @@
 """Matrix multiply with transpose flags (cuBLAS-style), so gradients never copy a transpose."""
 from __future__ import annotations
 
+from functools import partial
+
 from ..errors import ShapeError
 from .base import OpDef, register
 from .elementwise import make
@@ -28,6 +30,11 @@ def _compute(xp, ins, attrs, out):
     xp.matmul(a.T if attrs["trans_A"] else a, b.T if attrs["trans_B"] else b, out=out)
 
 
+def _bind(xp, ins, attrs, out):
+    a, b = ins
+    return partial(xp.matmul, a.T if attrs["trans_A"] else a, b.T if attrs["trans_B"] else b, out=out)
+
+
 def _gradient(n, g):
     a, b = n.inputs
     ta, tb = n.attrs["trans_A"], n.attrs["trans_B"]
@@ -41,5 +48,5 @@ def _gradient(n, g):
     return [matmul(b, g, trans_A=True, trans_B=True), matmul(g, a, trans_A=True, trans_B=True)]
 
 
-register(OpDef("matmul", "opaque", _shape, _compute, _gradient,
+register(OpDef("matmul", "opaque", _shape, _compute, _gradient, bind=_bind,
                doc="op(A) @ op(B), op = transpose where trans_A / trans_B"))

@@ -1,6 +1,8 @@
 """Reductions, broadcasting and the one op that sums a gradient back to an input's shape."""
 from __future__ import annotations
 
+from functools import partial
+
 from .base import OpDef, broadcast_shapes, normalize_axes, register
 from .elementwise import make
 from ..errors import ShapeError
@@ -155,14 +157,28 @@ def sum_to(xp, g, shape, out):
         _reduce_add(xp, g, axes, True, out.reshape((1,) * lead + tuple(shape)))
 
 
+def _bind_sum_to(xp, ins, attrs, out):
+    """Fast path: shapes are fixed once bound, so the reduction axes are computed here once."""
+    g, x = ins
+    if xp.__name__ != "numpy":
+        return partial(sum_to, xp, g, x.shape, out)
+    lead = g.ndim - x.ndim
+    axes = tuple(range(lead)) + tuple(
+        lead + i for i, d in enumerate(x.shape) if d == 1 and g.shape[lead + i] != 1)
+    if not axes:
+        return partial(xp.copyto, out, g)
+    return partial(xp.add.reduce, g, axis=axes, keepdims=True,
+                   out=out.reshape((1,) * lead + tuple(x.shape)))
+
+
 def broadcast_like(g, ref, name=None):
     return make("broadcast_like", g, ref, name=name)
 
 
 register(OpDef("sum_to_like", "reduction", _sum_to_shape,
                lambda xp, ins, a, out: sum_to(xp, ins[0], ins[1].shape, out),
-               lambda n, g: [broadcast_like(g, n.inputs[0]), None],
-               shape_only=(1,), doc="sum a broadcast gradient back to x's shape"))
+               lambda n, g: [broadcast_like(g, n.inputs[0]), None], shape_only=(1,),
+               bind=_bind_sum_to, doc="sum a broadcast gradient back to x's shape"))
 
 
 def _broadcast_like_shape(shapes, attrs):
