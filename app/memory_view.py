@@ -43,6 +43,10 @@ class MemoryPlanView(QWidget):
         self.mode.addItems(["training", "inference"])
         self.checkpoint = QComboBox()
         self.checkpoint.addItems(checkpoint_modes())
+        self.schedule = QComboBox()
+        self.schedule.addItems(["auto", "memory", "topo"])
+        self.schedule.setToolTip("auto: memory-aware order when its peak is lower; "
+                                 "memory: always the memory-aware greedy; topo: breadth-first")
         self.batch = QSpinBox(minimum=1, maximum=4096, value=64)
         self.summary = QLabel()
         self.plot = pg.PlotWidget()
@@ -50,7 +54,8 @@ class MemoryPlanView(QWidget):
         self.plot.setLabel("left", "arena offset", units="KiB")
         self.plot.showGrid(x=True, y=True, alpha=0.15)
         bar = QHBoxLayout()
-        for label, w in (("graph", self.mode), ("checkpointing", self.checkpoint), ("batch", self.batch)):
+        for label, w in (("graph", self.mode), ("checkpointing", self.checkpoint),
+                         ("schedule", self.schedule), ("batch", self.batch)):
             bar.addWidget(QLabel(label))
             bar.addWidget(w)
         bar.addStretch(1)
@@ -59,7 +64,7 @@ class MemoryPlanView(QWidget):
         layout.addWidget(self.summary)
         layout.addWidget(self.plot)
         self.rects: list[BufferRect] = []
-        for w in (self.mode, self.checkpoint):
+        for w in (self.mode, self.checkpoint, self.schedule):
             w.currentTextChanged.connect(self.refresh)
         self.batch.valueChanged.connect(self.refresh)
 
@@ -68,7 +73,8 @@ class MemoryPlanView(QWidget):
         from core.errors import LoomError
         try:
             self.report = plan_report(self.doc, self.batch.value(), self.checkpoint.currentText(),
-                                      self.mode.currentText() == "inference")
+                                      self.mode.currentText() == "inference",
+                                      self.schedule.currentText())
         except LoomError as exc:
             self.summary.setText(f"cannot plan this graph: {exc}")
             return

@@ -38,6 +38,8 @@ def parser() -> argparse.ArgumentParser:
     pl.add_argument("--json", action="store_true")
     pl.add_argument("--checkpoint", help="none|sqrt|cheap|budget=BYTES")
     pl.add_argument("--inference", action="store_true", help="plan the forward graph only")
+    pl.add_argument("--schedule", choices=["auto", "topo", "memory"], default="auto",
+                    help="auto: memory-aware order when its peak is lower; topo: breadth-first")
     return p
 
 
@@ -130,7 +132,7 @@ def _sinks(args, trainer, out):
 
 def cmd_plan(args) -> int:
     from .plan import plan_report, print_report
-    report = plan_report(_load(args.file), args.batch, args.checkpoint, args.inference)
+    report = plan_report(_load(args.file), args.batch, args.checkpoint, args.inference, args.schedule)
     if args.json:
         print(json.dumps(report, indent=2, default=str))
     else:

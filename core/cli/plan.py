@@ -10,17 +10,19 @@ from ..executor import Executor
 from ..graph import init_value
 
 
-def plan_report(doc, batch, checkpoint=None, inference=False) -> dict:
+def plan_report(doc, batch, checkpoint=None, inference=False, schedule="auto") -> dict:
     from .. import layers
     built = layers.build(doc, training=not inference)
     target = built.logits if inference else built.loss
     params = [p for p in built.parameters if p.attrs.get("trainable", True)]
     outputs = [target] if inference else [target, *gradients(target, params)]
-    options = {} if checkpoint in (None, "none") else {"checkpoint": checkpoint}
+    options = {"schedule": schedule}
+    if checkpoint not in (None, "none"):
+        options["checkpoint"] = checkpoint
     ex = Executor(outputs, **options)
     ex.run(_zero_feed(built, batch))
     report = {"graph": doc.name, "batch": batch, "mode": "inference" if inference else "training",
-              "checkpoint": checkpoint or "none", "memory": ex.memory_report(),
+              "checkpoint": checkpoint or "none", "schedule": schedule, "memory": ex.memory_report(),
               "node_of": dict(built.node_of)}
     report.update(plan_tables(ex.plan, built.node_of))
     return report

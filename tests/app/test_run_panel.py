@@ -71,6 +71,11 @@ def test_memory_view_draws_one_rectangle_per_buffer_without_overlap(window, pane
             assert not a.intersects(b) or a.intersected(b).width() * a.intersected(b).height() < 1e-9
     view.mode.setCurrentText("inference")
     assert view.report["mode"] == "inference" and len(view.rects) < len(buffers)
+    view.mode.setCurrentText("training")
+    view.checkpoint.setCurrentText("sqrt")
+    assert view.report["checkpoint"] == "sqrt"
+    view.schedule.setCurrentText("topo")
+    assert view.report["schedule"] == "topo" and len(view.rects) == len(view.report["memory"]["buffers"])
 
 
 def test_clicking_a_buffer_selects_its_node(window, panel):
