@@ -22,7 +22,7 @@ def plan_report(doc, batch, checkpoint=None, inference=False, schedule="auto") -
     ex = Executor(outputs, **options)
     ex.run(_zero_feed(built, batch))
     report = {"graph": doc.name, "batch": batch, "mode": "inference" if inference else "training",
-              "checkpoint": checkpoint or "none", "schedule": schedule, "memory": ex.memory_report(),
+              "checkpoint": checkpoint or "none", "order": schedule, "memory": ex.memory_report(),
               "node_of": dict(built.node_of)}
     report.update(plan_tables(ex.plan, built.node_of))
     return report

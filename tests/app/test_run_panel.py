@@ -75,7 +75,7 @@ def test_memory_view_draws_one_rectangle_per_buffer_without_overlap(window, pane
     view.checkpoint.setCurrentText("sqrt")
     assert view.report["checkpoint"] == "sqrt"
     view.schedule.setCurrentText("topo")
-    assert view.report["schedule"] == "topo" and len(view.rects) == len(view.report["memory"]["buffers"])
+    assert view.report["order"] == "topo" and len(view.rects) == len(view.report["memory"]["buffers"])
 
 
 def test_clicking_a_buffer_selects_its_node(window, panel):
