@@ -88,10 +88,14 @@ class MainWindow(QMainWindow):
         self.recent_menu = file_menu.addMenu("Recent Files")
         self.save_action = a("Save", self.save, QKeySequence.Save, file_menu)
         self.save_as_action = a("Save As…", self.save_as, QKeySequence.SaveAs, file_menu)
-        self.undo_action = self.undo_stack.createUndoAction(self, "Undo")
-        self.undo_action.setShortcut(QKeySequence.Undo)
-        self.redo_action = self.undo_stack.createRedoAction(self, "Redo")
-        self.redo_action.setShortcut(QKeySequence.Redo)
+        # Fixed texts (the stack's own actions grow "Undo Change training settings" and
+        # stretch the toolbar); the history panel names the steps.
+        self.undo_action = a("Undo", self.undo_stack.undo, QKeySequence.Undo)
+        self.redo_action = a("Redo", self.undo_stack.redo, QKeySequence.Redo)
+        self.undo_stack.canUndoChanged.connect(self.undo_action.setEnabled)
+        self.undo_stack.canRedoChanged.connect(self.redo_action.setEnabled)
+        self.undo_action.setEnabled(False)
+        self.redo_action.setEnabled(False)
         edit_menu.addActions([self.undo_action, self.redo_action])
         edit_menu.addSeparator()
         self.delete_action = a("Delete", self.delete_selection, QKeySequence.Delete, edit_menu)

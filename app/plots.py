@@ -39,9 +39,10 @@ class RunData:
                 value = e.get(key)
                 self.epoch[key].append(np.nan if value is None else value)
 
-    def smoothed_loss(self, alpha=0.1):
+    def smoothed(self, key, alpha=0.1):
+        """Exponential moving average: per-step values are noisy (timer jitter, batches)."""
         out, acc = [], None
-        for v in self.step["loss"]:
+        for v in self.step[key]:
             acc = v if acc is None else (1 - alpha) * acc + alpha * v
             out.append(acc)
         return out
@@ -112,11 +113,12 @@ class LivePlots(QWidget):
         s, e = run.step, run.epoch
         steps = np.asarray(s["step"], dtype=float)
         self._curve(run, "loss", "loss", COLOURS["loss"], width=1).setData(steps, s["loss"])
-        self._curve(run, "smoothed", "loss", COLOURS["smooth"]).setData(steps, run.smoothed_loss())
+        self._curve(run, "smoothed", "loss", COLOURS["smooth"]).setData(steps, run.smoothed("loss"))
         self._curve(run, "val_loss", "loss", COLOURS["val"], symbol="o").setData(e["step"], e["val_loss"])
         self._curve(run, "train", "accuracy", COLOURS["acc"]).setData(steps, s["accuracy"])
         self._curve(run, "val", "accuracy", COLOURS["val_acc"], symbol="o").setData(e["step"], e["val_accuracy"])
-        self._curve(run, "samples/s", "speed", COLOURS["speed"]).setData(steps, s["samples_per_s"])
+        self._curve(run, "samples/s", "speed", COLOURS["speed"], width=1).setData(steps, s["samples_per_s"])
+        self._curve(run, "smoothed", "speed", COLOURS["smooth"]).setData(steps, run.smoothed("samples_per_s", 0.05))
         mib = lambda k: np.asarray(s[k], dtype=float) / 2 ** 20  # noqa: E731
         self._curve(run, "planned arena", "memory", COLOURS["planned"]).setData(steps, mib("planned"))
         self._curve(run, "lower bound", "memory", COLOURS["lower"]).setData(steps, mib("lower"))

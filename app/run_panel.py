@@ -153,7 +153,7 @@ class RunPanel(QWidget):
         self.graph_path = self.run_dir / "graph.loom.json"
         graphfile.save(self.doc, self.graph_path)
         cfg = training_config(self.doc)
-        self.total_steps = None
+        self.total_steps, self.speed = None, None
         self.epochs = cfg["epochs"]
         self.started = time.time()
         self.message.clear()
@@ -180,13 +180,15 @@ class RunPanel(QWidget):
                 f"{(event.get('val_accuracy') or 0):.3f} in {event['seconds']:.1f}s")
 
     def _progress(self, e):
+        speed = e["samples_per_s"]
+        self.speed = speed if self.speed is None else 0.95 * self.speed + 0.05 * speed
         elapsed = time.time() - self.started
         total = self.total_steps or e["step"] * self.epochs / max(e["epoch"] - 0.5, 0.5)
         fraction = min(e["step"] / max(total, 1), 1.0)
         self.progress.setValue(int(100 * fraction))
         remaining = elapsed * (1 - fraction) / fraction if fraction > 0 else 0
         self.progress_label.setText(f"epoch {e['epoch']}/{self.epochs} · step {e['step']} · "
-                                    f"{e['samples_per_s']:,.0f} samples/s · {remaining:.0f}s left")
+                                    f"{self.speed:,.0f} samples/s · {remaining:.0f}s left")
 
     def on_finished(self, code):
         self._set_running(False)
