@@ -21,16 +21,20 @@ except ImportError:  # the PyTorch columns say n/a
     torch = None
 
 
-def timeit(fn, repeat, warmup=3):
-    for _ in range(warmup):
-        fn()
-    best = []
-    for _ in range(3):
-        start = time.perf_counter()
-        for _ in range(repeat):
+def compare(fns, repeat, warmup=3, rounds=7):
+    """ms per call of each fn: rounds interleave the contenders (a noisy moment on a shared
+    machine hits all of them alike) and each keeps its best round."""
+    for fn in fns:
+        for _ in range(warmup):
             fn()
-        best.append((time.perf_counter() - start) / repeat)
-    return min(best) * 1000
+    best = [float("inf")] * len(fns)
+    for _ in range(rounds):
+        for i, fn in enumerate(fns):
+            start = time.perf_counter()
+            for _ in range(repeat):
+                fn()
+            best[i] = min(best[i], (time.perf_counter() - start) / repeat)
+    return [b * 1000 for b in best]
 
 
 # ---- speed ---------------------------------------------------------------------------------
@@ -85,10 +89,10 @@ def speed_table(quick):
              ("CNN (LeNet-like), batch 64", cnn(64), numpy_ref.cnn_step, "cnn", 5)]
     for name, graph, ref, kind, repeat in cases:
         repeat = max(1, repeat // (4 if quick else 1))
-        loom = timeit(loom_step(graph), repeat)
-        hand = timeit(numpy_step(graph, ref), repeat)
         step = torch_step(graph, kind)
-        pt = timeit(step, repeat) if step else None
+        contenders = [loom_step(graph), numpy_step(graph, ref)] + ([step] if step else [])
+        loom, hand, *rest = compare(contenders, repeat)
+        pt = rest[0] if rest else None
         rows.append([name, f"{loom:.3f}", f"{hand:.3f}", f"{pt:.3f}" if pt else "n/a",
                      f"{loom / hand:.2f}×", f"{loom / pt:.2f}×" if pt else "n/a"])
     return ["training step", "Loom ms", "numpy ms", "PyTorch ms", "Loom/numpy", "Loom/PyTorch"], rows
@@ -113,9 +117,18 @@ def memory_table():
             mib = lambda k: r[k] / 2 ** 20  # noqa: E731
             rows.append([name, "training" if training else "inference", f"{mib('naive_bytes'):.2f}",
                          f"{mib('planned_bytes'):.2f}", f"{mib('lower_bound_bytes'):.2f}",
+                         f"{mib('result_bytes'):.2f}",
                          f"{r['naive_bytes'] / r['planned_bytes']:.2f}×",
+                         f"{r['naive_bytes'] / r['lower_bound_bytes']:.2f}×",
                          f"{r['planned_bytes'] / r['lower_bound_bytes']:.3f}"])
-    return ["graph", "kind", "no sharing MiB", "planned MiB", "lower bound MiB", "saved", "arena/bound"], rows
+    return ["graph", "kind", "no sharing MiB", "planned MiB", "lower bound MiB", "of it results MiB",
+            "saved", "best possible", "arena/bound"], rows
+
+
+MEMORY_NOTE = """lower bound: the most bytes live at one step of the schedule; no arena for it is smaller.
+best possible = no sharing / lower bound. In a training graph the results (every weight gradient)
+are all live when the step ends, which bounds the MLP; an inference chain of matmuls needs its
+input and output live at once, so two layer-sized buffers are its floor."""
 
 
 def schedule_table():
@@ -133,22 +146,24 @@ def schedule_table():
 def checkpoint_table(quick):
     rows = []
     for layers in ((25, 100) if quick else (25, 50, 100)):
-        for mode in (None, "sqrt"):
-            graph = chain(layers, width=64, batch=256)
-            loss, params, feed, _ = graph
-            ex = core.Executor([loss, *core.gradients(loss, params)], checkpoint=mode)
-            ms = timeit(lambda: ex.run(feed, to_numpy=False), 5 if quick else 10)
+        loss, params, feed, _ = chain(layers, width=64, batch=256)
+        runs = {mode: core.Executor([loss, *core.gradients(loss, params)], checkpoint=mode)
+                for mode in (None, "sqrt")}
+        steps = [lambda ex=ex: ex.run(feed, to_numpy=False) for ex in runs.values()]
+        times = compare(steps, 3 if quick else 10)
+        base_ms = times[0]
+        base = runs[None].memory_report()
+        for (mode, ex), ms in zip(runs.items(), times):
             r = ex.memory_report()
-            rows.append([layers, mode or "none", f"{r['lower_bound_bytes'] / 2**20:.2f}",
-                         f"{r['planned_bytes'] / 2**20:.2f}", f"{ms:.2f}"])
-    base = {row[0]: row for row in rows if row[1] == "none"}
-    for row in rows:
-        row.append(f"{float(row[4]) / float(base[row[0]][4]) - 1:+.0%}" if row[1] != "none" else "")
-        row.append(f"{float(base[row[0]][3]) / float(row[3]):.2f}×" if row[1] != "none" else "")
-    return ["layers", "checkpoint", "peak MiB", "arena MiB", "ms/step", "extra time", "memory saved"], rows
+            rows.append([layers, mode or "none", f"{r['stored_activation_bytes'] / 2**10:.0f}",
+                         f"{r['lower_bound_bytes'] / 2**20:.2f}", f"{r['planned_bytes'] / 2**20:.2f}",
+                         f"{ms:.2f}", f"{ms / base_ms - 1:+.0%}" if mode else "",
+                         f"{base['planned_bytes'] / r['planned_bytes']:.2f}×" if mode else ""])
+    return ["layers", "checkpoint", "stored activations KiB", "peak MiB", "arena MiB", "ms/step",
+            "extra time", "arena saved"], rows
 
 
-def show(title, table):
+def show(title, table, note=None):
     header, rows = table
     try:
         from rich.console import Console
@@ -158,11 +173,14 @@ def show(title, table):
             t.add_column(str(h), justify="right")
         for r in rows:
             t.add_row(*map(str, r))
-        Console().print(t)
+        console = Console()
+        (console if console.is_terminal else Console(width=160)).print(t)
     except ImportError:
         print(f"\n{title}\n" + " | ".join(header))
         for r in rows:
             print(" | ".join(map(str, r)))
+    if note:
+        print(note)
 
 
 def main():
@@ -172,7 +190,7 @@ def main():
     print(f"numpy {np.__version__}, PyTorch {torch.__version__ if torch else 'not installed'}, "
           f"{__import__('os').cpu_count()} CPU cores")
     show("Speed: one training step (forward + backward)", speed_table(quick))
-    show("Memory: intermediates (arena) per graph", memory_table())
+    show("Memory: intermediates (arena) per graph", memory_table(), MEMORY_NOTE)
     show("Scheduling: peak live bytes", schedule_table())
     show("Gradient checkpointing on a deep tanh MLP chain (width 64, batch 256)", checkpoint_table(quick))
 

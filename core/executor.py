@@ -100,21 +100,23 @@ class _Program:
     def _bind_steps(self, be, sources):
         """Each step's argument list is built once: arena views and constants never move;
         only the slots that read sources (feeds, parameters) are refreshed per run."""
-        self.steps, self.source_slots, self.rebind = [], [], []
+        self.steps = []
+        self.slots_of: dict = {}  # source node -> [(args list, position, step index)]
         for index, node in enumerate(self.plan.schedule):
             args = []
             for k, inp in enumerate(node.inputs):
                 src = self.alias.get(inp, inp)
                 if src in sources:
-                    self.source_slots.append((args, k, src))
+                    self.slots_of.setdefault(src, []).append((args, k, index))
                     args.append(None)
                 else:
                     args.append(self.values[src])
-            if any(a is None for a in args):
-                self.rebind.append(index)
             self.steps.append((be.compute_for(node.opdef), args, node.attrs, self.values[node]))
         self.binders = [self._binder(be, node) for node in self.plan.schedule]
-        self.calls = [None if i in self.rebind else self._bind(i) for i in range(len(self.steps))]
+        self.bound: dict = {}  # source node -> the array its steps are bound to
+        self.calls = [None] * len(self.steps)
+        self._rebind(sources)  # binds the steps that read sources
+        self.calls = [call or self._bind(i) for i, call in enumerate(self.calls)]
 
     @staticmethod
     def _binder(be, node):
@@ -134,19 +136,28 @@ class _Program:
         return raw.view(self.plan.dtypes[node]).reshape(self.plan.shapes[node])
 
     def execute(self, sources, times=None):
-        values, alias, xp = self.values, self.alias, self.xp
+        values, alias = self.values, self.alias
         values.update(sources)
-        for args, k, src in self.source_slots:
-            args[k] = sources[src]
-        calls = self.calls
-        for index in self.rebind:  # steps reading feeds/parameters: new arrays each run
-            calls[index] = self._bind(index)
+        self._rebind(sources)
         if times is not None:
             self._execute_timed(times)
         else:
-            for call in calls:
+            for call in self.calls:
                 call()
         return [values[alias.get(o, o)] for o in self.outputs]
+
+    def _rebind(self, sources):
+        """Re-bind only the steps reading a source that is a different array than last run:
+        parameters updated in place keep their binding, a new batch rebinds its few readers."""
+        bound, stale = self.bound, set()
+        for src, value in sources.items():
+            if bound.get(src) is not value:
+                bound[src] = value
+                for args, k, index in self.slots_of.get(src, ()):
+                    args[k] = value
+                    stale.add(index)
+        for index in stale:
+            self.calls[index] = self._bind(index)
 
     def _execute_timed(self, times):
         """The same loop with a clock around each op (kept apart so the hot loop stays bare)."""

@@ -43,13 +43,16 @@ def print_report(report):
     from rich.console import Console
     from rich.table import Table
     console = Console()
+    if not console.is_terminal:  # a log or a pipe: full names rather than 80-column ellipses
+        console = Console(width=160)
     for name, rows in report.items():
         if isinstance(rows, list) and rows and isinstance(rows[0], dict):
             table = Table(title=name, show_lines=False)
             for col in rows[0]:
                 table.add_column(str(col), justify="right" if _numeric(rows[0][col]) else "left")
             for row in rows:
-                table.add_row(*[_fmt(v) for v in row.values()])
+                table.add_row(*["scalar" if k == "shape" and v == [] else _fmt(v)
+                                for k, v in row.items()])
             console.print(table)
     mem = report["memory"]
     summary = Table(title=f"memory ({report['mode']}, batch {report['batch']}, "

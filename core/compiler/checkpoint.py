@@ -40,12 +40,19 @@ def kept_values(forward, mode, shapes, dtypes) -> set:
     raise LoomError(f"unknown checkpoint mode {mode!r}; known: none, sqrt, cheap, budget=BYTES")
 
 
+def _with_tail(forward, keep):
+    """Also keep every value after the last kept one: the backward pass starts right where
+    the forward pass ends, so recomputing that tail would cost time and save no memory."""
+    last = max((i for i, n in enumerate(forward) if n in keep), default=-1)
+    return keep | set(forward[last + 1:])
+
+
 def recompute(outputs, mode, shapes, dtypes):
     """New outputs where backward nodes read recomputed copies of unkept forward values.
     outputs[0] is the loss: everything it depends on is the forward pass."""
     forward = [n for n in topological_order(outputs[:1]) if n.op not in SOURCE_OPS]
     fset = set(forward)
-    keep = kept_values(forward, mode, shapes, dtypes) | {outputs[0]}
+    keep = _with_tail(forward, kept_values(forward, mode, shapes, dtypes)) | {outputs[0]}
     copies: dict = {}
 
     def recomputed(n):

@@ -54,7 +54,7 @@ def compile_plan(order, outputs, source_values, *, schedule="auto", checkpoint=N
     arena = memory.plan_offsets(unique) if plan_memory else _no_sharing_offsets(unique)
     plan = Plan(steps, shapes, dtypes, alias, buffers, arena,
                 fusion.fusion_groups(steps, readers, results), sched.assign_streams(steps, deps))
-    plan.report = _report(plan, unique, order, candidates)
+    plan.report = _report(plan, unique, order, {id(buffers[r]) for r in results if r in buffers})
     return plan
 
 
@@ -83,15 +83,16 @@ def _edges(candidates, alias):
 
 def _choose_schedule(candidates, mode, sizes, readers, deps, results):
     """topo: breadth-first topological order (the baseline); memory: the greedy order;
-    auto: the greedy order or the graph's depth-first construction order, whichever
-    has the lower peak."""
+    auto: whichever of the greedy order, the graph's depth-first construction order and the
+    baseline has the lowest peak (so auto is never worse than the baseline)."""
+    baseline = sched.breadth_first(candidates, deps, readers)
     if mode == "topo":
-        return sched.breadth_first(candidates, deps, readers)
+        return baseline
     greedy = sched.memory_aware(candidates, sizes, readers, deps, results)
     if mode == "memory":
         return greedy
     peak = lambda s: sched.live_peak(s, sizes, readers, results)  # noqa: E731
-    return greedy if peak(greedy) < peak(candidates) else list(candidates)
+    return min((greedy, list(candidates), baseline), key=peak)
 
 
 def _last_reads(steps, results, alias):
@@ -151,7 +152,7 @@ def _assign_roles(buffers, loss):
             buf.role = "activation" if node in forward else "gradient"
 
 
-def _report(plan: Plan, unique, order, candidates) -> dict:
+def _report(plan: Plan, unique, order, result_buffers) -> dict:
     feeds = [n for n in order if n.op == "placeholder"]
     params = [n for n in order if n.op == "parameter"]
     size = lambda ns: sum(shape_pass.nbytes(plan.shapes[n], plan.dtypes[n]) for n in ns)  # noqa
@@ -163,9 +164,24 @@ def _report(plan: Plan, unique, order, candidates) -> dict:
         "lower_bound_bytes": memory.lower_bound(unique),
         "feed_bytes": size(feeds),
         "param_bytes": size(params),
+        "stored_activation_bytes": stored_activations(unique),
+        # the requested outputs (e.g. every weight gradient) are all live when the step
+        # ends, so no plan of this graph goes below them
+        "result_bytes": sum(b.size for b in unique if id(b) in result_buffers),
         "steps": len(plan.schedule),
         "inplace_steps": len(plan.schedule) - len(unique),
         "fusion_groups": sum(1 for g in plan.groups if len(g) > 1),
         "buffers": [{"name": b.name, "bytes": b.nbytes, "first": b.first, "last": b.last,
                      "offset": b.offset, "role": b.role} for b in unique],
     }
+
+
+def stored_activations(buffers) -> int:
+    """Bytes of forward values still held when the backward pass writes its first gradient:
+    what the forward pass leaves for backward (all of it without checkpointing, about √n
+    checkpoints with "sqrt"); 0 for a graph without a backward pass."""
+    grads = [b.first for b in buffers if b.role == "gradient"]
+    if not grads:
+        return 0
+    start = min(grads)
+    return sum(b.size for b in buffers if b.role == "activation" and b.first < start <= b.last)

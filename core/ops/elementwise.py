@@ -99,8 +99,10 @@ def _relu_grad(xp, ins, attrs, out):
     xp.multiply(g, x > 0, out=out)
 
 
+# The gradient reads relu's output, not its input ((y > 0) == (x > 0)): the pre-activation
+# is then dead after the forward op, so relu overwrites it in place in training graphs too.
 register(OpDef("relu", "elementwise", same_shape, _relu,
-               lambda n, g: [make("relu_grad", n.inputs[0], g)], inplace=(0,),
+               lambda n, g: [make("relu_grad", n, g)], inplace=(0,),
                bind=ufunc_binder("maximum", 0), doc="max(x, 0)"))
 
 def like_shape(shapes, attrs):

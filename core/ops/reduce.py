@@ -89,9 +89,24 @@ def _mean_grad(n, g):
                  keepdims=n.attrs["keepdims"], mean=True)]
 
 
-register(OpDef("reduce_sum", "reduction", _reduced_shape, _sum, _sum_grad,
+def _bind_reduce(mean):
+    """Fast path: axes and the 1/count scale are fixed once bound."""
+    def bind(xp, ins, attrs, out):
+        x = ins[0]
+        axes = _cached_axes(attrs, x.ndim)
+        if xp.__name__ != "numpy":
+            return partial(_mean if mean else _sum, xp, ins, attrs, out)
+        reduce = partial(xp.add.reduce, x, axis=axes, keepdims=attrs["keepdims"], out=out)
+        if not mean:
+            return reduce
+        scale = partial(xp.multiply, out, 1.0 / _count(x.shape, axes), out=out)
+        return lambda: (reduce(), scale())
+    return bind
+
+
+register(OpDef("reduce_sum", "reduction", _reduced_shape, _sum, _sum_grad, bind=_bind_reduce(False),
                doc="sum over axis (None = all), optionally keeping reduced axes"))
-register(OpDef("reduce_mean", "reduction", _reduced_shape, _mean, _mean_grad,
+register(OpDef("reduce_mean", "reduction", _reduced_shape, _mean, _mean_grad, bind=_bind_reduce(True),
                doc="mean over axis (None = all), optionally keeping reduced axes"))
 
 
@@ -113,6 +128,17 @@ def _expand(xp, ins, attrs, out):
         out[...] = g
 
 
+def _bind_expand(xp, ins, attrs, out):
+    """Fast path: g viewed once with the reduced axes put back, then one broadcasting call."""
+    g, x = ins
+    axes = _cached_axes(attrs, x.ndim)
+    if not attrs["keepdims"]:
+        g = g.reshape(tuple(1 if i in axes else d for i, d in enumerate(x.shape)))
+    if attrs.get("mean"):
+        return partial(xp.multiply, g, 1.0 / _count(x.shape, axes), out=out)
+    return partial(xp.copyto, out, g)
+
+
 def _expand_grad(n, g):
     # d/dg of (broadcast g [/count]) is the matching reduction; x is read for its shape only.
     reducer = reduce_mean if n.attrs.get("mean") else reduce_sum
@@ -120,6 +146,7 @@ def _expand_grad(n, g):
 
 
 register(OpDef("expand_like", "broadcast", _expand_shape, _expand, _expand_grad, shape_only=(1,),
+               bind=_bind_expand,
                doc="gradient of a reduction: re-insert reduced axes, broadcast to x's shape"))
 
 
