@@ -78,7 +78,7 @@ class LivePlots(QWidget):
         return self.runs[-1] if self.runs else None
 
     def new_run(self, label):
-        for (run, _), curve in self.curves.items():  # fade the previous runs
+        for curve in self.curves.values():  # fade the previous runs
             pen = curve.opts["pen"]
             colour = pg.mkColor(pen.color() if hasattr(pen, "color") else pen)
             colour.setAlpha(70)
@@ -98,12 +98,13 @@ class LivePlots(QWidget):
         self.runs, self.curves = [], {}
 
     def _curve(self, run, key, plot, colour, symbol=None, width=2):
-        if (run, key) not in self.curves:
+        """The curve named `key` on `plot` for `run` (names repeat across plots: "smoothed")."""
+        if (run, plot, key) not in self.curves:
             name = f"{key} ({run.label})" if len(self.runs) > 1 else key
             pen = None if symbol and width == 0 else pg.mkPen(colour, width=width)
-            self.curves[(run, key)] = self.plots[plot].plot(
+            self.curves[(run, plot, key)] = self.plots[plot].plot(
                 name=name, pen=pen, symbol=symbol, symbolBrush=colour if symbol else None, symbolSize=7)
-        return self.curves[(run, key)]
+        return self.curves[(run, plot, key)]
 
     def redraw(self):
         if not self._dirty or self.current is None:
@@ -126,7 +127,7 @@ class LivePlots(QWidget):
 
     def point_count(self, plot):
         return sum(len(c.getData()[0] if c.getData()[0] is not None else [])
-                   for (run, key), c in self.curves.items() if c in self.plots[plot].getPlotItem().items)
+                   for c in self.curves.values() if c in self.plots[plot].getPlotItem().items)
 
     def export_png(self, path):
         return self.grab().save(str(path))

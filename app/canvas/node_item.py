@@ -19,6 +19,8 @@ def human(n: int) -> str:
 
 
 def shape_text(shape) -> str:
+    if len(shape) == 0:
+        return "scalar"
     return "(" + ", ".join("N" if d is None else str(d) for d in shape) + ")"
 
 

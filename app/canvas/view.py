@@ -2,7 +2,7 @@
 drops from the palette (each drop pushes one AddNode command)."""
 from __future__ import annotations
 
-from PySide6.QtCore import QPointF, QRectF, Qt, Signal
+from PySide6.QtCore import QPointF, QRectF, Qt, QTimer, Signal
 from PySide6.QtGui import QColor, QPainter, QPen
 from PySide6.QtWidgets import QGraphicsView
 
@@ -24,6 +24,13 @@ class GraphView(QGraphicsView):
         self.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
         self.setVerticalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
         self._pan_from = None
+        self._shown = False
+
+    def showEvent(self, event):
+        super().showEvent(event)
+        if not self._shown:  # the first frame_all ran before the docks took their room
+            self._shown = True
+            QTimer.singleShot(0, self.frame_all)
 
     # ---- zoom and pan -------------------------------------------------------------------
     def wheelEvent(self, event):

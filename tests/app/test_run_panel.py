@@ -100,3 +100,22 @@ def test_csv_export(window, panel, qtbot, tmp_path):
     panel.plots.export_csv(tmp_path / "m.csv")
     assert len((tmp_path / "m.csv").read_text().splitlines()) == 4
     assert panel.plots.export_png(tmp_path / "p.png")
+
+
+def test_each_plot_shows_only_its_own_quantities(window, panel):
+    """Loss ~1 and throughput ~1000 must never share a y axis (curves are keyed per plot)."""
+    plots = panel.plots
+    for step in range(1, 40):
+        plots.add_event({"event": "step", "epoch": 1, "step": step, "loss": 1.0 / step,
+                         "accuracy": 0.5, "samples_per_s": 1000.0 + step,
+                         "memory": {"planned_bytes": 2 ** 20, "lower_bound_bytes": 2 ** 19}})
+    plots.redraw()
+
+    def y_values(name):
+        return [y for item in plots.plots[name].getPlotItem().listDataItems()
+                for y in (item.getData()[1] if item.getData()[1] is not None else [])]
+    assert max(y_values("loss")) <= 1.0
+    assert min(y_values("speed")) >= 1000.0
+    speed_names = [item.name() for item in plots.plots["speed"].getPlotItem().listDataItems()]
+    assert "smoothed" in speed_names and "samples/s" in speed_names
+    assert max(v for v in y_values("memory") if v == v) == 1.0  # MiB
