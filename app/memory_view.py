@@ -101,7 +101,8 @@ class MemoryPlanView(QWidget):
             f"{mem['lower_bound_bytes'] / 2**20:.2f} MiB · no sharing {mem['naive_bytes'] / 2**20:.2f} MiB")
 
     def _clicked(self, buffer_name):
-        node_id = (self.report or {}).get("node_of", {}).get(buffer_name)
+        from core.compiler.report import layer_of
+        node_id = layer_of(buffer_name, (self.report or {}).get("node_of", {}))
         if node_id:
             self.buffer_clicked.emit(node_id)
 

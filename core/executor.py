@@ -88,7 +88,9 @@ class _Program:
         be = executor.backend
         self.xp = be.xp
         self.arena = be.empty_bytes(plan.arena_bytes)
-        self.values = {n: self._view(n, b) for n, b in plan.buffers.items()}
+        self.values = {n: self._view(b, plan.shapes[n], plan.dtypes[n]) for n, b in plan.buffers.items()}
+        self.scratch = {n: {name: self._view(*spec) for name, spec in ws.items()}
+                        for n, ws in plan.workspaces.items()}
         for node in executor.order:
             if node.op == "constant":
                 self.values[node] = _constant_value(be, node.attrs["value"])
@@ -111,7 +113,10 @@ class _Program:
                     args.append(None)
                 else:
                     args.append(self.values[src])
-            self.steps.append((be.compute_for(node.opdef), args, node.attrs, self.values[node]))
+            compute = be.compute_for(node.opdef)
+            if node in self.scratch and compute is node.opdef.compute:  # planned workspace
+                compute = partial(_with_workspace, compute, self.scratch[node])
+            self.steps.append((compute, args, node.attrs, self.values[node]))
         self.binders = [self._binder(be, node) for node in self.plan.schedule]
         self.bound: dict = {}  # source node -> the array its steps are bound to
         self.calls = [None] * len(self.steps)
@@ -130,10 +135,10 @@ class _Program:
             return binder(self.xp, args, attrs, out)
         return partial(compute, self.xp, args, attrs, out)
 
-    def _view(self, node, buf):
-        """The node's value: a typed view of its planned byte range of the arena."""
+    def _view(self, buf, shape, dtype):
+        """A typed view of the buffer's planned byte range of the arena."""
         raw = self.arena[buf.offset:buf.offset + buf.nbytes]
-        return raw.view(self.plan.dtypes[node]).reshape(self.plan.shapes[node])
+        return raw.view(dtype).reshape(shape)
 
     def execute(self, sources, times=None):
         values, alias = self.values, self.alias
@@ -166,6 +171,10 @@ class _Program:
             compute(self.xp, args, attrs, out)
             self.sync()
             times[node.name] = times.get(node.name, 0.0) + time.perf_counter() - start
+
+
+def _with_workspace(compute, ws, xp, args, attrs, out):
+    compute(xp, args, attrs, out, ws)
 
 
 def _constant_value(backend, value):

@@ -23,6 +23,7 @@ class Plan:
     groups: list = field(default_factory=list)  # fusion groups (lists of nodes)
     streams: dict = field(default_factory=dict)
     report: dict = field(default_factory=dict)
+    workspaces: dict = field(default_factory=dict)  # node -> {name: (Buffer, shape, dtype)}
 
     def value_of(self, node):
         return self.alias.get(node, node)
@@ -50,10 +51,13 @@ def compile_plan(order, outputs, source_values, *, schedule="auto", checkpoint=N
         steps = ckpt.sink_recomputes(steps)
     buffers = _buffers(steps, results, alias, shapes, dtypes, inplace, plan_memory)
     _assign_roles(buffers, [alias.get(outputs[0], outputs[0])] if outputs else [])
+    workspaces = _workspaces(steps, alias, shapes, dtypes)
     unique = list({id(b): b for b in buffers.values()}.values())
+    unique += [buf for ws in workspaces.values() for buf, _, _ in ws.values()]
     arena = memory.plan_offsets(unique) if plan_memory else _no_sharing_offsets(unique)
     plan = Plan(steps, shapes, dtypes, alias, buffers, arena,
-                fusion.fusion_groups(steps, readers, results), sched.assign_streams(steps, deps))
+                fusion.fusion_groups(steps, readers, results), sched.assign_streams(steps, deps),
+                workspaces=workspaces)
     plan.report = _report(plan, unique, order, {id(buffers[r]) for r in results if r in buffers})
     return plan
 
@@ -135,6 +139,21 @@ def _inplace_partner(node, step, buffers, last, alias, size, dtypes):
     return None
 
 
+def _workspaces(steps, alias, shapes, dtypes) -> dict:
+    """Scratch buffers of ops that declare a workspace, each alive for its one step."""
+    out = {}
+    for i, node in enumerate(steps):
+        rule = node.opdef.workspace
+        if rule is None:
+            continue
+        in_shapes = [shapes[alias.get(inp, inp)] for inp in node.inputs]
+        specs = rule(in_shapes, node.attrs, shapes[node], dtypes[node])
+        out[node] = {name: (memory.Buffer(f"{node.name}/{name}", shape_pass.nbytes(shape, dtype),
+                                          i, i, role="workspace"), tuple(shape), dtype)
+                     for name, (shape, dtype) in specs.items()}
+    return out
+
+
 def _no_sharing_offsets(buffers):
     offset = 0
     for b in buffers:
@@ -158,8 +177,10 @@ def _report(plan: Plan, unique, order, result_buffers) -> dict:
     size = lambda ns: sum(shape_pass.nbytes(plan.shapes[n], plan.dtypes[n]) for n in ns)  # noqa
     naive = [memory.Buffer(n.name, shape_pass.nbytes(plan.shapes[n], plan.dtypes[n]), 0, 0)
              for n in plan.schedule]
+    scratch = [b for b in unique if b.role == "workspace"]
     return {
-        "naive_bytes": memory.no_sharing(naive),
+        "naive_bytes": memory.no_sharing(naive + scratch),
+        "workspace_bytes": memory.no_sharing(scratch),
         "planned_bytes": plan.arena_bytes,
         "lower_bound_bytes": memory.lower_bound(unique),
         "feed_bytes": size(feeds),

@@ -18,11 +18,18 @@ def plan_tables(plan, node_of=None) -> dict:
     groups = [{"group": i, "ops": " → ".join(n.op for n in g), "nodes": len(g),
                "first step": plan.schedule.index(g[0])}
               for i, g in enumerate(plan.groups) if len(g) > 1]
+    scratch = [buf for ws in plan.workspaces.values() for buf, _, _ in ws.values()]
     buffers = [{"buffer": b.name, "role": b.role, "bytes": b.nbytes, "first": b.first,
-                "last": b.last, "offset": b.offset, "values": len(shared[id(b)])}
-               for b in {id(b): b for b in plan.buffers.values()}.values()]
+                "last": b.last, "offset": b.offset, "values": len(shared.get(id(b), ()))}
+               for b in list({id(b): b for b in plan.buffers.values()}.values()) + scratch]
     return {"schedule": schedule, "fusion groups": groups, "buffers": buffers}
 
 
 def _layer(node, node_of):
-    return node_of.get(node.name.rstrip("'"), "")
+    return layer_of(node.name, node_of)
+
+
+def layer_of(buffer_or_node_name, node_of):
+    """The document node a compiled value or buffer came from: recomputed copies end in "'",
+    workspace buffers are "<node>/<scratch name>"."""
+    return node_of.get(buffer_or_node_name.split("/")[0].rstrip("'"), "")

@@ -5,6 +5,12 @@ Every op has four rules (as in autodidax's per-interpretation tables, kept toget
   dtype(in_dtypes, attrs) -> out dtype      weak scalars are passed as python numbers
   compute(xp, ins, attrs, out)              writes the result into `out` (a preallocated buffer)
   gradient(node, g) -> [Node | None]        builds gradient *nodes*, one per input
+and optionally
+  workspace(in_shapes, attrs, out_shape, out_dtype) -> {name: (shape, dtype)}
+                                            scratch arrays the compute needs for one step
+                                            (im2col columns, padded copies…): the planner
+                                            places them in the arena like any buffer, and
+                                            compute(xp, ins, attrs, out, ws) gets them as views
 
 `xp` is the array module of the backend (numpy or cupy), so one compute serves both.
 """
@@ -43,6 +49,7 @@ class OpDef:
     # Optional fast path: (xp, ins, attrs, out) -> a zero-argument callable doing the compute,
     # e.g. functools.partial(np.add, a, b, out=out): the run loop then enters no Python frame.
     bind: Callable | None = None
+    workspace: Callable | None = None  # see the module docstring
     doc: str = ""
     extra: dict = field(default_factory=dict)
 
@@ -103,3 +110,9 @@ def like_input(index):
     def rule(shapes, attrs):
         return tuple(shapes[index])
     return rule
+
+
+def scratch(workspace, xp, ins, attrs, out) -> dict:
+    """Allocate an op's workspace itself: for a compute called outside a planned arena."""
+    specs = workspace([i.shape for i in ins], attrs, out.shape, out.dtype)
+    return {name: xp.empty(shape, dtype=dtype) for name, (shape, dtype) in specs.items()}

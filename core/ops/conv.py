@@ -2,8 +2,10 @@
 columns are laid out (C·KH·KW, N·OH·OW) so forward and both gradients are single matmuls."""
 from __future__ import annotations
 
+import numpy as np
+
 from ..errors import ShapeError
-from .base import OpDef, not_differentiable, register
+from .base import OpDef, not_differentiable, register, scratch
 from .elementwise import make
 
 
@@ -31,11 +33,21 @@ def _out_size(size, k, s, p, what):
 
 
 # ---- im2col helpers (xp-generic: numpy or cupy) ------------------------------------------------
+# Every scratch array comes from the op's workspace (planned in the arena), so a step at fixed
+# shapes allocates nothing here either.
 
-def _pad(xp, x, p, value=0.0):
+def _padded(x, p, buf, value=0.0):
+    """x with a border of p `value`s, written into buf (x itself when p == 0)."""
     if p == 0:
         return x
-    return xp.pad(x, ((0, 0), (0, 0), (p, p), (p, p)), constant_values=value)
+    buf.fill(value)
+    buf[:, :, p:p + x.shape[2], p:p + x.shape[3]] = x
+    return buf
+
+
+def _padded_shape(x_shape, p):
+    n, c, h, w = x_shape
+    return (n, c, h + 2 * p, w + 2 * p)
 
 
 def _windows(xpad, k, s, oh, ow):
@@ -45,30 +57,54 @@ def _windows(xpad, k, s, oh, ow):
             yield i, j, xpad[:, :, i:i + s * oh:s, j:j + s * ow:s]
 
 
-def _im2col(xp, x, kh, kw, s, p, oh, ow):
+def _im2col(x, kh, kw, s, p, oh, ow, cols, xpad):
+    """Columns of x as (N, C·KH·KW, OH·OW) into cols[:N]: per sample, the layout a batched
+    GEMM with the (O, C·KH·KW) weight matrix turns straight into NCHW output."""
     n, c = x.shape[:2]
-    cols = xp.empty((c, kh, kw, n, oh, ow), dtype=x.dtype)
-    xpad = _pad(xp, x, p)
+    blocks = cols[:n].reshape(n, c, kh, kw, oh, ow)
+    xpad = _padded(x, p, None if xpad is None else xpad[:n])
     for i in range(kh):
         for j in range(kw):
-            cols[:, i, j] = xpad[:, :, i:i + s * oh:s, j:j + s * ow:s].transpose(1, 0, 2, 3)
-    return cols.reshape(c * kh * kw, n * oh * ow)
+            blocks[:, :, i, j] = xpad[:, :, i:i + s * oh:s, j:j + s * ow:s]
+    return cols[:n]
 
 
-def _col2im(xp, cols, x_shape, kh, kw, s, p, oh, ow, out):
+def _col2im(cols, kh, kw, s, p, oh, ow, out, dxpad):
+    """Scatter-add (N, C·KH·KW, OH·OW) columns back to images: into out, or via dxpad."""
+    n, c, h, w = out.shape
+    blocks = cols.reshape(n, c, kh, kw, oh, ow)
+    target = dxpad[:n] if p else out
+    target.fill(0)
+    for i in range(kh):
+        for j in range(kw):
+            target[:, :, i:i + s * oh:s, j:j + s * ow:s] += blocks[:, :, i, j]
+    if p:
+        out[...] = target[:, :, p:p + h, p:p + w]
+
+
+def _chunks(n, size):
+    """Batch slices of `size` samples: im2col columns are KH·KW times the input, so they are
+    built a chunk at a time and the workspace stays near the size of the output."""
+    return [slice(a, min(a + size, n)) for a in range(0, n, size)]
+
+
+CHUNK_BYTES = 1 << 20  # a chunk's columns may take at least this much, however small the output
+
+
+def _conv_scratch(x_shape, w_shape, out_shape, attrs, dtype, extra=None):
+    """cols (and xpad) for one chunk of samples, plus `extra` name -> per-sample shape."""
     n, c, h, w = x_shape
-    cols = cols.reshape(c, kh, kw, n, oh, ow)
-    dxpad = xp.zeros((n, c, h + 2 * p, w + 2 * p), dtype=out.dtype)
-    for i in range(kh):
-        for j in range(kw):
-            dxpad[:, :, i:i + s * oh:s, j:j + s * ow:s] += cols[:, i, j].transpose(1, 0, 2, 3)
-    out[...] = dxpad[:, :, p:p + h, p:p + w]
-
-
-def _gy_matrix(gy):
-    """(N, O, OH, OW) -> (O, N·OH·OW), matching the column layout."""
-    o = gy.shape[1]
-    return gy.transpose(1, 0, 2, 3).reshape(o, -1)
+    o, _, kh, kw = w_shape
+    pixels = out_shape[-2] * out_shape[-1]
+    itemsize = np.dtype(dtype).itemsize
+    budget = max(n * o * pixels * itemsize, CHUNK_BYTES)
+    b = int(max(1, min(n, budget // (c * kh * kw * pixels * itemsize))))
+    ws = {"cols": ((b, c * kh * kw, pixels), dtype)}
+    if attrs["padding"]:
+        ws["xpad"] = (_padded_shape((b, c, h, w), attrs["padding"]), dtype)
+    for name, shape in (extra or {}).items():
+        ws[name] = ((b, *shape), dtype)
+    return ws
 
 
 # ---- conv2d --------------------------------------------------------------------------------------
@@ -83,12 +119,20 @@ def _conv_shape(shapes, attrs):
     return (x[0], w[0], _out_size(x[2], w[2], s, p, "conv2d"), _out_size(x[3], w[3], s, p, "conv2d"))
 
 
-def _conv(xp, ins, attrs, out):
+def _conv_ws(shapes, attrs, out_shape, dtype):
+    x, w = shapes
+    return _conv_scratch(x, w, out_shape, attrs, dtype)
+
+
+def _conv(xp, ins, attrs, out, ws=None):
     x, w = ins
+    ws = ws or scratch(_conv_ws, xp, ins, attrs, out)
     n, o, oh, ow = out.shape
-    cols = _im2col(xp, x, w.shape[2], w.shape[3], attrs["stride"], attrs["padding"], oh, ow)
-    y = w.reshape(o, -1) @ cols  # (O, N·OH·OW): one GEMM
-    out[...] = y.reshape(o, n, oh, ow).transpose(1, 0, 2, 3)
+    w2d = w.reshape(o, -1)
+    for part in _chunks(n, ws["cols"].shape[0]):
+        cols = _im2col(x[part], w.shape[2], w.shape[3], attrs["stride"], attrs["padding"], oh, ow,
+                       ws["cols"], ws.get("xpad"))
+        xp.matmul(w2d, cols, out=out[part].reshape(len(cols), o, oh * ow))  # batched GEMM
 
 
 def _conv_grad(n, g):
@@ -97,27 +141,55 @@ def _conv_grad(n, g):
     return [make("conv2d_grad_input", g, w, x, **a), make("conv2d_grad_weight", g, x, w, **a)]
 
 
-def _conv_grad_input(xp, ins, attrs, out):
+def _grad_input_ws(shapes, attrs, out_shape, dtype):
+    gy, w, x = shapes
+    return _conv_scratch(x, w, gy, attrs, dtype)
+
+
+def _conv_grad_input(xp, ins, attrs, out, ws=None):
     gy, w, x = ins
+    ws = ws or scratch(_grad_input_ws, xp, ins, attrs, out)
     o, c, kh, kw = w.shape
-    _, _, oh, ow = gy.shape
-    dcols = w.reshape(o, -1).T @ _gy_matrix(gy)
-    _col2im(xp, dcols, x.shape, kh, kw, attrs["stride"], attrs["padding"], oh, ow, out)
+    n, _, oh, ow = gy.shape
+    w2d_t = w.reshape(o, -1).T
+    for part in _chunks(n, ws["cols"].shape[0]):
+        g = gy[part].reshape(-1, o, oh * ow)
+        dcols = xp.matmul(w2d_t, g, out=ws["cols"][:len(g)])
+        _col2im(dcols, kh, kw, attrs["stride"], attrs["padding"], oh, ow, out[part], ws.get("xpad"))
 
 
-def _conv_grad_weight(xp, ins, attrs, out):
+def _grad_weight_ws(shapes, attrs, out_shape, dtype):
+    gy, x, w = shapes
+    o, c, kh, kw = w
+    return {**_conv_scratch(x, w, gy, attrs, dtype, {"per_sample": (o, c * kh * kw)}),
+            "chunk_sum": ((o, c * kh * kw), dtype)}
+
+
+def _conv_grad_weight(xp, ins, attrs, out, ws=None):
     gy, x, w = ins
-    _, _, oh, ow = gy.shape
-    cols = _im2col(xp, x, w.shape[2], w.shape[3], attrs["stride"], attrs["padding"], oh, ow)
-    xp.matmul(_gy_matrix(gy), cols.T, out=out.reshape(w.shape[0], -1))
+    ws = ws or scratch(_grad_weight_ws, xp, ins, attrs, out)
+    o = w.shape[0]
+    n, _, oh, ow = gy.shape
+    dw = out.reshape(o, -1)
+    for k, part in enumerate(_chunks(n, ws["cols"].shape[0])):
+        cols = _im2col(x[part], w.shape[2], w.shape[3], attrs["stride"], attrs["padding"], oh, ow,
+                       ws["cols"], ws.get("xpad"))
+        per_sample = xp.matmul(gy[part].reshape(-1, o, oh * ow), cols.transpose(0, 2, 1),
+                               out=ws["per_sample"][:len(cols)])
+        if k == 0:
+            xp.add.reduce(per_sample, axis=0, out=dw)
+        else:
+            xp.add(dw, xp.add.reduce(per_sample, axis=0, out=ws["chunk_sum"]), out=dw)
 
 
-register(OpDef("conv2d", "opaque", _conv_shape, _conv, _conv_grad,
+register(OpDef("conv2d", "opaque", _conv_shape, _conv, _conv_grad, workspace=_conv_ws,
                doc="2-D convolution, NCHW, square stride and zero padding"))
 register(OpDef("conv2d_grad_input", "opaque", lambda s, a: tuple(s[2]), _conv_grad_input,
-               not_differentiable, shape_only=(2,), doc="gradient of conv2d w.r.t. its input"))
+               not_differentiable, shape_only=(2,), workspace=_grad_input_ws,
+               doc="gradient of conv2d w.r.t. its input"))
 register(OpDef("conv2d_grad_weight", "opaque", lambda s, a: tuple(s[2]), _conv_grad_weight,
-               not_differentiable, shape_only=(2,), doc="gradient of conv2d w.r.t. its weight"))
+               not_differentiable, shape_only=(2,), workspace=_grad_weight_ws,
+               doc="gradient of conv2d w.r.t. its weight"))
 
 
 # ---- pooling -------------------------------------------------------------------------------------
@@ -132,44 +204,76 @@ def _pool_shape(shapes, attrs):
     return (x[0], x[1], _out_size(x[2], k, s, p, "pool"), _out_size(x[3], k, s, p, "pool"))
 
 
-def _max_pool(xp, ins, attrs, out):
+def _pad_ws(x_shape, attrs, dtype, name="xpad"):
+    p = attrs["padding"]
+    return {name: (_padded_shape(x_shape, p), dtype)} if p else {}
+
+
+def _pool_ws(shapes, attrs, out_shape, dtype):
+    return _pad_ws(shapes[0], attrs, dtype)
+
+
+def _max_pool(xp, ins, attrs, out, ws=None):
+    ws = ws if ws is not None else scratch(_pool_ws, xp, ins, attrs, out)
     k, s, p = attrs["kernel"], attrs["stride"], attrs["padding"]
-    xpad = _pad(xp, ins[0], p, value=-xp.inf)
+    xpad = _padded(ins[0], p, ws.get("xpad"), value=-xp.inf)
     out.fill(-xp.inf)
     for _, _, win in _windows(xpad, k, s, out.shape[2], out.shape[3]):
         xp.maximum(out, win, out=out)
 
 
-def _max_pool_grad(xp, ins, attrs, out):
+def _max_pool_grad_ws(shapes, attrs, out_shape, dtype):
+    x, y, _ = shapes
+    ws = {**_pad_ws(x, attrs, dtype), **_pad_ws(x, attrs, dtype, "dxpad")}
+    ws.update(taken=(tuple(y), bool), hit=(tuple(y), bool), part=(tuple(y), dtype))
+    return ws
+
+
+def _max_pool_grad(xp, ins, attrs, out, ws=None):
     x, y, gy = ins
+    ws = ws or scratch(_max_pool_grad_ws, xp, ins, attrs, out)
     k, s, p = attrs["kernel"], attrs["stride"], attrs["padding"]
-    xpad = _pad(xp, x, p, value=-xp.inf)
-    dxpad = xp.zeros(xpad.shape, dtype=out.dtype)
-    taken = xp.zeros(y.shape, dtype=bool)  # ties: the first maximum in the window gets it
+    xpad = _padded(x, p, ws.get("xpad"), value=-xp.inf)
+    dxpad = ws["dxpad"] if p else out
+    taken, hit, part = ws["taken"], ws["hit"], ws["part"]
+    dxpad.fill(0)
+    taken.fill(False)  # ties: the first maximum in the window gets it
     for i, j, win in _windows(xpad, k, s, y.shape[2], y.shape[3]):
-        hit = (win == y) & ~taken
-        taken |= hit
-        dxpad[:, :, i:i + s * y.shape[2]:s, j:j + s * y.shape[3]:s] += gy * hit
-    out[...] = dxpad[:, :, p:p + x.shape[2], p:p + x.shape[3]]
+        xp.equal(win, y, out=hit)
+        xp.greater(hit, taken, out=hit)  # hit and not yet taken
+        xp.logical_or(taken, hit, out=taken)
+        xp.multiply(gy, hit, out=part)
+        dxpad[:, :, i:i + s * y.shape[2]:s, j:j + s * y.shape[3]:s] += part
+    if p:
+        out[...] = dxpad[:, :, p:p + x.shape[2], p:p + x.shape[3]]
 
 
-def _avg_pool(xp, ins, attrs, out):
+def _avg_pool(xp, ins, attrs, out, ws=None):
+    ws = ws if ws is not None else scratch(_pool_ws, xp, ins, attrs, out)
     k, s, p = attrs["kernel"], attrs["stride"], attrs["padding"]
     out.fill(0)
-    for _, _, win in _windows(_pad(xp, ins[0], p), k, s, out.shape[2], out.shape[3]):
+    for _, _, win in _windows(_padded(ins[0], p, ws.get("xpad")), k, s, out.shape[2], out.shape[3]):
         out += win
     out *= 1.0 / (k * k)  # padding counts as zeros, like count_include_pad=True
 
 
-def _avg_pool_grad(xp, ins, attrs, out):
+def _avg_pool_grad_ws(shapes, attrs, out_shape, dtype):
+    gy, x = shapes
+    return {**_pad_ws(x, attrs, dtype, "dxpad"), "share": (tuple(gy), dtype)}
+
+
+def _avg_pool_grad(xp, ins, attrs, out, ws=None):
     gy, x = ins
+    ws = ws or scratch(_avg_pool_grad_ws, xp, ins, attrs, out)
     k, s, p = attrs["kernel"], attrs["stride"], attrs["padding"]
     n, c, h, w = x.shape
-    dxpad = xp.zeros((n, c, h + 2 * p, w + 2 * p), dtype=out.dtype)
-    share = gy * (1.0 / (k * k))
+    dxpad = ws["dxpad"] if p else out
+    dxpad.fill(0)
+    share = xp.multiply(gy, 1.0 / (k * k), out=ws["share"])
     for i, j, _ in _windows(dxpad, k, s, gy.shape[2], gy.shape[3]):
         dxpad[:, :, i:i + s * gy.shape[2]:s, j:j + s * gy.shape[3]:s] += share
-    out[...] = dxpad[:, :, p:p + h, p:p + w]
+    if p:
+        out[...] = dxpad[:, :, p:p + h, p:p + w]
 
 
 def _avg_pool_grad_grad(n, g):
@@ -178,11 +282,13 @@ def _avg_pool_grad_grad(n, g):
 
 register(OpDef("max_pool2d", "opaque", _pool_shape, _max_pool,
                lambda n, g: [make("max_pool2d_grad", n.inputs[0], n, g, **n.attrs)],
-               doc="maximum over k×k windows"))
+               workspace=_pool_ws, doc="maximum over k×k windows"))
 register(OpDef("max_pool2d_grad", "opaque", lambda s, a: tuple(s[0]), _max_pool_grad,
-               not_differentiable, doc="route each window's gradient to its (first) maximum"))
+               not_differentiable, workspace=_max_pool_grad_ws,
+               doc="route each window's gradient to its (first) maximum"))
 register(OpDef("avg_pool2d", "opaque", _pool_shape, _avg_pool,
                lambda n, g: [make("avg_pool2d_grad", g, n.inputs[0], **n.attrs)],
-               doc="mean over k×k windows"))
+               workspace=_pool_ws, doc="mean over k×k windows"))
 register(OpDef("avg_pool2d_grad", "opaque", lambda s, a: tuple(s[1]), _avg_pool_grad,
-               _avg_pool_grad_grad, shape_only=(1,), doc="spread each gradient over its window"))
+               _avg_pool_grad_grad, shape_only=(1,), workspace=_avg_pool_grad_ws,
+               doc="spread each gradient over its window"))

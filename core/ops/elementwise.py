@@ -94,9 +94,14 @@ def _relu(xp, ins, attrs, out):
     xp.maximum(ins[0], 0, out=out)
 
 
-def _relu_grad(xp, ins, attrs, out):
+def _relu_grad(xp, ins, attrs, out, ws=None):
     x, g = ins
-    xp.multiply(g, x > 0, out=out)
+    mask = xp.greater(x, 0, out=None if ws is None else ws["mask"])  # planned: no temporary
+    xp.multiply(g, mask, out=out)
+
+
+def _relu_grad_ws(shapes, attrs, out_shape, dtype):
+    return {"mask": (tuple(out_shape), bool)}
 
 
 # The gradient reads relu's output, not its input ((y > 0) == (x > 0)): the pre-activation
@@ -111,6 +116,7 @@ def like_shape(shapes, attrs):
 
 register(OpDef("relu_grad", "elementwise", like_shape,
                _relu_grad, lambda n, g: [None, make("relu_grad", n.inputs[0], g)],
+               workspace=_relu_grad_ws,
                dtype=lambda d, a: first_dtype(d[1:], a), inplace=(0, 1), doc="g * (x > 0)"))
 
 
