@@ -1,17 +1,25 @@
 """The memory-plan view: the compiler's buffer table as rectangles (x = schedule steps the
-buffer lives, y = its byte range in the arena), coloured by role, with the planned arena and
-the lower bound marked. Clicking a buffer selects the node that produced it."""
+buffer lives, y = its byte range in the arena), coloured by role, with the planned arena, the
+lower bound and the peak step marked; parameters and optimizer state (their own allocations,
+alive across steps) are stacked above the arena. Clicking a buffer selects its node. The view
+re-plans when it is shown after the graph or the training settings changed."""
 from __future__ import annotations
 
 import pyqtgraph as pg
-from PySide6.QtCore import QRectF, Qt, Signal
+from PySide6.QtCore import QRectF, Qt, QTimer, Signal
 from PySide6.QtGui import QBrush, QColor, QPen
 from PySide6.QtWidgets import (QComboBox, QGraphicsRectItem, QHBoxLayout, QLabel, QSpinBox,
                                QVBoxLayout, QWidget)
 
-ROLE_COLOURS = {"activation": "#4fc3f7", "gradient": "#ef5350", "parameter": "#ba68c8",
-                "optimizer": "#ffb74d", "workspace": "#9e9e9e"}
+ROLE_COLOURS = {"activation": "#4fc3f7", "gradient": "#ef5350", "workspace": "#9e9e9e",
+                "parameter": "#ba68c8", "optimizer": "#ffb74d"}
+ROLE_NAMES = {"optimizer": "optimizer state"}
 KIB = 1024
+
+
+def legend_html() -> str:
+    return " ".join(f'<span style="color:{c}">■</span> {ROLE_NAMES.get(r, r)}&nbsp;&nbsp;'
+                    for r, c in ROLE_COLOURS.items())
 
 
 class BufferRect(QGraphicsRectItem):
@@ -49,9 +57,11 @@ class MemoryPlanView(QWidget):
                                  "memory: always the memory-aware greedy; topo: breadth-first")
         self.batch = QSpinBox(minimum=1, maximum=4096, value=64)
         self.summary = QLabel()
+        self.legend = QLabel(legend_html())
         self.plot = pg.PlotWidget()
         self.plot.setLabel("bottom", "schedule step")
-        self.plot.setLabel("left", "arena offset", units="KiB")
+        self.plot.setLabel("left", "offset (KiB)")
+        self.plot.getAxis("left").enableAutoSIPrefix(False)  # no "kKiB"
         self.plot.showGrid(x=True, y=True, alpha=0.15)
         bar = QHBoxLayout()
         for label, w in (("graph", self.mode), ("checkpointing", self.checkpoint),
@@ -62,15 +72,36 @@ class MemoryPlanView(QWidget):
         layout = QVBoxLayout(self)
         layout.addLayout(bar)
         layout.addWidget(self.summary)
+        layout.addWidget(self.legend)
         layout.addWidget(self.plot)
-        self.rects: list[BufferRect] = []
+        self.rects: list[BufferRect] = []  # arena buffers
+        self.persistent_rects: list[BufferRect] = []  # parameters and optimizer state
         for w in (self.mode, self.checkpoint, self.schedule):
-            w.currentTextChanged.connect(self.refresh)
-        self.batch.valueChanged.connect(self.refresh)
+            w.currentTextChanged.connect(self._on_doc_event)
+        self.batch.valueChanged.connect(self._on_doc_event)
+        self.stale = True
+        self._replan = QTimer(self, singleShot=True, interval=300, timeout=self._refresh_if_visible)
+        doc.subscribe(self._on_doc_event)
+
+    def _on_doc_event(self, *_):
+        """Edits and settings make the plan stale; a visible view re-plans once they settle
+        (a hidden one when it is next shown)."""
+        self.stale = True
+        self._replan.start()
+
+    def _refresh_if_visible(self):
+        if self.isVisible():
+            self.refresh()
+
+    def showEvent(self, event):
+        super().showEvent(event)
+        if self.stale:
+            self.refresh()
 
     def refresh(self):
         from core.cli.plan import plan_report
         from core.errors import LoomError
+        self.stale = False
         try:
             self.report = plan_report(self.doc, self.batch.value(), self.checkpoint.currentText(),
                                       self.mode.currentText() == "inference",
@@ -84,8 +115,14 @@ class MemoryPlanView(QWidget):
         self.plot.clear()
         mem = report["memory"]
         self.rects = [BufferRect(b, self._clicked) for b in mem["buffers"]]
-        for r in self.rects:
+        self.persistent_rects = [BufferRect(b, self._clicked)
+                                 for b in persistent_layout(report.get("persistent", []), mem)]
+        for r in self.rects + self.persistent_rects:
             self.plot.addItem(r)
+        step, live = peak_step(mem["buffers"])
+        self.plot.addItem(pg.InfiniteLine(pos=step + 0.5, angle=90,
+                                          pen=pg.mkPen("#ffd54f", width=1, style=Qt.DotLine),
+                                          label=f"peak: step {step}", labelOpts={"position": 0.95}))
         peak = pg.InfiniteLine(pos=mem["planned_bytes"] / KIB, angle=0,
                                pen=pg.mkPen("#ffd54f", width=2, style=Qt.DashLine),
                                label=f"arena {mem['planned_bytes'] / 2**20:.2f} MiB",
@@ -96,15 +133,50 @@ class MemoryPlanView(QWidget):
         self.plot.addItem(peak)
         self.plot.addItem(low)
         self.plot.autoRange()
+        kept = {role: sum(b["bytes"] for b in report.get("persistent", []) if b["role"] == role)
+                for role in ("parameter", "optimizer")}
         self.summary.setText(
-            f"{len(self.rects)} buffers · planned {mem['planned_bytes'] / 2**20:.2f} MiB · lower bound "
-            f"{mem['lower_bound_bytes'] / 2**20:.2f} MiB · no sharing {mem['naive_bytes'] / 2**20:.2f} MiB")
+            f"{len(self.rects)} buffers · arena {mib(mem['planned_bytes'])} (lower bound "
+            f"{mib(mem['lower_bound_bytes'])}, no sharing {mib(mem['naive_bytes'])}) · "
+            f"parameters {mib(kept['parameter'])} · optimizer state {mib(kept['optimizer'])}")
 
     def _clicked(self, buffer_name):
         from core.compiler.report import layer_of
-        node_id = layer_of(buffer_name, (self.report or {}).get("node_of", {}))
+        persistent = {b["name"]: b["node"] for b in (self.report or {}).get("persistent", [])}
+        node_id = persistent.get(buffer_name) or layer_of(buffer_name, (self.report or {}).get("node_of", {}))
         if node_id:
             self.buffer_clicked.emit(node_id)
+
+
+def mib(n) -> str:
+    return f"{n / 2**20:.2f} MiB"
+
+
+def persistent_layout(rows, mem) -> list[dict]:
+    """Parameters and optimizer state as buffers spanning every step, stacked above the arena
+    (a small gap marks that they are separate allocations)."""
+    steps = max((b["last"] for b in mem["buffers"]), default=0)
+    offset = mem["planned_bytes"] + max(mem["planned_bytes"] // 25, KIB)
+    out = []
+    for row in rows:
+        out.append({**row, "first": 0, "last": steps, "offset": offset})
+        offset += row["bytes"]
+    return out
+
+
+def peak_step(buffers) -> tuple[int, int]:
+    """The schedule step with the most live arena bytes, and those bytes."""
+    last = max((b["last"] for b in buffers), default=0)
+    live = [0] * (last + 2)
+    for b in buffers:
+        live[b["first"]] += b["bytes"]
+        live[b["last"] + 1] -= b["bytes"]
+    best, total, best_live = 0, 0, -1
+    for step in range(last + 1):
+        total += live[step]
+        if total > best_live:
+            best, best_live = step, total
+    return best, best_live
 
 
 def checkpoint_modes():

@@ -85,6 +85,7 @@ class RunPanel(QWidget):
                 w.setValue(int(value))
             else:
                 w.setText(f"{value:g}")
+        self.memory.batch.setValue(int(cfg.get("batch_size", 64)))  # plan what training runs
         self._loading = False
 
     def form_values(self):

@@ -22,6 +22,7 @@ def _optimizer(name):
 
 class Optimizer:
     """`step(params, grads, lr)` updates the arrays in `params` (name -> array) in place."""
+    slots: tuple = ()  # state arrays kept per parameter, each the parameter's size
 
     def __init__(self, momentum=0.9, weight_decay=0.0, **_):
         self.momentum, self.weight_decay = float(momentum), float(weight_decay)
@@ -53,6 +54,8 @@ class SGD(Optimizer):
 
 @_optimizer("momentum")
 class Momentum(Optimizer):
+    slots = ("velocity",)
+
     def update(self, name, p, g, lr):
         v = self.slot(name, "velocity", p)
         v *= self.momentum
@@ -62,6 +65,8 @@ class Momentum(Optimizer):
 
 @_optimizer("nesterov")
 class Nesterov(Optimizer):
+    slots = ("velocity",)
+
     def update(self, name, p, g, lr):
         v = self.slot(name, "velocity", p)
         v *= self.momentum
@@ -71,6 +76,8 @@ class Nesterov(Optimizer):
 
 @_optimizer("adam")
 class Adam(Optimizer):
+    slots = ("m", "v")
+
     def __init__(self, beta1=0.9, beta2=0.999, eps=1e-8, **kw):
         super().__init__(**kw)
         self.beta1, self.beta2, self.eps = beta1, beta2, eps

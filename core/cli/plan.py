@@ -25,7 +25,25 @@ def plan_report(doc, batch, checkpoint=None, inference=False, schedule="auto") -
               "checkpoint": checkpoint or "none", "order": schedule, "memory": ex.memory_report(),
               "node_of": dict(built.node_of)}
     report.update(plan_tables(ex.plan, built.node_of))
+    report["persistent"] = _persistent(built, doc.training, inference)
     return report
+
+
+def _persistent(built, training, inference) -> list[dict]:
+    """Parameters and, for training, the optimizer's per-parameter state: allocations that
+    live across steps, outside the arena."""
+    from ..compiler.shapes import nbytes
+    from ..optim import OPTIMIZERS
+    slots = () if inference else OPTIMIZERS[training.get("optimizer", "sgd")].slots
+    rows = []
+    for p in built.parameters:
+        size = nbytes(p.attrs["shape"], p.attrs.get("dtype") or "float32")
+        node = built.node_of.get(p.name, "")
+        rows.append({"name": p.name, "role": "parameter", "bytes": size, "node": node})
+        if p.attrs.get("trainable", True):
+            rows += [{"name": f"{p.name}/{slot}", "role": "optimizer", "bytes": size, "node": node}
+                     for slot in slots]
+    return rows
 
 
 def _zero_feed(built, batch):

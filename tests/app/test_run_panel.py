@@ -60,22 +60,46 @@ def test_failing_child_shows_error_and_editor_stays_usable(window, panel, qtbot)
     assert node in window.document.nodes and panel.train_button.isEnabled()
 
 
-def test_memory_view_draws_one_rectangle_per_buffer_without_overlap(window, panel):
-    view = panel.memory
-    view.refresh()
+def open_memory_tab(panel, qtbot):
+    """What a user does: click the Memory plan tab; the view plans the graph on its own."""
+    panel.tabs.setCurrentWidget(panel.memory)
+    qtbot.waitUntil(lambda: panel.memory.report is not None and not panel.memory.stale, timeout=10_000)
+    return panel.memory
+
+
+def test_memory_view_draws_one_rectangle_per_buffer_without_overlap(window, panel, qtbot):
+    view = open_memory_tab(panel, qtbot)
     buffers = view.report["memory"]["buffers"]
     assert len(view.rects) == len(buffers) > 5
-    rects = [r.rect() for r in view.rects]
+    # adam: every parameter plus its two moment arrays, stacked above the arena
+    params = [b for b in view.report["persistent"] if b["role"] == "parameter"]
+    assert len(view.persistent_rects) == 3 * len(params) == 12
+    assert min(r.rect().top() for r in view.persistent_rects) > view.report["memory"]["planned_bytes"] / 1024
+    assert "optimizer state" in view.summary.text() and "parameters" in view.summary.text()
+    rects = [r.rect() for r in view.rects + view.persistent_rects]
     for i, a in enumerate(rects):
         for b in rects[i + 1:]:
             assert not a.intersects(b) or a.intersected(b).width() * a.intersected(b).height() < 1e-9
     view.mode.setCurrentText("inference")
-    assert view.report["mode"] == "inference" and len(view.rects) < len(buffers)
+    qtbot.waitUntil(lambda: view.report["mode"] == "inference", timeout=10_000)
+    assert len(view.rects) < len(buffers)
+    assert not [b for b in view.report["persistent"] if b["role"] == "optimizer"]
     view.mode.setCurrentText("training")
     view.checkpoint.setCurrentText("sqrt")
-    assert view.report["checkpoint"] == "sqrt"
+    qtbot.waitUntil(lambda: view.report["checkpoint"] == "sqrt", timeout=10_000)
     view.schedule.setCurrentText("topo")
-    assert view.report["order"] == "topo" and len(view.rects) == len(view.report["memory"]["buffers"])
+    qtbot.waitUntil(lambda: view.report["order"] == "topo", timeout=10_000)
+    assert len(view.rects) == len(view.report["memory"]["buffers"])
+
+
+def test_memory_view_replans_after_an_edit_and_follows_the_batch_size(window, panel, qtbot):
+    view = open_memory_tab(panel, qtbot)
+    assert view.batch.value() == window.document.training["batch_size"] == 32
+    before = view.report["memory"]["planned_bytes"]
+    window.document.set_attr("linear1", "out_features", 256)
+    qtbot.waitUntil(lambda: view.report["memory"]["planned_bytes"] > before, timeout=10_000)
+    panel.fields["batch_size"].setValue(128)
+    qtbot.waitUntil(lambda: view.report["batch"] == 128, timeout=10_000)
 
 
 def test_clicking_a_buffer_selects_its_node(window, panel):
