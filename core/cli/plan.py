@@ -75,10 +75,13 @@ def print_report(report):
     mem = report["memory"]
     summary = Table(title=f"memory ({report['mode']}, batch {report['batch']}, "
                           f"checkpoint {report['checkpoint']})")
-    for col in ("no sharing", "planned arena", "lower bound", "params", "feeds"):
+    for col in ("no sharing", "planned arena", "lower bound", "workspaces (unshared)", "params",
+                "optimizer state", "feeds"):
         summary.add_column(col, justify="right")
-    summary.add_row(*[_bytes(mem[k]) for k in ("naive_bytes", "planned_bytes", "lower_bound_bytes",
-                                               "param_bytes", "feed_bytes")])
+    optimizer = sum(b["bytes"] for b in report.get("persistent", []) if b["role"] == "optimizer")
+    summary.add_row(*[_bytes(mem[k]) for k in ("naive_bytes", "planned_bytes", "lower_bound_bytes")],
+                    _bytes(mem.get("workspace_bytes", 0)),
+                    _bytes(mem["param_bytes"]), _bytes(optimizer), _bytes(mem["feed_bytes"]))
     console.print(summary)
 
 
