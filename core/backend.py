@@ -71,7 +71,14 @@ def _numpy_backend() -> Backend:
 
 
 def _cupy_backend() -> Backend:
-    return importlib.import_module("gpu.backend").make_backend()
+    try:
+        module = importlib.import_module("gpu.backend")
+    except ModuleNotFoundError as exc:
+        if not (exc.name or "").startswith("gpu"):
+            raise  # cupy itself (or a driver library) is missing: say that
+        raise RuntimeError("this build of Loom has no GPU backend yet (gpu/ is not written); "
+                           "use --backend numpy (or auto, which falls back to it)") from None
+    return module.make_backend()
 
 
 register("numpy", _numpy_backend)

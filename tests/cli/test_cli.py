@@ -143,3 +143,10 @@ def test_checkpoint_holds_no_pickles(small_digits, tmp_path):
     run_cli("train", small_digits, "--out", tmp_path / "o", "--epochs", "1")
     with np.load(tmp_path / "o" / "checkpoint.npz", allow_pickle=False) as data:
         assert any(k.startswith("param/") for k in data.files)
+
+
+@pytest.mark.skipif(__import__("core").backend.available("cupy"), reason="a usable GPU backend is here")
+def test_unusable_gpu_backend_is_one_clear_line(tmp_path):
+    result = run_cli("train", EXAMPLES / "digits_mlp.loom.json", "--backend", "cupy", "--out", tmp_path)
+    assert result.returncode == 2
+    assert "backend 'cupy' is not usable here" in result.stderr and "Traceback" not in result.stderr
