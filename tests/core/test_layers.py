@@ -95,7 +95,8 @@ def test_every_kind_builds_runs_and_matches_analysis(kind):
     analysis = analyze(doc)
     real = [p for p in analysis.problems if "no loss" not in p.message]
     assert not real, [str(p) for p in real]
-    values = _run(doc)
+    with np.errstate(invalid="ignore", divide="ignore"):  # log/sqrt of random inputs: shapes matter here
+        values = _run(doc)
     info = analysis.nodes["under_test"]
     for (nid, port), value in values.items():
         predicted = tuple(4 if d is None else d for d in info.out_shapes[port])
