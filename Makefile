@@ -19,6 +19,7 @@ test: $(STAMP)
 	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q -p no:cacheprovider
 
 bench: $(STAMP)
+	$(PY) -m pip install -q threadpoolctl
 	$(PY) -m pip install -q torch==2.13.0 || echo "torch not installable here: PyTorch columns skipped"
 	$(PY) bench/run.py
 	QT_QPA_PLATFORM=offscreen $(PY) bench/editor_bench.py
