@@ -58,6 +58,7 @@ class ProfileView(QWidget):
         self.table = QTableView()
         self.table.setModel(self.proxy)
         self.table.setSortingEnabled(True)
+        self.table.verticalHeader().setVisible(False)  # row numbers mean nothing once sorted
         self.button = QPushButton("Profile one training step")
         self.clear = QPushButton("Clear heat")
         self.status = QLabel()
