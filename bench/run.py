@@ -11,6 +11,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import core  # noqa: E402
+from core.optim import make_optimizer  # noqa: E402
 from bench import numpy_ref  # noqa: E402
 from tests.core.graphs import branchy, chain, cnn, mlp  # noqa: E402
 
@@ -101,9 +102,23 @@ def speed_table(quick):
 
 # ---- memory --------------------------------------------------------------------------------
 
-def report(graph, training, **options):
+GRAPH_KINDS = {
+    "training step": "forward, backward and SGD updates: what `main.py train` compiles",
+    "gradients": "forward and backward, every weight gradient returned (core.gradients)",
+    "inference": "forward only",
+}
+
+
+def report(graph, kind, **options):
     loss, params, feed, h = graph
-    outputs = [loss, *core.gradients(loss, params)] if training else [h]
+    feed = dict(feed)
+    if kind == "training step":
+        optimizer = make_optimizer({"optimizer": "sgd"})
+        outputs = [loss, *optimizer.updates(params, core.gradients(loss, params), loss)]
+        optimizer.begin_step(0.0)  # plan and run the step; keep the weights as they are
+        feed.update(optimizer.feed({p.name: feed[p] for p in params}))
+    else:
+        outputs = [loss, *core.gradients(loss, params)] if kind == "gradients" else [h]
     ex = core.Executor(outputs, **options)
     ex.run(feed, to_numpy=False)
     return ex.memory_report()
@@ -113,10 +128,10 @@ def memory_table():
     rows = []
     for name, make in (("MLP 784-512-512-10 b128", lambda: mlp([784, 512, 512, 10], 128)),
                        ("CNN b64", lambda: cnn(64)), ("branchy (inception-like) b32", lambda: branchy(32, 64, 4, 3))):
-        for training in (True, False):
-            r = report(make(), training)
+        for kind in GRAPH_KINDS:
+            r = report(make(), kind)
             mib = lambda k: r[k] / 2 ** 20  # noqa: E731
-            rows.append([name, "training" if training else "inference", f"{mib('naive_bytes'):.2f}",
+            rows.append([name, kind, f"{mib('naive_bytes'):.2f}",
                          f"{mib('planned_bytes'):.2f}", f"{mib('lower_bound_bytes'):.2f}",
                          f"{mib('result_bytes'):.2f}",
                          f"{r['naive_bytes'] / r['planned_bytes']:.2f}×",
@@ -126,20 +141,22 @@ def memory_table():
             "saved", "best possible", "arena/bound"], rows
 
 
-MEMORY_NOTE = """lower bound: the most bytes live at one step of the schedule; no arena for it is smaller.
-best possible = no sharing / lower bound. In a training graph the results (every weight gradient)
-are all live when the step ends, which bounds the MLP; an inference chain of matmuls needs its
-input and output live at once, so two layer-sized buffers are its floor."""
+MEMORY_NOTE = "\n".join(f"{kind}: {what}." for kind, what in GRAPH_KINDS.items()) + """
+lower bound: the most bytes live at one step of the schedule; no arena for it is smaller.
+best possible = no sharing / lower bound. With gradients returned, every weight gradient is
+a result, live when the step ends, which bounds the MLP; in the training step each one dies
+at its update. An inference chain of matmuls needs its input and output live at once, so two
+layer-sized buffers are its floor."""
 
 
 def schedule_table():
     rows = []
-    for name, make, training in (("branchy inference", lambda: branchy(32, 64, 4, 3), False),
-                                 ("branchy training", lambda: branchy(32, 64, 4, 3), True),
-                                 ("MLP training", lambda: mlp([784, 512, 512, 10], 128), True),
-                                 ("CNN training", lambda: cnn(64), True)):
-        topo = report(make(), training, schedule="topo")["lower_bound_bytes"]
-        aware = report(make(), training)["lower_bound_bytes"]
+    for name, make, kind in (("branchy inference", lambda: branchy(32, 64, 4, 3), "inference"),
+                             ("branchy training step", lambda: branchy(32, 64, 4, 3), "training step"),
+                             ("MLP training step", lambda: mlp([784, 512, 512, 10], 128), "training step"),
+                             ("CNN training step", lambda: cnn(64), "training step")):
+        topo = report(make(), kind, schedule="topo")["lower_bound_bytes"]
+        aware = report(make(), kind)["lower_bound_bytes"]
         rows.append([name, f"{topo / 2**20:.2f}", f"{aware / 2**20:.2f}", f"{topo / aware:.2f}×"])
     return ["graph", "topological (BFS) peak MiB", "memory-aware peak MiB", "gain"], rows
 

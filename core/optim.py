@@ -6,6 +6,8 @@ import math
 
 import numpy as np
 
+from .graph import Node, placeholder
+
 OPTIMIZERS: dict[str, type] = {}
 SCHEDULES: dict[str, callable] = {}
 
@@ -21,76 +23,89 @@ def _optimizer(name):
 
 
 class Optimizer:
-    """`step(params, grads, lr)` updates the arrays in `params` (name -> array) in place."""
+    """Builds the update ops of the compiled training step and keeps their state arrays.
+
+    `updates(params, grads, loss)` returns one update node per parameter (see
+    core/ops/optim_ops.py); the state arrays ("<param>/<slot>", each the parameter's size)
+    and the per-step step size (`hyper`) are fed by the trainer and updated in place."""
+    op = "sgd_update"
     slots: tuple = ()  # state arrays kept per parameter, each the parameter's size
 
     def __init__(self, momentum=0.9, weight_decay=0.0, **_):
         self.momentum, self.weight_decay = float(momentum), float(weight_decay)
         self.state: dict[str, np.ndarray] = {}  # "<param>/<slot>" -> array
         self.steps = 0
+        self.hyper_node = _state(placeholder("optimizer.hyper", (1,), "float32"))
+        self.hyper = np.zeros(1, np.float32)  # one array, rewritten each step: no rebinding
+        self.state_nodes: dict[str, Node] = {}
 
-    def slot(self, param, name, like):
-        key = f"{param}/{name}"
-        if key not in self.state:
-            self.state[key] = np.zeros_like(like)
-        return self.state[key]
+    def attrs(self) -> dict:
+        return {"weight_decay": self.weight_decay, "momentum": self.momentum}
 
-    def step(self, params, grads, lr):
+    def updates(self, params, grads, loss) -> list[Node]:
+        nodes = []
+        for p, g in zip(params, grads):
+            state = [self._state_node(p, slot) for slot in self.slots]
+            nodes.append(Node(self.op, [p, g, loss, self.hyper_node, *state], self.attrs(),
+                              f"{p.name}.update"))
+        return nodes
+
+    def _state_node(self, param, slot):
+        key = f"{param.name}/{slot}"
+        if key not in self.state_nodes:
+            self.state_nodes[key] = _state(placeholder(key, param.attrs["shape"], param.attrs.get("dtype")))
+        return self.state_nodes[key]
+
+    def feed(self, params: dict) -> dict:
+        """Feeds for the next step (call once per step): state arrays and the step size."""
+        for key, node in self.state_nodes.items():
+            if key not in self.state:
+                self.state[key] = np.zeros_like(params[key.rsplit("/", 1)[0]])
+        return {self.hyper_node: self.hyper, **{n: self.state[k] for k, n in self.state_nodes.items()}}
+
+    def begin_step(self, lr):
         self.steps += 1
-        for name, g in grads.items():
-            if self.weight_decay:
-                g = g + self.weight_decay * params[name]
-            self.update(name, params[name], g, lr)
+        self.hyper[0] = self.step_size(lr)
 
-    def update(self, name, p, g, lr):
-        raise NotImplementedError
+    def step_size(self, lr) -> float:
+        return lr
+
+
+def _state(node):
+    """Mark a placeholder as optimizer state: reported apart from the data fed each step."""
+    node.attrs["state"] = True
+    return node
 
 
 @_optimizer("sgd")
 class SGD(Optimizer):
-    def update(self, name, p, g, lr):
-        p -= lr * g
+    op = "sgd_update"
 
 
 @_optimizer("momentum")
 class Momentum(Optimizer):
-    slots = ("velocity",)
-
-    def update(self, name, p, g, lr):
-        v = self.slot(name, "velocity", p)
-        v *= self.momentum
-        v += g
-        p -= lr * v
+    op, slots = "momentum_update", ("velocity",)
 
 
 @_optimizer("nesterov")
 class Nesterov(Optimizer):
-    slots = ("velocity",)
-
-    def update(self, name, p, g, lr):
-        v = self.slot(name, "velocity", p)
-        v *= self.momentum
-        v += g
-        p -= lr * (g + self.momentum * v)
+    op, slots = "nesterov_update", ("velocity",)
 
 
 @_optimizer("adam")
 class Adam(Optimizer):
-    slots = ("m", "v")
+    op, slots = "adam_update", ("m", "v")
 
     def __init__(self, beta1=0.9, beta2=0.999, eps=1e-8, **kw):
         super().__init__(**kw)
         self.beta1, self.beta2, self.eps = beta1, beta2, eps
 
-    def update(self, name, p, g, lr):
-        m, v = self.slot(name, "m", p), self.slot(name, "v", p)
-        m *= self.beta1
-        m += (1 - self.beta1) * g
-        v *= self.beta2
-        v += (1 - self.beta2) * g * g
-        t = self.steps
-        step = lr * math.sqrt(1 - self.beta2 ** t) / (1 - self.beta1 ** t)
-        p -= step * m / (np.sqrt(v) + self.eps)
+    def attrs(self):
+        return {**super().attrs(), "beta1": self.beta1, "beta2": self.beta2, "eps": self.eps}
+
+    def step_size(self, lr):
+        t = self.steps  # bias correction folded into the step size, as in the Adam paper
+        return lr * math.sqrt(1 - self.beta2 ** t) / (1 - self.beta1 ** t)
 
 
 def make_optimizer(config: dict) -> Optimizer:

@@ -71,13 +71,16 @@ class Trainer:
         rng = np.random.default_rng(cfg["seed"])
         self.params = {p.name: init_value(p, rng) for p in self.built.parameters}
         self.trainable = [p for p in self.built.parameters if p.attrs.get("trainable", True)]
-        grads = _gradients(self.built.loss, self.trainable)
-        stats = [s[k] for s in self.built.state for k in ("mean", "var")]
-        self.train_ex = Executor([self.built.loss, self._accuracy_node(self.built), *grads, *stats],
+        self.optimizer = make_optimizer(cfg)
+        self.train_ex = Executor([self.built.loss, self._accuracy_node(self.built),
+                                  *training_updates(self.built, self.optimizer), *self._stats()],
                                  backend=cfg["backend"], **_compile_options(cfg))
         self.eval_ex = Executor([self.eval_built.loss, self._accuracy_node(self.eval_built)],
                                 backend=cfg["backend"])
-        self.optimizer = make_optimizer(cfg)
+
+    def _stats(self):
+        """Batch-norm batch statistics, folded into the running averages after each step."""
+        return [s[k] for s in self.built.state for k in ("mean", "var")]
 
     @staticmethod
     def _accuracy_node(built):
@@ -147,13 +150,12 @@ class Trainer:
     def _train_step(self, xb, yb, lr):
         t0 = time.perf_counter()
         feed = self._feed(self.built, xb, yb)
-        out = self.train_ex.run(feed, to_numpy=True)
-        n_grads = len(self.trainable)
-        loss, acc, grads = float(out[0]), float(out[1]), out[2:2 + n_grads]
-        if not math.isfinite(loss):
+        self.optimizer.begin_step(lr)
+        out = self.train_ex.run({**feed, **self.optimizer.feed(self.params)}, to_numpy=True)
+        loss, acc = float(out[0]), float(out[1])
+        if not math.isfinite(loss):  # the updates skipped themselves: parameters are intact
             raise NonFiniteLoss(self._first_non_finite(feed))
-        self.optimizer.step(self.params, {p.name: g for p, g in zip(self.trainable, grads)}, lr)
-        self._update_running_stats(out[2 + n_grads:])
+        self._update_running_stats(out[2 + len(self.trainable):])
         self.run_state.step += 1
         seconds = time.perf_counter() - t0
         self.emit({"event": "step", "epoch": self.run_state.epoch + 1, "step": self.run_state.step,
@@ -213,9 +215,13 @@ class Trainer:
                 "checkpoint": str(self.checkpoint_path)}
 
 
-def _gradients(loss, params):
+def training_updates(built, optimizer) -> list:
+    """The training step's outputs besides loss and metrics: one optimizer update per
+    trainable parameter, applied inside the compiled step (so each weight gradient dies as
+    soon as its update has run). The editor's memory-plan view plans this same step."""
     from .autodiff import gradients
-    return gradients(loss, params)
+    trainable = [p for p in built.parameters if p.attrs.get("trainable", True)]
+    return optimizer.updates(trainable, gradients(built.loss, trainable), built.loss)
 
 
 def _compile_options(cfg):

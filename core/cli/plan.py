@@ -4,28 +4,35 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..autodiff import gradients
 from ..compiler.report import plan_tables
 from ..executor import Executor
 from ..graph import init_value
+from ..optim import make_optimizer
+from ..train import training_config, training_updates
 
 
 def plan_report(doc, batch, checkpoint=None, inference=False, schedule="auto") -> dict:
+    """Training plans the step `train` runs: forward, backward and the optimizer's updates."""
     from .. import layers
     built = layers.build(doc, training=not inference)
-    target = built.logits if inference else built.loss
-    params = [p for p in built.parameters if p.attrs.get("trainable", True)]
-    outputs = [target] if inference else [target, *gradients(target, params)]
+    feed = _zero_feed(built, batch)
+    if inference:
+        outputs = [built.logits]
+    else:
+        optimizer = make_optimizer(training_config(doc))
+        outputs = [built.loss, *training_updates(built, optimizer)]
+        optimizer.begin_step(0.0)  # a step size of zero: planning leaves the weights alone
+        feed.update(optimizer.feed({p.name: feed[p] for p in built.parameters}))
     options = {"schedule": schedule}
     if checkpoint not in (None, "none"):
         options["checkpoint"] = checkpoint
     ex = Executor(outputs, **options)
-    ex.run(_zero_feed(built, batch))
+    ex.run(feed)
     report = {"graph": doc.name, "batch": batch, "mode": "inference" if inference else "training",
               "checkpoint": checkpoint or "none", "order": schedule, "memory": ex.memory_report(),
               "node_of": dict(built.node_of)}
     report.update(plan_tables(ex.plan, built.node_of))
-    report["persistent"] = _persistent(built, doc.training, inference)
+    report["persistent"] = _persistent(built, training_config(doc), inference)
     return report
 
 
@@ -34,7 +41,7 @@ def _persistent(built, training, inference) -> list[dict]:
     live across steps, outside the arena."""
     from ..compiler.shapes import nbytes
     from ..optim import OPTIMIZERS
-    slots = () if inference else OPTIMIZERS[training.get("optimizer", "sgd")].slots
+    slots = () if inference else OPTIMIZERS[training["optimizer"]].slots
     rows = []
     for p in built.parameters:
         size = nbytes(p.attrs["shape"], p.attrs.get("dtype") or "float32")

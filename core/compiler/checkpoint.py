@@ -79,11 +79,16 @@ def sink_recomputes(schedule):
     """Move every recomputed copy to just before its first consumer: recomputation only
     saves memory if it happens late, when the backward pass needs the value."""
     out, placed = [], set()
+    recomputes = [n for n in schedule if n.extras.get("recomputed")]
 
     def place(node):
         for inp in node.inputs:
             if inp.extras.get("recomputed") and inp not in placed:
                 place(inp)
+        overwritten = {node.inputs[k] for k in node.opdef.mutates}
+        for r in recomputes:  # a recompute reading what this op overwrites must not sink past it
+            if overwritten and r not in placed and overwritten.intersection(r.inputs):
+                place(r)
         placed.add(node)
         out.append(node)
 

@@ -82,7 +82,30 @@ def _edges(candidates, alias):
             if src in members and src not in deps[n]:
                 deps[n].append(src)
                 readers.setdefault(src, []).append(n)
+    _writers_after_readers(candidates, alias, deps, readers)
     return deps, readers
+
+
+def _writers_after_readers(candidates, alias, deps, readers):
+    """An op that overwrites a source in place (an optimizer update) depends on every other
+    op reading that source: a write-after-read edge the data flow alone does not give."""
+    readers_of = {}
+    for n in candidates:
+        for i in n.inputs:
+            src = alias.get(i, i)
+            if src.op in SOURCE_OPS:
+                readers_of.setdefault(src, []).append(n)
+    for n in candidates:
+        for src in mutated_sources(n, alias):
+            for r in readers_of.get(src, ()):
+                if r is not n and r not in deps[n] and src not in mutated_sources(r, alias):
+                    deps[n].append(r)
+                    readers.setdefault(r, []).append(n)
+
+
+def mutated_sources(node, alias=None) -> set:
+    alias = alias or {}
+    return {alias.get(node.inputs[k], node.inputs[k]) for k in node.opdef.mutates}
 
 
 def _choose_schedule(candidates, mode, sizes, readers, deps, results):
@@ -172,7 +195,8 @@ def _assign_roles(buffers, loss):
 
 
 def _report(plan: Plan, unique, order, result_buffers) -> dict:
-    feeds = [n for n in order if n.op == "placeholder"]
+    feeds = [n for n in order if n.op == "placeholder" and not n.attrs.get("state")]
+    state = [n for n in order if n.op == "placeholder" and n.attrs.get("state")]
     params = [n for n in order if n.op == "parameter"]
     size = lambda ns: sum(shape_pass.nbytes(plan.shapes[n], plan.dtypes[n]) for n in ns)  # noqa
     naive = [memory.Buffer(n.name, shape_pass.nbytes(plan.shapes[n], plan.dtypes[n]), 0, 0)
@@ -184,6 +208,7 @@ def _report(plan: Plan, unique, order, result_buffers) -> dict:
         "planned_bytes": plan.arena_bytes,
         "lower_bound_bytes": memory.lower_bound(unique),
         "feed_bytes": size(feeds),
+        "state_bytes": size(state),  # fed arrays a step updates in place (optimizer state)
         "param_bytes": size(params),
         "stored_activation_bytes": stored_activations(unique),
         # the requested outputs (e.g. every weight gradient) are all live when the step

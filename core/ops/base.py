@@ -50,6 +50,9 @@ class OpDef:
     # e.g. functools.partial(np.add, a, b, out=out): the run loop then enters no Python frame.
     bind: Callable | None = None
     workspace: Callable | None = None  # see the module docstring
+    # indices of source inputs (parameters, optimizer state) the compute overwrites in
+    # place: the compiler schedules the op after every other reader of those arrays
+    mutates: tuple = ()
     doc: str = ""
     extra: dict = field(default_factory=dict)
 

@@ -136,6 +136,12 @@ def cases():
                              [xp, _pool(xp, 2, 2, np.max), rand(2, 3, 3, 3)], None, False)]
     c["avg_pool2d_grad"] = [(lambda g, x: core.Node("avg_pool2d_grad", [g, x], {"kernel": 2, "stride": 2, "padding": 0}),
                              [rand(2, 3, 3, 3), xp], None, True)]
+    for name, slots in (("sgd_update", 0), ("momentum_update", 1), ("nesterov_update", 1), ("adam_update", 2)):
+        # the update's effect on its inputs is checked in test_optimizer_updates.py
+        attrs = {"weight_decay": 0.0, "momentum": 0.9, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8}
+        c[name] = [((lambda name, attrs: lambda p, g, loss, h, *st: core.Node(name, [p, g, loss, h, *st], attrs))(name, attrs),
+                    [rand(3, 4), rand(3, 4), np.float64(1.0), np.array([0.1]), *[np.zeros((3, 4)) for _ in range(slots)]],
+                    None, False)]
     return c
 
 
