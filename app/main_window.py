@@ -46,8 +46,11 @@ class MainWindow(QMainWindow):
         self.palette = Palette()
         self.inspector = Inspector(self.document, self.undo_stack)
         self.add_dock(self.palette, "Nodes", Qt.LeftDockWidgetArea)
-        self.add_dock(self.inspector, "Inspector", Qt.RightDockWidgetArea)
-        self.add_dock(QUndoView(self.undo_stack), "History", Qt.RightDockWidgetArea)
+        inspector = self.add_dock(self.inspector, "Inspector", Qt.RightDockWidgetArea)
+        history = self.add_dock(QUndoView(self.undo_stack), "History", Qt.RightDockWidgetArea)
+        # the inspector's form and its inline errors need the room more than the history list
+        self.resizeDocks([inspector, history], [340, 140], Qt.Vertical)
+        self.resizeDocks([inspector], [310], Qt.Horizontal)
         self._make_actions()
         self._connect()
         self.setStyleSheet(style.stylesheet())

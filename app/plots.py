@@ -61,6 +61,7 @@ class LivePlots(QWidget):
             w.setLabel("bottom", "step")
             if unit:
                 w.setLabel("left", unit)
+                w.getAxis("left").enableAutoSIPrefix(False)  # no "(x0.001)" on an empty plot
             w.addLegend(offset=(-10, 10))
             item = w.getPlotItem()
             item.setDownsampling(auto=True, mode="peak")
@@ -69,6 +70,8 @@ class LivePlots(QWidget):
             self.plots[name] = w
         self.runs: list[RunData] = []
         self.curves = {}
+        self.hints = {}
+        self._show_hints()
         self.timer = QTimer(self, interval=200, timeout=self.redraw)
         self.timer.start()
         self._dirty = False
@@ -96,6 +99,20 @@ class LivePlots(QWidget):
         for w in self.plots.values():
             w.clear()
         self.runs, self.curves = [], {}
+        self._show_hints()
+
+    def _show_hints(self):
+        """Empty plots say what fills them instead of showing bare 0..1 axes."""
+        for name, w in self.plots.items():
+            hint = pg.TextItem("press Train to watch a run", color="#8a8d93", anchor=(0.5, 0.5))
+            hint.setPos(0.5, 0.5)
+            w.addItem(hint)
+            self.hints[name] = hint
+
+    def _hide_hints(self):
+        for name, hint in self.hints.items():
+            self.plots[name].removeItem(hint)
+        self.hints = {}
 
     def _curve(self, run, key, plot, colour, symbol=None, width=2):
         """The curve named `key` on `plot` for `run` (names repeat across plots: "smoothed")."""
@@ -110,6 +127,7 @@ class LivePlots(QWidget):
         if not self._dirty or self.current is None:
             return
         self._dirty = False
+        self._hide_hints()
         run = self.current
         s, e = run.step, run.epoch
         steps = np.asarray(s["step"], dtype=float)

@@ -129,11 +129,13 @@ def test_csv_export(window, panel, qtbot, tmp_path):
 def test_each_plot_shows_only_its_own_quantities(window, panel):
     """Loss ~1 and throughput ~1000 must never share a y axis (curves are keyed per plot)."""
     plots = panel.plots
+    assert set(plots.hints) == set(plots.plots)  # empty plots say how to fill them
     for step in range(1, 40):
         plots.add_event({"event": "step", "epoch": 1, "step": step, "loss": 1.0 / step,
                          "accuracy": 0.5, "samples_per_s": 1000.0 + step,
                          "memory": {"planned_bytes": 2 ** 20, "lower_bound_bytes": 2 ** 19}})
     plots.redraw()
+    assert not plots.hints
 
     def y_values(name):
         return [y for item in plots.plots[name].getPlotItem().listDataItems()
