@@ -7,6 +7,7 @@ import math
 import numpy as np
 
 from .graph import Node, placeholder
+from .ops.optim_ops import SLOTS
 
 OPTIMIZERS: dict[str, type] = {}
 SCHEDULES: dict[str, callable] = {}
@@ -28,8 +29,7 @@ class Optimizer:
     `updates(params, grads, loss)` returns one update node per parameter (see
     core/ops/optim_ops.py); the state arrays ("<param>/<slot>", each the parameter's size)
     and the per-step step size (`hyper`) are fed by the trainer and updated in place."""
-    op = "sgd_update"
-    slots: tuple = ()  # state arrays kept per parameter, each the parameter's size
+    op: str  # the update op in core/ops/optim_ops.py, which also names its state slots
 
     def __init__(self, momentum=0.9, weight_decay=0.0, **_):
         self.momentum, self.weight_decay = float(momentum), float(weight_decay)
@@ -38,6 +38,11 @@ class Optimizer:
         self.hyper_node = _state(placeholder("optimizer.hyper", (1,), "float32"))
         self.hyper = np.zeros(1, np.float32)  # one array, rewritten each step: no rebinding
         self.state_nodes: dict[str, Node] = {}
+
+    @property
+    def slots(self) -> tuple:
+        """State arrays kept per parameter, each the parameter's size."""
+        return SLOTS[self.op]
 
     def attrs(self) -> dict:
         return {"weight_decay": self.weight_decay, "momentum": self.momentum}
@@ -84,17 +89,17 @@ class SGD(Optimizer):
 
 @_optimizer("momentum")
 class Momentum(Optimizer):
-    op, slots = "momentum_update", ("velocity",)
+    op = "momentum_update"
 
 
 @_optimizer("nesterov")
 class Nesterov(Optimizer):
-    op, slots = "nesterov_update", ("velocity",)
+    op = "nesterov_update"
 
 
 @_optimizer("adam")
 class Adam(Optimizer):
-    op, slots = "adam_update", ("m", "v")
+    op = "adam_update"
 
     def __init__(self, beta1=0.9, beta2=0.999, eps=1e-8, **kw):
         super().__init__(**kw)

@@ -70,17 +70,13 @@ class Trainer:
         self.train_set, self.val_set = data.split(cfg["val_fraction"], seed=cfg["seed"])
         rng = np.random.default_rng(cfg["seed"])
         self.params = {p.name: init_value(p, rng) for p in self.built.parameters}
-        self.trainable = [p for p in self.built.parameters if p.attrs.get("trainable", True)]
         self.optimizer = make_optimizer(cfg)
-        self.train_ex = Executor([self.built.loss, self._accuracy_node(self.built),
-                                  *training_updates(self.built, self.optimizer), *self._stats()],
+        self.stats = [s[k] for s in self.built.state for k in ("mean", "var")]
+        self.train_ex = Executor([self.built.loss, self._accuracy_node(self.built), *self.stats,
+                                  *training_updates(self.built, self.optimizer)],
                                  backend=cfg["backend"], **_compile_options(cfg))
         self.eval_ex = Executor([self.eval_built.loss, self._accuracy_node(self.eval_built)],
                                 backend=cfg["backend"])
-
-    def _stats(self):
-        """Batch-norm batch statistics, folded into the running averages after each step."""
-        return [s[k] for s in self.built.state for k in ("mean", "var")]
 
     @staticmethod
     def _accuracy_node(built):
@@ -155,7 +151,7 @@ class Trainer:
         loss, acc = float(out[0]), float(out[1])
         if not math.isfinite(loss):  # the updates skipped themselves: parameters are intact
             raise NonFiniteLoss(self._first_non_finite(feed))
-        self._update_running_stats(out[2 + len(self.trainable):])
+        self._update_running_stats(out[2:2 + len(self.stats)])
         self.run_state.step += 1
         seconds = time.perf_counter() - t0
         self.emit({"event": "step", "epoch": self.run_state.epoch + 1, "step": self.run_state.step,

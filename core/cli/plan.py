@@ -16,6 +16,7 @@ def plan_report(doc, batch, checkpoint=None, inference=False, schedule="auto") -
     from .. import layers
     built = layers.build(doc, training=not inference)
     feed = _zero_feed(built, batch)
+    optimizer = None
     if inference:
         outputs = [built.logits]
     else:
@@ -32,24 +33,21 @@ def plan_report(doc, batch, checkpoint=None, inference=False, schedule="auto") -
               "checkpoint": checkpoint or "none", "order": schedule, "memory": ex.memory_report(),
               "node_of": dict(built.node_of)}
     report.update(plan_tables(ex.plan, built.node_of))
-    report["persistent"] = _persistent(built, training_config(doc), inference)
+    report["persistent"] = _persistent(built, optimizer)
     return report
 
 
-def _persistent(built, training, inference) -> list[dict]:
-    """Parameters and, for training, the optimizer's per-parameter state: allocations that
-    live across steps, outside the arena."""
+def _persistent(built, optimizer) -> list[dict]:
+    """Parameters and, for training, the optimizer's state arrays: allocations that live
+    across steps, outside the arena."""
     from ..compiler.shapes import nbytes
-    from ..optim import OPTIMIZERS
-    slots = () if inference else OPTIMIZERS[training["optimizer"]].slots
-    rows = []
-    for p in built.parameters:
-        size = nbytes(p.attrs["shape"], p.attrs.get("dtype") or "float32")
-        node = built.node_of.get(p.name, "")
-        rows.append({"name": p.name, "role": "parameter", "bytes": size, "node": node})
-        if p.attrs.get("trainable", True):
-            rows += [{"name": f"{p.name}/{slot}", "role": "optimizer", "bytes": size, "node": node}
-                     for slot in slots]
+    rows = [{"name": p.name, "role": "parameter", "node": built.node_of.get(p.name, ""),
+             "bytes": nbytes(p.attrs["shape"], p.attrs.get("dtype") or "float32")}
+            for p in built.parameters]
+    for key, value in (optimizer.state.items() if optimizer else ()):
+        param = key.rsplit("/", 1)[0]
+        rows.append({"name": key, "role": "optimizer", "node": built.node_of.get(param, ""),
+                     "bytes": value.nbytes})
     return rows
 
 

@@ -12,6 +12,7 @@ import math
 
 from ..errors import LoomError
 from ..graph import Node, topological_order
+from .schedule import mutated_sources
 from .shapes import nbytes
 
 SOURCE_OPS = ("placeholder", "parameter", "constant")
@@ -85,7 +86,7 @@ def sink_recomputes(schedule):
         for inp in node.inputs:
             if inp.extras.get("recomputed") and inp not in placed:
                 place(inp)
-        overwritten = {node.inputs[k] for k in node.opdef.mutates}
+        overwritten = mutated_sources(node)
         for r in recomputes:  # a recompute reading what this op overwrites must not sink past it
             if overwritten and r not in placed and overwritten.intersection(r.inputs):
                 place(r)

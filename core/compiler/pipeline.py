@@ -96,16 +96,11 @@ def _writers_after_readers(candidates, alias, deps, readers):
             if src.op in SOURCE_OPS:
                 readers_of.setdefault(src, []).append(n)
     for n in candidates:
-        for src in mutated_sources(n, alias):
+        for src in sched.mutated_sources(n, alias):
             for r in readers_of.get(src, ()):
-                if r is not n and r not in deps[n] and src not in mutated_sources(r, alias):
+                if r is not n and r not in deps[n] and src not in sched.mutated_sources(r, alias):
                     deps[n].append(r)
                     readers.setdefault(r, []).append(n)
-
-
-def mutated_sources(node, alias=None) -> set:
-    alias = alias or {}
-    return {alias.get(node.inputs[k], node.inputs[k]) for k in node.opdef.mutates}
 
 
 def _choose_schedule(candidates, mode, sizes, readers, deps, results):

@@ -8,6 +8,13 @@ import heapq
 from . import memory
 
 
+def mutated_sources(node, alias=None) -> set:
+    """The source arrays an op overwrites in place (OpDef.mutates): it must be ordered after
+    every other reader of them."""
+    alias = alias or {}
+    return {alias.get(node.inputs[k], node.inputs[k]) for k in node.opdef.mutates}
+
+
 def breadth_first(schedule, deps_of, readers_of):
     """Kahn's algorithm with a FIFO queue: every ready op runs in the order it became ready
     (how a dataflow runtime without memory awareness executes) — the baseline order."""

@@ -41,3 +41,26 @@ def test_two_spirals_reach_100_percent(seed):
     ds = load_dataset({"name": "spirals", "n": 200, "noise": 0.0, "seed": seed})
     acc = train(ds.x.astype(np.float64) * 3, ds.y, hidden=64, steps=4000, lr=0.3)
     assert acc == 1.0
+
+
+def test_trainer_folds_batch_norm_statistics_into_running_averages(tmp_path):
+    """The compiled step returns the batch statistics beside loss, accuracy and the
+    optimizer updates; the trainer must pick them (not the updates) for the running averages."""
+    from core import graphfile
+    from core.train import Trainer
+    from tests.cli.conftest import EXAMPLES
+    doc = graphfile.load(EXAMPLES / "digits_mlp.loom.json")
+    relu_in = doc.edge_into("relu1", "in")
+    doc.remove_edge(relu_in)
+    bn = doc.add_node("BatchNorm")
+    doc.add_edge(relu_in.src, (bn, "in"))
+    doc.add_edge((bn, "out"), ("relu1", "in"))
+    doc.set_training({**doc.training, "epochs": 2})
+    trainer = Trainer(doc, tmp_path)
+    stats = [n for n in trainer.params if "running" in n]
+    before = {n: trainer.params[n].copy() for n in stats}
+    summary = trainer.run()
+    assert summary["val_accuracy"] > 0.8 and len(stats) == 2
+    assert all(not np.allclose(before[n], trainer.params[n]) for n in stats)
+    mean = next(n for n in stats if "mean" in n)
+    assert trainer.params[mean].shape == before[mean].shape and np.all(np.isfinite(trainer.params[mean]))
