@@ -125,8 +125,9 @@ class _Program:
 
     @staticmethod
     def _binder(be, node):
-        """The op's fast `bind` rule unless the backend overrides the op with its own kernel."""
-        return None if node.op in be.kernels else node.opdef.bind
+        """The op's fast `bind` rule unless the backend overrides the op with its own kernel
+        or the op has a planned workspace (a bind rule has no way to receive it)."""
+        return None if node.op in be.kernels or node.opdef.workspace else node.opdef.bind
 
     def _bind(self, index):
         compute, args, attrs, out = self.steps[index]
