@@ -9,6 +9,7 @@ from PySide6.QtWidgets import (QCheckBox, QComboBox, QFormLayout, QLabel, QLineE
 from core.layers import LAYERS
 
 from . import commands
+from .observe import observe
 
 
 def parse(spec, text: str):
@@ -42,7 +43,7 @@ class Inspector(QWidget):
         layout.addWidget(self.title)
         layout.addLayout(self.form)
         layout.addStretch(1)
-        doc.subscribe(self._on_event)
+        observe(self, doc, self._on_event)
 
     def show_node(self, node_id):
         self.node_id = node_id if node_id in self.doc.nodes else None

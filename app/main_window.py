@@ -12,8 +12,10 @@ from PySide6.QtWidgets import (QApplication, QDockWidget, QFileDialog, QMainWind
 
 from core import graphfile
 from core.document import GraphDocument
+from core.layers import LAYERS, compatible
 
 from . import clipboard, commands, style
+from . import run_panel
 from .autosave import Autosave
 from .canvas.scene import GraphScene
 from .canvas.view import GraphView
@@ -129,10 +131,6 @@ class MainWindow(QMainWindow):
         self.view.kind_dropped.connect(self.add_node)
 
     def _install_run_panel(self):
-        try:
-            from . import run_panel
-        except ImportError:
-            return
         run_panel.install(self)
 
     # ---- files ------------------------------------------------------------------------------
@@ -290,7 +288,6 @@ class MainWindow(QMainWindow):
         self.last_popup = popup
 
     def add_connected(self, kind, port_key, from_input, scene_pos):
-        from core.layers import LAYERS, compatible
         src_item = self.scene.port_item(port_key, from_input)
         add = commands.AddNode(self.document, kind, {}, (scene_pos.x(), scene_pos.y()))
         ports = LAYERS[kind].outputs if from_input else LAYERS[kind].inputs

@@ -11,6 +11,13 @@ from PySide6.QtGui import QBrush, QColor, QPen
 from PySide6.QtWidgets import (QComboBox, QGraphicsRectItem, QHBoxLayout, QLabel, QSpinBox,
                                QVBoxLayout, QWidget)
 
+from core.compiler import CHECKPOINT_MODES
+from core.compiler.report import layer_of
+from core.errors import LoomError
+from core.step import plan_report
+
+from .observe import observe
+
 ROLE_COLOURS = {"activation": "#4fc3f7", "gradient": "#ef5350", "workspace": "#9e9e9e",
                 "parameter": "#ba68c8", "optimizer": "#ffb74d"}
 ROLE_NAMES = {"optimizer": "optimizer state"}
@@ -81,7 +88,7 @@ class MemoryPlanView(QWidget):
         self.batch.valueChanged.connect(self._on_doc_event)
         self.stale = True
         self._replan = QTimer(self, singleShot=True, interval=300, timeout=self._refresh_if_visible)
-        doc.subscribe(self._on_doc_event)
+        observe(self, doc, self._on_doc_event)
 
     def _on_doc_event(self, *_):
         """Edits and settings make the plan stale; a visible view re-plans once they settle
@@ -99,8 +106,6 @@ class MemoryPlanView(QWidget):
             self.refresh()
 
     def refresh(self):
-        from core.cli.plan import plan_report
-        from core.errors import LoomError
         self.stale = False
         try:
             self.report = plan_report(self.doc, self.batch.value(), self.checkpoint.currentText(),
@@ -141,7 +146,6 @@ class MemoryPlanView(QWidget):
             f"parameters {mib(kept['parameter'])} · optimizer state {mib(kept['optimizer'])}")
 
     def _clicked(self, buffer_name):
-        from core.compiler.report import layer_of
         persistent = {b["name"]: b["node"] for b in (self.report or {}).get("persistent", [])}
         node_id = persistent.get(buffer_name) or layer_of(buffer_name, (self.report or {}).get("node_of", {}))
         if node_id:
@@ -180,8 +184,4 @@ def peak_step(buffers) -> tuple[int, int]:
 
 
 def checkpoint_modes():
-    try:
-        from core.compiler import CHECKPOINT_MODES
-        return list(CHECKPOINT_MODES)
-    except ImportError:
-        return ["none"]
+    return list(CHECKPOINT_MODES)

@@ -14,7 +14,10 @@ pg.setConfigOptions(antialias=True, background="#1e1f22", foreground="#c8c8c8")
 
 COLOURS = {"loss": "#4fc3f7", "smooth": "#ffffff", "val": "#ffb74d", "acc": "#81c784",
            "val_acc": "#ffb74d", "speed": "#ba68c8", "planned": "#4fc3f7", "lower": "#81c784",
-           "rss": "#ef5350"}
+           "rss": "#ef5350", "device": "#fff176"}
+
+
+STEP_SERIES = ("step", "loss", "accuracy", "samples_per_s", "planned", "lower", "rss", "device")
 
 
 class RunData:
@@ -22,7 +25,7 @@ class RunData:
 
     def __init__(self, label):
         self.label = label
-        self.step = {k: [] for k in ("step", "loss", "accuracy", "samples_per_s", "planned", "lower", "rss")}
+        self.step = {k: [] for k in STEP_SERIES}
         self.epoch = {k: [] for k in ("step", "epoch", "val_loss", "val_accuracy", "loss", "accuracy")}
 
     def add(self, e):
@@ -32,7 +35,9 @@ class RunData:
                                ("samples_per_s", e.get("samples_per_s", np.nan)),
                                ("planned", mem.get("planned_bytes", np.nan)),
                                ("lower", mem.get("lower_bound_bytes", np.nan)),
-                               ("rss", mem.get("rss_bytes", mem.get("device_used_bytes", np.nan)))):
+                               ("rss", mem.get("rss_bytes", np.nan)),
+                               # on a GPU: what the device's memory pool holds (arena included)
+                               ("device", mem.get("device_used_bytes", np.nan))):
                 self.step[key].append(value)
         elif e["event"] == "epoch":
             for key in self.epoch:
@@ -142,6 +147,8 @@ class LivePlots(QWidget):
         self._curve(run, "planned arena", "memory", COLOURS["planned"]).setData(steps, mib("planned"))
         self._curve(run, "lower bound", "memory", COLOURS["lower"]).setData(steps, mib("lower"))
         self._curve(run, "process", "memory", COLOURS["rss"]).setData(steps, mib("rss"))
+        if np.isfinite(mib("device")).any():
+            self._curve(run, "device pool", "memory", COLOURS["device"]).setData(steps, mib("device"))
 
     def point_count(self, plot):
         return sum(len(c.getData()[0] if c.getData()[0] is not None else [])
@@ -154,8 +161,8 @@ class LivePlots(QWidget):
         with open(path, "w", newline="") as f:
             w = csv.writer(f)
             w.writerow(["run", "step", "loss", "accuracy", "samples_per_s", "planned_bytes",
-                        "lower_bound_bytes", "rss_bytes"])
+                        "lower_bound_bytes", "rss_bytes", "device_used_bytes"])
             for run in self.runs:
-                cols = [run.step[k] for k in ("step", "loss", "accuracy", "samples_per_s", "planned", "lower", "rss")]
+                cols = [run.step[k] for k in STEP_SERIES]
                 for row in zip(*cols):
                     w.writerow([run.label, *row])

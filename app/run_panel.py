@@ -12,16 +12,16 @@ from PySide6.QtWidgets import (QComboBox, QFileDialog, QFormLayout, QHBoxLayout,
                                QLineEdit, QProgressBar, QPushButton, QSpinBox, QTabWidget,
                                QVBoxLayout, QWidget)
 
-from core import graphfile
-from core.train import training_config
+from core import backend as backends, graphfile
+from core.settings import choices, training_config
 
 from . import commands
-from .memory_view import MemoryPlanView, checkpoint_modes
+from .observe import observe
+from .memory_view import MemoryPlanView
 from .plots import LivePlots
 from .profile_view import ProfileView
 from .training_process import TrainingProcess
 
-CHOICES = {"optimizer": ["sgd", "momentum", "nesterov", "adam"], "backend": ["numpy", "cupy", "auto"]}
 
 
 class RunPanel(QWidget):
@@ -55,7 +55,7 @@ class RunPanel(QWidget):
         self.process.failed.connect(self.show_error)
         self.process.finished.connect(self.on_finished)
         self.memory.buffer_clicked.connect(lambda n: window and window.select_node(n))
-        doc.subscribe(self._on_doc_event)
+        observe(self, doc, self._on_doc_event)
         self.load_training()
 
     # ---- hyperparameter form ------------------------------------------------------------
@@ -64,9 +64,9 @@ class RunPanel(QWidget):
         self.fields = {
             "optimizer": QComboBox(), "lr": QLineEdit(), "batch_size": QSpinBox(minimum=1, maximum=65536),
             "epochs": QSpinBox(minimum=1, maximum=100000), "backend": QComboBox(), "checkpoint": QComboBox()}
-        self.fields["optimizer"].addItems(CHOICES["optimizer"])
-        self.fields["backend"].addItems(CHOICES["backend"])
-        self.fields["checkpoint"].addItems(checkpoint_modes())
+        allowed = choices()
+        for key in ("optimizer", "backend", "checkpoint"):
+            fill_choices(self.fields[key], allowed[key])
         labels = {"lr": "learning rate", "batch_size": "batch size", "checkpoint": "checkpointing"}
         for key, w in self.fields.items():
             self.form.addRow(labels.get(key, key), w)
@@ -80,7 +80,7 @@ class RunPanel(QWidget):
         for key, w in self.fields.items():
             value = cfg.get(key)
             if isinstance(w, QComboBox):
-                w.setCurrentText(str(value))
+                w.setCurrentIndex(max(0, w.findData(str(value))))
             elif isinstance(w, QSpinBox):
                 w.setValue(int(value))
             else:
@@ -91,7 +91,7 @@ class RunPanel(QWidget):
     def form_values(self):
         values = {}
         for key, w in self.fields.items():
-            values[key] = (w.currentText() if isinstance(w, QComboBox)
+            values[key] = (w.currentData() if isinstance(w, QComboBox)
                            else w.value() if isinstance(w, QSpinBox) else float(w.text()))
         return values
 
@@ -220,3 +220,13 @@ def install(window):
     window.resizeDocks([dock], [300], Qt.Vertical)  # the canvas keeps most of the height
     window.train_action.triggered.connect(panel.start)
     return panel
+
+
+def fill_choices(combo, values):
+    """One item per allowed value (its data); a backend that cannot run here is listed,
+    disabled, with the reason ("cupy (no GPU found)")."""
+    for value in values:
+        usable = value == "auto" or value not in backends.names() or backends.available(value)
+        combo.addItem(value if usable else f"{value} (no GPU found)", value)
+        if not usable:
+            combo.model().item(combo.count() - 1).setEnabled(False)

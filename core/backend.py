@@ -10,6 +10,7 @@ from typing import Callable
 import numpy as np
 
 from .errors import LoomError
+from .registry import add_unique
 
 
 @dataclass
@@ -20,6 +21,15 @@ class Backend:
     to_numpy: Callable = np.asarray
     synchronize: Callable = lambda: None
     memory_info: Callable = lambda: {}
+    # Optional compiler hooks of a device backend (the GPU's own kernels):
+    # fuse(nodes, plan) -> kernel | None: one generated kernel for a fusion group's
+    #   elementwise/broadcast members (and a trailing reduction); `kernel.inputs` lists the
+    #   group's external inputs, `kernel(ins, out)` writes the last member's value
+    fuse: Callable | None = None
+    # capture(run_step) -> replay: records one whole step (a CUDA graph) to replay later
+    capture: Callable | None = None
+    # stream_runner(calls, streams, deps) -> run_step: steps on several streams with events
+    stream_runner: Callable | None = None
 
     def compute_for(self, opdef):
         return self.kernels.get(opdef.name, opdef.compute)
@@ -33,17 +43,28 @@ class Backend:
 
 _LOADERS: dict[str, Callable[[], Backend]] = {}
 _LOADED: dict[str, Backend] = {}
+_DEFAULT = ["numpy"]  # what an Executor built without a backend name runs on
+
+
+def set_default(name: str) -> str:
+    """Make `name` the backend of Executors that name none (like torch.set_default_device);
+    returns the previous default. Tests use it to run whole suites on another device."""
+    get(name)  # refuse an unknown or unusable backend now, not at the first run
+    previous, _DEFAULT[0] = _DEFAULT[0], name
+    return previous
+
+
+def default_name() -> str:
+    return _DEFAULT[0]
 
 
 def register(name: str, loader: Callable[[], Backend]):
-    if name in _LOADERS:
-        raise ValueError(f"backend {name!r} is registered twice")
-    _LOADERS[name] = loader
+    add_unique(_LOADERS, name, loader, "backend")
 
 
 def get(name: str = "numpy") -> Backend:
     if name == "auto":
-        name = "cupy" if available("cupy") else "numpy"
+        name = resolve_auto()[0]
     if name not in _LOADERS:
         raise LoomError(f"unknown backend {name!r}; known: {', '.join(sorted(_LOADERS))}, auto")
     if name not in _LOADED:
@@ -52,6 +73,15 @@ def get(name: str = "numpy") -> Backend:
         except Exception as exc:  # a missing driver or library: say which backend and why
             raise LoomError(f"backend {name!r} is not usable here: {exc}") from exc
     return _LOADED[name]
+
+
+def resolve_auto() -> tuple[str, str]:
+    """(backend name, why): cupy when a GPU works, else numpy with the reason."""
+    try:
+        get("cupy")
+        return "cupy", "a GPU was found"
+    except LoomError as exc:
+        return "numpy", f"no usable GPU ({str(exc).split(': ', 1)[-1]})"
 
 
 def available(name: str) -> bool:
@@ -74,10 +104,9 @@ def _cupy_backend() -> Backend:
     try:
         module = importlib.import_module("gpu.backend")
     except ModuleNotFoundError as exc:
-        if not (exc.name or "").startswith("gpu"):
-            raise  # cupy itself (or a driver library) is missing: say that
-        raise RuntimeError("this build of Loom has no GPU backend yet (gpu/ is not written); "
-                           "use --backend numpy (or auto, which falls back to it)") from None
+        if (exc.name or "").split(".")[0] == "cupy":
+            raise RuntimeError("cupy is not installed (pip install '.[gpu]' where CUDA works)") from None
+        raise
     return module.make_backend()
 
 

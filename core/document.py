@@ -9,6 +9,10 @@ from typing import Callable
 
 from .errors import GraphError
 
+# What `to_dict` writes; core.graphfile validates and migrates against the same two.
+FORMAT = "loom.graph"
+VERSION = 1
+
 
 @dataclass
 class NodeSpec:
@@ -27,7 +31,7 @@ class Edge:
 class GraphDocument:
     """Every mutation goes through a method that emits `(event_name, payload)` to listeners.
     Events: node_added, node_removed, attr_changed, node_moved, edge_added, edge_removed,
-    training_changed, renamed, reset."""
+    training_changed, reset."""
 
     def __init__(self, name: str = "untitled"):
         self.name = name
@@ -109,9 +113,6 @@ class GraphDocument:
     def edge_into(self, node_id: str, port: str) -> Edge | None:
         return next((e for e in self.edges if e.dst == (node_id, port)), None)
 
-    def edges_from(self, node_id: str) -> list[Edge]:
-        return [e for e in self.edges if e.src[0] == node_id]
-
     # ---- whole document --------------------------------------------------------------------
     def set_training(self, training: dict):
         self.training = copy.deepcopy(training)
@@ -119,7 +120,7 @@ class GraphDocument:
 
     def to_dict(self) -> dict:
         return {
-            "format": "loom.graph", "version": 1, "name": self.name,
+            "format": FORMAT, "version": VERSION, "name": self.name,
             "nodes": [{"id": n.id, "kind": n.kind, "attrs": copy.deepcopy(n.attrs),
                        "pos": [float(n.pos[0]), float(n.pos[1])]} for n in self.nodes.values()],
             "edges": [{"src": list(e.src), "dst": list(e.dst)} for e in self.edges],

@@ -16,19 +16,25 @@ from .graph import Node, init_value, verify
 
 
 class Executor:
-    def __init__(self, outputs, backend: str = "numpy", seed: int = 0, profile: bool = False,
+    def __init__(self, outputs, backend: str | None = None, seed: int = 0, profile: bool = False,
                  *, schedule: str = "auto", checkpoint: str | None = None, inplace: bool = True,
-                 cse: bool = True, plan_memory: bool = True):
-        """schedule: "auto" (memory-aware order if its peak is lower) | "topo" | "memory";
-        checkpoint: None | "sqrt" | "cheap" | "budget=BYTES"; the others switch passes off."""
+                 cse: bool = True, plan_memory: bool = True, fuse: bool = True,
+                 capture: bool = True, streams: bool = False):
+        """backend: a registered name or "auto" (None: `core.backend.default_name()`, numpy
+        unless set); schedule: "auto" (memory-aware order if its peak is lower) | "topo" | "memory";
+        checkpoint: None | "sqrt" | "cheap" | "budget=BYTES"; the others switch passes off.
+        fuse / capture / streams use the backend's generated kernels, step capture (CUDA
+        graphs) and multi-stream runner where it has them (the numpy backend has none)."""
         self.options = {"schedule": schedule, "checkpoint": checkpoint, "inplace": inplace,
                         "cse_pass": cse, "plan_memory": plan_memory}
+        self.device_options = {"fuse": fuse, "capture": capture and not profile, "streams": streams}
         self.outputs = list(outputs)
         self.profiling = profile
         self._times: dict[str, float] = {}  # node name -> seconds, summed over runs
         self.order = verify(self.outputs)
-        self._source_nodes = [n for n in self.order if n.op in ("placeholder", "parameter")]
-        self.backend = backends.get(backend)
+        # fed or initialised values (constants are baked into the program)
+        self._source_nodes = [n for n in self.order if n.opdef.kind == "source" and n.op != "constant"]
+        self.backend = backends.get(backend or backends.default_name())
         self.param_values: dict[Node, object] = {}  # initialised parameters not fed by the caller
         self._rng = np.random.default_rng(seed)
         self._programs: dict[tuple, _Program] = {}
@@ -61,8 +67,13 @@ class Executor:
     def plan(self):
         return None if self._last is None else self._last.plan
 
+    @property
+    def launches_per_step(self) -> int:
+        """Calls the last compiled step makes (each one kernel launch on a GPU, after fusion)."""
+        return 0 if self._last is None else len(self._last.live_calls)
+
     def _bind_sources(self, feed_dict) -> dict:
-        asarray = self.backend.xp.asarray
+        asarray = self.backend.asarray
         values = {}
         for node in self._source_nodes:
             value = feed_dict.get(node)
@@ -81,11 +92,15 @@ class Executor:
 
 
 class _Program:
-    """One compiled plan bound to one arena, with a flat step table for a tight run loop."""
+    """One compiled plan bound to one arena, with a flat step table for a tight run loop.
+
+    On a device backend it also swaps each fusion group for the backend's generated kernel,
+    can run the steps on several streams, and captures the whole step once (a CUDA graph)
+    to replay it, with each batch copied into fixed staging buffers so the capture stays valid."""
 
     def __init__(self, executor: Executor, sources: dict):
         self.plan = plan = compile_plan(executor.order, executor.outputs, sources, **executor.options)
-        be = executor.backend
+        be = self.backend = executor.backend
         self.xp = be.xp
         self.arena = be.empty_bytes(plan.arena_bytes)
         self.values = {n: self._view(b, plan.shapes[n], plan.dtypes[n]) for n, b in plan.buffers.items()}
@@ -97,6 +112,13 @@ class _Program:
         self.alias = plan.alias
         self.outputs = executor.outputs
         self.sync = be.synchronize
+        options = executor.device_options
+        self.fused, self.skipped = _fused_kernels(be, plan) if options["fuse"] else ({}, set())
+        self.streamed = options["streams"] and be.stream_runner is not None
+        self.capturing = options["capture"] and be.capture is not None
+        self.staging: dict = {}  # fed placeholder -> its fixed device buffer (capture only)
+        self.replay = None
+        self.warm = False
         self._bind_steps(be, sources)
 
     def _bind_steps(self, be, sources):
@@ -105,29 +127,44 @@ class _Program:
         self.steps = []
         self.slots_of: dict = {}  # source node -> [(args list, position, step index)]
         for index, node in enumerate(self.plan.schedule):
+            if node in self.skipped:  # computed inside its group's fused kernel
+                self.steps.append(None)
+                continue
+            kernel = self.fused.get(node)
+            reads = kernel.inputs if kernel is not None else node.inputs
             args = []
-            for k, inp in enumerate(node.inputs):
+            for k, inp in enumerate(reads):
                 src = self.alias.get(inp, inp)
                 if src in sources:
                     self.slots_of.setdefault(src, []).append((args, k, index))
                     args.append(None)
                 else:
                     args.append(self.values[src])
-            compute = be.compute_for(node.opdef)
-            if node in self.scratch and compute is node.opdef.compute:  # planned workspace
-                compute = partial(_with_workspace, compute, self.scratch[node])
-            self.steps.append((compute, args, node.attrs, self.values[node]))
-        self.binders = [self._binder(be, node) for node in self.plan.schedule]
+            self.steps.append((self._compute(be, node, kernel), args, node.attrs, self.values[node]))
+        self.binders = [None if step is None else self._binder(be, node)
+                        for node, step in zip(self.plan.schedule, self.steps)]
         self.bound: dict = {}  # source node -> the array its steps are bound to
         self.calls = [None] * len(self.steps)
+        self.live_calls = self.calls
         self._rebind(sources)  # binds the steps that read sources
-        self.calls = [call or self._bind(i) for i, call in enumerate(self.calls)]
+        self.calls = [call or (step and self._bind(i)) for i, (call, step) in
+                      enumerate(zip(self.calls, self.steps))]
+        self._steps_changed()
 
-    @staticmethod
-    def _binder(be, node):
+    def _compute(self, be, node, kernel):
+        if kernel is not None:
+            return partial(_run_fused, kernel)
+        compute = be.compute_for(node.opdef)
+        if node in self.scratch:  # planned workspace, passed to the op's compute or override
+            compute = partial(_with_workspace, compute, self.scratch[node])
+        return compute
+
+    def _binder(self, be, node):
         """The op's fast `bind` rule unless the backend overrides the op with its own kernel
-        or the op has a planned workspace (a bind rule has no way to receive it)."""
-        return None if node.op in be.kernels or node.opdef.workspace else node.opdef.bind
+        (or a fused one), or the op has a planned workspace (a bind rule cannot receive it)."""
+        if node.op in be.kernels or node.opdef.workspace or node in self.fused:
+            return None
+        return node.opdef.bind
 
     def _bind(self, index):
         compute, args, attrs, out = self.steps[index]
@@ -142,15 +179,22 @@ class _Program:
         return raw.view(dtype).reshape(shape)
 
     def execute(self, sources, times=None):
+        if self.capturing:
+            sources = self._stage(sources)
         values, alias = self.values, self.alias
         values.update(sources)
         self._rebind(sources)
         if times is not None:
             self._execute_timed(times)
+        elif self.capturing:
+            self._execute_captured()
         else:
-            for call in self.calls:
-                call()
+            self.run_step()
         return [values[alias.get(o, o)] for o in self.outputs]
+
+    def _run_in_order(self):
+        for call in self.live_calls:
+            call()
 
     def _rebind(self, sources):
         """Re-bind only the steps reading a source that is a different array than last run:
@@ -164,14 +208,126 @@ class _Program:
                     stale.add(index)
         for index in stale:
             self.calls[index] = self._bind(index)
+        if stale and self.live_calls is not self.calls:
+            self._steps_changed()
+
+    def _steps_changed(self):
+        """New call objects: rebuild what holds them (the live list, the stream runner) and
+        drop a captured step, which replays the old ones."""
+        self.live_calls = [c for c in self.calls if c is not None] if self.skipped or self.streamed \
+            else self.calls
+        self.run_step = self._run_in_order
+        if self.streamed:
+            live = [i for i, step in enumerate(self.steps) if step is not None]
+            if getattr(self, "_deps", None) is None:  # a property of the plan: computed once
+                self._deps = _hazards(self.plan, live, self.fused)
+            deps = self._deps
+            streams = [self.plan.streams.get(self.plan.schedule[i], 0) for i in live]
+            self.run_step = self.backend.stream_runner(self.live_calls, streams, deps)
+        self.replay = None
+
+    def _stage(self, sources):
+        """Copy each fed batch into a fixed buffer: a captured step reads the same addresses
+        every replay. Parameters and optimizer state are updated in place and never move."""
+        staged = dict(sources)
+        for node, value in sources.items():
+            if node.op == "placeholder" and not node.attrs.get("state"):
+                buffer = self.staging.get(node)
+                if buffer is None:
+                    buffer = self.staging[node] = self.xp.empty_like(value)
+                self.xp.copyto(buffer, value)
+                staged[node] = buffer
+        return staged
+
+    def _execute_captured(self):
+        """The first run compiles every kernel eagerly; the second captures the step (capture
+        records without running) and every later run replays it."""
+        if not self.warm:
+            self.warm = True
+            return self.run_step()
+        if self.replay is None:
+            try:
+                self.replay = self.backend.capture(self.run_step)
+            except NotImplementedError:
+                self.capturing = False
+                return self.run_step()
+        self.replay()
 
     def _execute_timed(self, times):
         """The same loop with a clock around each op (kept apart so the hot loop stays bare)."""
-        for node, (compute, args, attrs, out) in zip(self.plan.schedule, self.steps):
+        for node, step in zip(self.plan.schedule, self.steps):
+            if step is None:
+                continue
+            compute, args, attrs, out = step
             start = time.perf_counter()
             compute(self.xp, args, attrs, out)
             self.sync()
             times[node.name] = times.get(node.name, 0.0) + time.perf_counter() - start
+
+
+FUSED_KINDS = ("elementwise", "broadcast", "reduction")
+
+
+def _fused_kernels(be, plan):
+    """{last member: kernel} for each fusion group the backend generates one kernel for, and
+    the other members (skipped: only the last member of a group is read outside it). A
+    matmul/conv head keeps its own step; its elementwise epilogue is fused."""
+    if be.fuse is None:
+        return {}, set()
+    fused, skipped = {}, set()
+    for group in plan.groups:
+        tail = group[1:] if group[0].opdef.kind not in FUSED_KINDS else group
+        if len(tail) < 2:
+            continue
+        kernel = be.fuse(tail, plan)
+        if kernel is not None:
+            fused[tail[-1]] = kernel
+            skipped.update(tail[:-1])
+    return fused, skipped
+
+
+def _hazards(plan, live, fused) -> list[list[int]]:
+    """For each live step (positions in `live`), the earlier live steps it must wait for on
+    another stream: read-after-write, write-after-read and write-after-write on arena byte
+    ranges (buffers are reused) and on sources updated in place (parameters, state)."""
+    schedule, alias = plan.schedule, plan.alias
+    touched = []  # per live step: (reads, writes) as sets of resource keys / byte ranges
+    for i in live:
+        node = schedule[i]
+        reads = fused[node].inputs if node in fused else node.inputs
+        reads = [alias.get(r, r) for r in reads]
+        writes = [node, *(alias.get(node.inputs[k], node.inputs[k]) for k in node.opdef.mutates)]
+        touched.append((_resources(plan, reads), _resources(plan, writes, workspace_of=node)))
+    deps = []
+    for j, (reads_j, writes_j) in enumerate(touched):
+        deps.append([i for i, (reads_i, writes_i) in enumerate(touched[:j])
+                     if _conflict(writes_i, reads_j | writes_j) or _conflict(writes_j, reads_i)])
+    return deps
+
+
+def _resources(plan, nodes, workspace_of=None) -> set:
+    out = set()
+    for n in nodes:
+        buf = plan.buffers.get(n)
+        out.add(("bytes", buf.offset, buf.offset + buf.size) if buf is not None else ("value", id(n)))
+    for buf, _, _ in plan.workspaces.get(workspace_of, {}).values():
+        out.add(("bytes", buf.offset, buf.offset + buf.size))
+    return out
+
+
+def _conflict(a: set, b: set) -> bool:
+    for x in a:
+        for y in b:
+            if x[0] == y[0] == "bytes":
+                if x[1] < y[2] and y[1] < x[2]:
+                    return True
+            elif x == y:
+                return True
+    return False
+
+
+def _run_fused(kernel, xp, args, attrs, out):
+    kernel(args, out)
 
 
 def _with_workspace(compute, ws, xp, args, attrs, out):

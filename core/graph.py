@@ -28,6 +28,8 @@ class Node:
 
     @property
     def opdef(self):
+        # imported here, not at the top: the op modules build Nodes (core.ops imports this
+        # module), so a top-level import of core.ops would be an import loop
         from .ops.base import OPS
         return OPS[self.op]
 
@@ -51,7 +53,7 @@ class Node:
 
 
 def _ops():
-    from . import ops
+    from . import ops  # not at the top: core.ops imports this module (see Node.opdef)
     return ops
 
 
@@ -170,7 +172,7 @@ def topological_order(outputs) -> list[Node]:
 
 def verify(outputs) -> list[Node]:
     """Check every node names a registered op with the right rules; returns the order."""
-    from .ops.base import OPS
+    from .ops.base import OPS  # not at the top: core.ops imports this module (see Node.opdef)
     order = topological_order(outputs)
     for node in order:
         if node.op not in OPS:

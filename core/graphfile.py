@@ -13,11 +13,8 @@ from pathlib import Path
 import jsonschema
 
 from .atomic import atomic_write
-from .document import GraphDocument
+from .document import FORMAT, VERSION, GraphDocument
 from .errors import LoomError
-
-FORMAT = "loom.graph"
-VERSION = 1
 
 _PORT = {"type": "array", "prefixItems": [{"type": "string", "minLength": 1},
                                           {"type": "string", "minLength": 1}],

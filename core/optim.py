@@ -6,8 +6,10 @@ import math
 
 import numpy as np
 
+from . import backend as backends
 from .graph import Node, placeholder
 from .ops.optim_ops import SLOTS
+from .registry import add_unique
 
 OPTIMIZERS: dict[str, type] = {}
 SCHEDULES: dict[str, callable] = {}
@@ -15,9 +17,7 @@ SCHEDULES: dict[str, callable] = {}
 
 def _optimizer(name):
     def deco(cls):
-        if name in OPTIMIZERS:
-            raise ValueError(f"optimizer {name!r} is registered twice")
-        OPTIMIZERS[name] = cls
+        add_unique(OPTIMIZERS, name, cls, "optimizer")
         cls.name = name
         return cls
     return deco
@@ -31,12 +31,14 @@ class Optimizer:
     and the per-step step size (`hyper`) are fed by the trainer and updated in place."""
     op: str  # the update op in core/ops/optim_ops.py, which also names its state slots
 
-    def __init__(self, momentum=0.9, weight_decay=0.0, **_):
+    def __init__(self, momentum=0.9, weight_decay=0.0, backend=None, **_):
         self.momentum, self.weight_decay = float(momentum), float(weight_decay)
-        self.state: dict[str, np.ndarray] = {}  # "<param>/<slot>" -> array
+        self.backend = backend or backends.get("numpy")  # where the state arrays live
+        self.state: dict[str, object] = {}  # "<param>/<slot>" -> backend array
         self.steps = 0
         self.hyper_node = _state(placeholder("optimizer.hyper", (1,), "float32"))
-        self.hyper = np.zeros(1, np.float32)  # one array, rewritten each step: no rebinding
+        # one array, rewritten each step (no rebinding, and a captured step replays it)
+        self.hyper = self.backend.asarray(np.zeros(1, np.float32))
         self.state_nodes: dict[str, Node] = {}
 
     @property
@@ -65,7 +67,7 @@ class Optimizer:
         """Feeds for the next step (call once per step): state arrays and the step size."""
         for key, node in self.state_nodes.items():
             if key not in self.state:
-                self.state[key] = np.zeros_like(params[key.rsplit("/", 1)[0]])
+                self.state[key] = self.backend.xp.zeros_like(params[key.rsplit("/", 1)[0]])
         return {self.hyper_node: self.hyper, **{n: self.state[k] for k, n in self.state_nodes.items()}}
 
     def begin_step(self, lr):
@@ -113,12 +115,13 @@ class Adam(Optimizer):
         return lr * math.sqrt(1 - self.beta2 ** t) / (1 - self.beta1 ** t)
 
 
-def make_optimizer(config: dict) -> Optimizer:
+def make_optimizer(config: dict, backend=None) -> Optimizer:
+    """The configured optimizer, keeping its state on `backend` (numpy when not given)."""
     name = config.get("optimizer", "sgd")
     if name not in OPTIMIZERS:
         raise ValueError(f"unknown optimizer {name!r}; known: {', '.join(OPTIMIZERS)}")
     return OPTIMIZERS[name](momentum=config.get("momentum", 0.9),
-                            weight_decay=config.get("weight_decay", 0.0))
+                            weight_decay=config.get("weight_decay", 0.0), backend=backend)
 
 
 # ---- schedules: (base lr, epoch, total epochs, config) -> lr ------------------------------------

@@ -1,7 +1,7 @@
 """The training loop shared by the CLI and the editor (which runs it as a child process).
 
-Everything a run reports goes through one callback, `on_event(dict)`, as the events of
-DESIGN.md: step, epoch, done, error. Sinks (JSON lines, metrics.jsonl, a progress bar) are
+Everything a run reports goes through one callback, `on_event(dict)`, as the events the
+README's command-line section lists: step, epoch, done, error. Sinks (JSON lines, metrics.jsonl, a progress bar) are
 just callbacks."""
 from __future__ import annotations
 
@@ -14,31 +14,22 @@ from pathlib import Path
 
 import numpy as np
 
-from . import checkpoint, layers
+import threading
+
+from . import backend as backends, checkpoint, layers
 from .atomic import atomic_write
 from .data import load_dataset
 from .errors import LoomError
 from .executor import Executor
-from .graph import init_value
+from .graph import init_value, topological_order
 from .memory_probe import process_memory
 from .optim import learning_rate, make_optimizer
+from .settings import DEFAULTS, training_config  # noqa: F401  (re-exported for callers)
+from .step import accuracy_node, training_step
 
 
 class NonFiniteLoss(LoomError):
     pass
-
-
-DEFAULTS = {"optimizer": "adam", "lr": 0.01, "momentum": 0.9, "weight_decay": 0.0,
-            "batch_size": 64, "epochs": 10, "schedule": "constant", "step_size": 10,
-            "gamma": 0.1, "seed": 0, "val_fraction": 0.2, "backend": "numpy",
-            "checkpoint": "none"}
-
-
-def training_config(doc, overrides=None) -> dict:
-    config = dict(DEFAULTS)
-    config.update(doc.training or {})
-    config.update({k: v for k, v in (overrides or {}).items() if v is not None})
-    return config
 
 
 @dataclass
@@ -61,6 +52,9 @@ class Trainer:
 
     # ---- setup -------------------------------------------------------------------------
     def _setup(self):
+        """Parameters, optimizer state and running statistics live on the backend for the
+        whole run (the compiled updates write into them in place); the host sees them only
+        through `backend.to_numpy`."""
         cfg = self.config
         self.built = layers.build(self.doc, training=True, seed=cfg["seed"])
         self.eval_built = layers.build(self.doc, training=False, seed=cfg["seed"])
@@ -68,22 +62,15 @@ class Trainer:
             raise LoomError("the graph has no loss node: add SoftmaxCrossEntropy or MSELoss")
         data = load_dataset(self.built.dataset)
         self.train_set, self.val_set = data.split(cfg["val_fraction"], seed=cfg["seed"])
+        self.backend_choice = backends.resolve_auto() if cfg["backend"] == "auto" else None
+        self.backend = backends.get(self.backend_choice[0] if self.backend_choice else cfg["backend"])
         rng = np.random.default_rng(cfg["seed"])
-        self.params = {p.name: init_value(p, rng) for p in self.built.parameters}
-        self.optimizer = make_optimizer(cfg)
-        self.stats = [s[k] for s in self.built.state for k in ("mean", "var")]
-        self.train_ex = Executor([self.built.loss, self._accuracy_node(self.built), *self.stats,
-                                  *training_updates(self.built, self.optimizer)],
-                                 backend=cfg["backend"], **_compile_options(cfg))
-        self.eval_ex = Executor([self.eval_built.loss, self._accuracy_node(self.eval_built)],
-                                backend=cfg["backend"])
-
-    @staticmethod
-    def _accuracy_node(built):
-        if built.metrics:
-            return next(iter(built.metrics.values()))
-        from .ops import accuracy
-        return accuracy(built.logits, built.feeds["labels"])
+        self.params = {p.name: self.backend.asarray(init_value(p, rng)) for p in self.built.parameters}
+        self.optimizer = make_optimizer(cfg, self.backend)
+        self.step = training_step(self.built, self.optimizer)
+        self.train_ex = Executor(self.step.outputs, backend=self.backend.name, **_compile_options(cfg))
+        self.eval_ex = Executor([self.eval_built.loss, accuracy_node(self.eval_built)],
+                                backend=self.backend.name)
 
     # ---- checkpoints -----------------------------------------------------------------------
     @property
@@ -94,7 +81,9 @@ class Trainer:
         meta = {"epoch": self.run_state.epoch, "step": self.run_state.step,
                 "optimizer_steps": self.optimizer.steps, "history": self.run_state.history,
                 "config": self.config}
-        checkpoint.save(self.checkpoint_path, self.params, self.optimizer.state, {}, meta)
+        host = self.backend.to_numpy
+        checkpoint.save(self.checkpoint_path, {k: host(v) for k, v in self.params.items()},
+                        {k: host(v) for k, v in self.optimizer.state.items()}, {}, meta)
 
     def resume(self):
         params, opt_state, _, meta = checkpoint.load(self.checkpoint_path)
@@ -102,8 +91,9 @@ class Trainer:
         if missing:
             raise LoomError(f"{self.checkpoint_path}: checkpoint lacks parameters "
                             f"{', '.join(sorted(missing))} (was the graph changed?)")
-        self.params = {k: params[k] for k in self.params}
-        self.optimizer.state = dict(opt_state)
+        device = self.backend.asarray  # each array moves to the device once
+        self.params = {k: device(params[k]) for k in self.params}
+        self.optimizer.state = {k: device(v) for k, v in opt_state.items()}
         self.optimizer.steps = meta["optimizer_steps"]
         self.run_state = RunState(meta["epoch"], meta["step"], meta["history"])
 
@@ -147,11 +137,12 @@ class Trainer:
         t0 = time.perf_counter()
         feed = self._feed(self.built, xb, yb)
         self.optimizer.begin_step(lr)
-        out = self.train_ex.run({**feed, **self.optimizer.feed(self.params)}, to_numpy=True)
-        loss, acc = float(out[0]), float(out[1])
+        out = self.train_ex.run({**feed, **self.optimizer.feed(self.params)}, to_numpy=False)
+        host = self.backend.to_numpy
+        loss, acc = float(host(out[0])), float(host(out[1]))
         if not math.isfinite(loss):  # the updates skipped themselves: parameters are intact
             raise NonFiniteLoss(self._first_non_finite(feed))
-        self._update_running_stats(out[2:2 + len(self.stats)])
+        self._update_running_stats(out[2:2 + len(self.step.stats)])
         self.run_state.step += 1
         seconds = time.perf_counter() - t0
         self.emit({"event": "step", "epoch": self.run_state.epoch + 1, "step": self.run_state.step,
@@ -174,7 +165,7 @@ class Trainer:
     def evaluate(self, batch_size=512):
         losses, accs, counts = [], [], []
         for xb, yb in self.val_set.batches(batch_size, seed=0, shuffle=False):
-            loss, acc = self.eval_ex.run(self._feed(self.eval_built, xb, yb))
+            loss, acc = self.eval_ex.run(self._feed(self.eval_built, xb, yb))  # to host
             losses.append(float(loss))
             accs.append(float(acc))
             counts.append(len(xb))
@@ -190,10 +181,11 @@ class Trainer:
                 "param_bytes": report["param_bytes"], **process_memory(self.train_ex.backend)}
 
     def _first_non_finite(self, feed) -> str:
-        """Re-run the step keeping every value, and name the first node that went non-finite."""
-        from .graph import topological_order
+        """Re-run the step on the host keeping every value, and name the first node that went
+        non-finite (the updates skipped themselves, so the parameters are the step's inputs)."""
         nodes = [n for n in topological_order([self.built.loss]) if n.opdef.kind != "source"]
-        values = Executor(nodes, backend="numpy").run(feed)
+        host = {node: self.backend.to_numpy(value) for node, value in feed.items()}
+        values = Executor(nodes, backend="numpy").run(host)
         for node, value in zip(nodes, values):
             if not np.all(np.isfinite(value)):
                 where = self.built.node_of.get(node.name)
@@ -209,15 +201,6 @@ class Trainer:
                 "seconds": seconds, "val_accuracy": last.get("val_accuracy"),
                 "val_loss": last.get("val_loss"), "loss": last.get("loss"),
                 "checkpoint": str(self.checkpoint_path)}
-
-
-def training_updates(built, optimizer) -> list:
-    """The training step's outputs besides loss and metrics: one optimizer update per
-    trainable parameter, applied inside the compiled step (so each weight gradient dies as
-    soon as its update has run). The editor's memory-plan view plans this same step."""
-    from .autodiff import gradients
-    trainable = [p for p in built.parameters if p.attrs.get("trainable", True)]
-    return optimizer.updates(trainable, gradients(built.loss, trainable), built.loss)
 
 
 def _compile_options(cfg):
@@ -240,7 +223,6 @@ class _sigint_requests_stop:
         self.trainer.stop_requested = True
 
     def __enter__(self):
-        import threading
         if threading.current_thread() is not threading.main_thread():
             self._old = {}  # signals can only be caught on the main thread
             return

@@ -3,13 +3,14 @@ commands), draws nodes and wires, runs the live analysis, and handles wire drags
 from __future__ import annotations
 
 import networkx as nx
-from PySide6.QtCore import QPointF, QTimer, Signal
+from PySide6.QtCore import QPointF, Qt, QTimer, Signal
 from PySide6.QtGui import QColor, QPen
 from PySide6.QtWidgets import QGraphicsScene
 
-from core.layers import LAYERS, analyze, compatible
+from core.layers import LAYERS, LayerKind, analyze, compatible
 
 from .. import commands, style
+from ..observe import observe
 from .node_item import NodeItem, PortItem, human, shape_text
 from .wire_item import WireItem
 
@@ -29,12 +30,15 @@ class GraphScene(QGraphicsScene):
         self._refresh = QTimer(self, singleShot=True, interval=0, timeout=self.refresh_analysis)
         self.setBackgroundBrush(QColor(style.CANVAS_BG))
         self.setSceneRect(-5000, -5000, 10000, 10000)
-        doc.subscribe(self.on_document_event)
+        self._handlers = {"node_added": self._on_node_added, "node_removed": self._on_node_removed,
+                          "node_moved": self._on_node_moved, "edge_added": self._on_edge_added,
+                          "edge_removed": self._on_edge_removed, "reset": self._on_reset}
+        observe(self, doc, self.on_document_event)
         self.rebuild()
 
     # ---- observing the model ------------------------------------------------------------
     def on_document_event(self, event, payload):
-        handler = getattr(self, f"_on_{event}", None)
+        handler = self._handlers.get(event)  # attr/training changes only refresh the analysis
         if handler:
             handler(**payload)
         self._refresh.start()
@@ -147,9 +151,9 @@ class GraphScene(QGraphicsScene):
 
     def mousePressEvent(self, event):
         port = self._port_at(event.scenePos())
-        if port is not None and event.button().name == "LeftButton":
+        if port is not None and event.button() == Qt.LeftButton:
             wire = WireItem(None, port.port.type)
-            wire.setPen(QPen(wire.pen().color(), 2, style_dash()))
+            wire.setPen(QPen(wire.pen().color(), 2, Qt.DashLine))
             self.addItem(wire)
             self._drag = (port, wire)
             for other in self._all_ports():
@@ -207,11 +211,5 @@ class GraphScene(QGraphicsScene):
             self.nodes[node_id].setSelected(True)
 
 
-def style_dash():
-    from PySide6.QtCore import Qt
-    return Qt.DashLine
-
-
 def _unknown_kind(name):
-    from core.layers import LayerKind
     return LayerKind(name, "Ops", (), (), (), lambda *a: {}, help="unknown kind")

@@ -6,8 +6,15 @@ import json
 import sys
 from pathlib import Path
 
-from . import exitcodes, sinks
+from . import exitcodes, plan, sinks
+from .gui import display_problem
+from .. import backend as backends
 from ..errors import LoomError
+from ..graphfile import load
+from ..layers import analyze
+from ..settings import choices
+from ..step import plan_report
+from ..train import NonFiniteLoss, Trainer
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "resources" / "examples" / "digits_mlp.loom.json"
 
@@ -15,19 +22,21 @@ EXAMPLE = Path(__file__).resolve().parents[2] / "resources" / "examples" / "digi
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="main.py", description="Loom: draw, compile and train "
                                 "deep-learning graphs. With no command, opens the editor.")
+    allowed = choices()
     sub = p.add_subparsers(dest="command")
     o = sub.add_parser("open", help="open FILE in the editor")
     o.add_argument("file")
     t = sub.add_parser("train", help="train a saved graph headless")
     t.add_argument("file")
     t.add_argument("--epochs", type=int)
-    t.add_argument("--backend", choices=["numpy", "cupy", "auto"])
+    t.add_argument("--backend", choices=allowed["backend"],
+                   help="auto: cupy when a GPU works, else numpy")
     t.add_argument("--out", help="run directory (default runs/<graph name>)")
     t.add_argument("--resume", action="store_true", help="continue from DIR/checkpoint.npz")
     t.add_argument("--events", help="'-' streams JSON events on stdout")
     t.add_argument("--seed", type=int)
     t.add_argument("--lr", type=float)
-    t.add_argument("--optimizer", choices=["sgd", "momentum", "nesterov", "adam"])
+    t.add_argument("--optimizer", choices=allowed["optimizer"])
     t.add_argument("--batch-size", type=int, dest="batch_size")
     t.add_argument("--checkpoint", help="gradient checkpointing: none|sqrt|cheap|budget=BYTES")
     c = sub.add_parser("check", help="validate a graph file; exit 1 and list problems")
@@ -47,7 +56,6 @@ def main(argv=None, open_editor=None) -> int:
     """`open_editor(path) -> int` is supplied by main.py: core never imports the GUI."""
     args = parser().parse_args(argv)
     if args.command is None or args.command == "open":
-        from .gui import display_problem
         problem = display_problem()
         if problem or open_editor is None:
             print(problem or "the editor is not available from here", file=sys.stderr)
@@ -61,16 +69,10 @@ def main(argv=None, open_editor=None) -> int:
         return exitcodes.BAD_INPUT
 
 
-def _load(path):
-    from ..graphfile import load
-    return load(path)
-
-
 # ---- check ---------------------------------------------------------------------------------
 
 def cmd_check(args) -> int:
-    from ..layers import analyze
-    doc = _load(args.file)
+    doc = load(args.file)
     problems = analyze(doc).problems
     for problem in problems:
         print(f"{args.file}: {problem}")
@@ -84,9 +86,7 @@ def cmd_check(args) -> int:
 # ---- train ----------------------------------------------------------------------------------
 
 def cmd_train(args) -> int:
-    from ..layers import analyze
-    from ..train import NonFiniteLoss, Trainer
-    doc = _load(args.file)
+    doc = load(args.file)
     problems = analyze(doc).problems
     if problems:
         for problem in problems:
@@ -97,6 +97,8 @@ def cmd_train(args) -> int:
                                                "checkpoint", "optimizer")}
     event_sinks = []
     trainer = Trainer(doc, out, overrides, on_event=lambda e: [s(e) for s in event_sinks])
+    if trainer.backend_choice:
+        print(f"backend auto: using {trainer.backend.name} ({trainer.backend_choice[1]})", file=sys.stderr)
     if args.resume:
         trainer.resume()
     event_sinks.extend(_sinks(args, trainer, out))
@@ -131,10 +133,9 @@ def _sinks(args, trainer, out):
 # ---- plan -----------------------------------------------------------------------------------
 
 def cmd_plan(args) -> int:
-    from .plan import plan_report, print_report
-    report = plan_report(_load(args.file), args.batch, args.checkpoint, args.inference, args.schedule)
+    report = plan_report(load(args.file), args.batch, args.checkpoint, args.inference, args.schedule)
     if args.json:
         print(json.dumps(report, indent=2, default=str))
     else:
-        print_report(report)
+        plan.print_report(report)
     return exitcodes.OK

@@ -1,70 +1,11 @@
-"""`main.py plan`: compile the graph at a batch size and report schedule, fusion groups and
-the memory plan, as rich tables or JSON."""
+"""`main.py plan`'s presentation: the step's plan report (core/step.py) as rich tables."""
 from __future__ import annotations
 
-import numpy as np
-
-from ..compiler.report import plan_tables
-from ..executor import Executor
-from ..graph import init_value
-from ..optim import make_optimizer
-from ..train import training_config, training_updates
-
-
-def plan_report(doc, batch, checkpoint=None, inference=False, schedule="auto") -> dict:
-    """Training plans the step `train` runs: forward, backward and the optimizer's updates."""
-    from .. import layers
-    built = layers.build(doc, training=not inference)
-    feed = _zero_feed(built, batch)
-    optimizer = None
-    if inference:
-        outputs = [built.logits]
-    else:
-        optimizer = make_optimizer(training_config(doc))
-        outputs = [built.loss, *training_updates(built, optimizer)]
-        optimizer.begin_step(0.0)  # a step size of zero: planning leaves the weights alone
-        feed.update(optimizer.feed({p.name: feed[p] for p in built.parameters}))
-    options = {"schedule": schedule}
-    if checkpoint not in (None, "none"):
-        options["checkpoint"] = checkpoint
-    ex = Executor(outputs, **options)
-    ex.run(feed)
-    report = {"graph": doc.name, "batch": batch, "mode": "inference" if inference else "training",
-              "checkpoint": checkpoint or "none", "order": schedule, "memory": ex.memory_report(),
-              "node_of": dict(built.node_of)}
-    report.update(plan_tables(ex.plan, built.node_of))
-    report["persistent"] = _persistent(built, optimizer)
-    return report
-
-
-def _persistent(built, optimizer) -> list[dict]:
-    """Parameters and, for training, the optimizer's state arrays: allocations that live
-    across steps, outside the arena."""
-    from ..compiler.shapes import nbytes
-    rows = [{"name": p.name, "role": "parameter", "node": built.node_of.get(p.name, ""),
-             "bytes": nbytes(p.attrs["shape"], p.attrs.get("dtype") or "float32")}
-            for p in built.parameters]
-    for key, value in (optimizer.state.items() if optimizer else ()):
-        param = key.rsplit("/", 1)[0]
-        rows.append({"name": key, "role": "optimizer", "node": built.node_of.get(param, ""),
-                     "bytes": value.nbytes})
-    return rows
-
-
-def _zero_feed(built, batch):
-    """Values with the right shapes: planning needs shapes, and a step on zeros is cheap."""
-    rng = np.random.default_rng(0)
-    feed = {p: init_value(p, rng) for p in built.parameters}
-    for node in built.feeds.values():
-        shape = tuple(batch if d is None else d for d in node.attrs["shape"])
-        dtype = node.attrs.get("dtype") or "float32"
-        feed[node] = np.zeros(shape, dtype=dtype)
-    return feed
+from rich.console import Console
+from rich.table import Table
 
 
 def print_report(report):
-    from rich.console import Console
-    from rich.table import Table
     console = Console()
     if not console.is_terminal:  # a log or a pipe: full names rather than 80-column ellipses
         console = Console(width=160)

@@ -12,10 +12,10 @@ import math
 
 from ..errors import LoomError
 from ..graph import Node, topological_order
+from ..ops.base import is_source
 from .schedule import mutated_sources
 from .shapes import nbytes
 
-SOURCE_OPS = ("placeholder", "parameter", "constant")
 CHECKPOINT_MODES = ("none", "sqrt", "cheap", "budget=1048576")
 
 
@@ -51,7 +51,7 @@ def _with_tail(forward, keep):
 def recompute(outputs, mode, shapes, dtypes):
     """New outputs where backward nodes read recomputed copies of unkept forward values.
     outputs[0] is the loss: everything it depends on is the forward pass."""
-    forward = [n for n in topological_order(outputs[:1]) if n.op not in SOURCE_OPS]
+    forward = [n for n in topological_order(outputs[:1]) if not is_source(n)]
     fset = set(forward)
     keep = _with_tail(forward, kept_values(forward, mode, shapes, dtypes)) | {outputs[0]}
     copies: dict = {}
@@ -66,7 +66,7 @@ def recompute(outputs, mode, shapes, dtypes):
 
     mapped: dict = {}
     for n in topological_order(outputs):
-        if n in fset or n.op in SOURCE_OPS:
+        if n in fset or is_source(n):
             continue
         shape_only = n.opdef.shape_only
         new = [i if k in shape_only else (recomputed(i) if i in fset else mapped.get(i, i))

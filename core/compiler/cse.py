@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-SOURCE_OPS = ("placeholder", "parameter", "constant")
+from ..ops.base import is_source
 
 
 def _attr_key(attrs):
@@ -33,7 +33,7 @@ def common_subexpressions_with(order, known: dict) -> dict:
     """Like `common_subexpressions`, reading inputs through already-known aliases."""
     seen, alias = {}, dict(known)
     for node in order:
-        if node.op in SOURCE_OPS or node.opdef.random or node.extras.get("recomputed"):
+        if is_source(node) or node.opdef.random or node.extras.get("recomputed"):
             continue
         key = (node.op, tuple(_input_key(alias.get(i, i)) for i in node.inputs), _attr_key(node.attrs))
         if node in alias:

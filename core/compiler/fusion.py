@@ -1,12 +1,12 @@
 """Fusion groups with TVM-like rules, computed on the schedule:
   - maximal chains of elementwise / broadcast ops fuse together;
-  - an opaque matmul/conv takes a following elementwise epilogue (bias add, activation);
+  - an opaque matmul/conv (`OpDef.epilogue_head`) takes a following elementwise epilogue
+    (bias add, activation);
   - elementwise producers fuse into a following reduction;
   - never fuse across a value with several consumers (it must be materialised).
 On numpy the groups are reported (and drive the GPU backend's generated kernels)."""
 from __future__ import annotations
 
-EPILOGUE_HEADS = ("matmul", "conv2d")
 FUSIBLE = ("elementwise", "broadcast")
 
 
@@ -37,7 +37,7 @@ def _fusible_producer(node, readers_of, outputs, group_of):
         if group_of[inp][-1] is not inp:
             continue
         producer_kind = inp.opdef.kind
-        if producer_kind in FUSIBLE or (head.op in EPILOGUE_HEADS and kind in FUSIBLE):
+        if producer_kind in FUSIBLE or (head.opdef.epilogue_head and kind in FUSIBLE):
             if any(n.opdef.kind == "reduction" for n in group_of[inp]):
                 continue  # nothing fuses after a reduction
             return inp

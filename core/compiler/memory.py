@@ -1,11 +1,19 @@
 """Static memory planning: buffer lifetimes from a schedule, then offsets in one arena.
 
+Lifetimes: `last_reads` gives each value the last step reading it; `assign_buffers` gives
+every scheduled value a buffer alive from its step to that last read, or lets it overwrite
+an input that dies at its step (in place); `workspace_buffers` adds the one-step scratch
+arrays some ops declare; `assign_roles` labels buffers activation / gradient.
+
 `plan_offsets` is greedy-by-size with best fit (TFLite's `GreedyMemoryPlanner`): largest
 buffers first, each placed in the smallest gap left by the already-placed buffers whose
-lifetimes overlap it. It is a pure function of the intervals, tested with no device."""
+lifetimes overlap it. Everything here is a pure function of a schedule and what the caller
+passes in (which inputs a step reads, which it may overwrite): no op table, no device."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from .shapes import nbytes
 
 ALIGN = 64  # bytes: cache-line aligned views (and what cupy's allocator rounds to anyway)
 
@@ -76,3 +84,93 @@ def overlapping_pairs(buffers: list[Buffer]) -> list[tuple[Buffer, Buffer]]:
             if a.overlaps_in_time(b) and a.offset < b.offset + b.size and b.offset < a.offset + a.size:
                 bad.append((a, b))
     return bad
+
+
+# ---- lifetimes ----------------------------------------------------------------------------
+
+def last_reads(steps, results, reads) -> dict:
+    """node -> the last step reading its value (its own step if none does); `reads(node)`
+    are the values a step reads. Results stay valid until the next run: past the last step."""
+    last = {n: i for i, n in enumerate(steps)}
+    for i, node in enumerate(steps):
+        for src in reads(node):
+            if src in last:
+                last[src] = max(last[src], i)
+    for r in results:
+        if r in last:
+            last[r] = len(steps)
+    return last
+
+
+def assign_buffers(steps, last, sizes, dtypes, overwritable=None) -> dict:
+    """node -> Buffer, from lifetimes `last`. With `overwritable(node)` (the values a step may
+    overwrite, in order of preference) a step takes over such an input's buffer where that
+    input is read last at this step and has the same size and dtype: the buffer is shared."""
+    buffers = {}
+    for i, node in enumerate(steps):
+        candidates = overwritable(node) if overwritable else ()
+        shared = _inplace_partner(node, i, buffers, sizes[node], dtypes, candidates)
+        if shared is not None:
+            shared.last = max(shared.last, last[node])
+            buffers[node] = shared
+        else:
+            buffers[node] = Buffer(node.name, sizes[node], i, last[node])
+    return buffers
+
+
+def _inplace_partner(node, step, buffers, size, dtypes, candidates):
+    """The buffer of an input this op may overwrite: read last here, same size and dtype."""
+    for src in candidates:
+        buf = buffers.get(src)
+        if buf is None or buf.last != step or buf.nbytes != size or dtypes[src] != dtypes[node]:
+            continue
+        return buf
+    return None
+
+
+def workspace_buffers(steps, specs_of) -> dict:
+    """node -> {name: (Buffer, shape, dtype)}: the scratch arrays `specs_of(node)` declares
+    ({name: (shape, dtype)}, or None), each alive for its one step."""
+    out = {}
+    for i, node in enumerate(steps):
+        specs = specs_of(node)
+        if specs is None:
+            continue
+        out[node] = {name: (Buffer(f"{node.name}/{name}", nbytes(shape, dtype), i, i,
+                                   role="workspace"), tuple(shape), dtype)
+                     for name, (shape, dtype) in specs.items()}
+    return out
+
+
+def distinct(buffers: dict, workspaces: dict) -> list[Buffer]:
+    """Every buffer once (values computed in place share one), then the workspaces."""
+    unique = list({id(b): b for b in buffers.values()}.values())
+    return unique + [buf for ws in workspaces.values() for buf, _, _ in ws.values()]
+
+
+def assign_roles(buffers: dict, forward: set):
+    """Values in `forward` (what the loss depends on) are activations; the rest of a training
+    graph is the backward pass: gradients."""
+    for node, buf in buffers.items():
+        if node.name == buf.name:  # a shared buffer takes the role of its first writer
+            buf.role = "activation" if node in forward else "gradient"
+
+
+def plan_unshared(buffers: list[Buffer]) -> int:
+    """Offsets one after another, nothing reused (planning off); returns the arena size."""
+    offset = 0
+    for b in buffers:
+        b.offset = offset
+        offset += b.size
+    return offset
+
+
+def stored_activations(buffers) -> int:
+    """Bytes of forward values still held when the backward pass writes its first gradient:
+    what the forward pass leaves for backward (all of it without checkpointing, about √n
+    checkpoints with "sqrt"); 0 for a graph without a backward pass."""
+    grads = [b.first for b in buffers if b.role == "gradient"]
+    if not grads:
+        return 0
+    start = min(grads)
+    return sum(b.size for b in buffers if b.role == "activation" and b.first < start <= b.last)

@@ -1,7 +1,40 @@
-"""Plain tables (lists of dicts) describing a Plan, for `main.py plan` and its `--json`."""
+"""Plain descriptions of a Plan: the memory report (`Executor.memory_report()`) and the
+tables (lists of dicts) for `main.py plan` and its `--json`."""
 from __future__ import annotations
 
+from . import memory
 from .shapes import nbytes
+
+
+def memory_report(plan, order, results) -> dict:
+    """Byte counts of the plan of `order` (see the README's `memory_report()`), and its buffers."""
+    unique = memory.distinct(plan.buffers, plan.workspaces)
+    result_buffers = {id(plan.buffers[r]) for r in results if r in plan.buffers}
+    feeds = [n for n in order if n.op == "placeholder" and not n.attrs.get("state")]
+    state = [n for n in order if n.op == "placeholder" and n.attrs.get("state")]
+    params = [n for n in order if n.op == "parameter"]
+    size = lambda ns: sum(nbytes(plan.shapes[n], plan.dtypes[n]) for n in ns)  # noqa
+    naive = [memory.Buffer(n.name, nbytes(plan.shapes[n], plan.dtypes[n]), 0, 0)
+             for n in plan.schedule]
+    scratch = [b for b in unique if b.role == "workspace"]
+    return {
+        "naive_bytes": memory.no_sharing(naive + scratch),
+        "workspace_bytes": memory.no_sharing(scratch),
+        "planned_bytes": plan.arena_bytes,
+        "lower_bound_bytes": memory.lower_bound(unique),
+        "feed_bytes": size(feeds),
+        "state_bytes": size(state),  # fed arrays a step updates in place (optimizer state)
+        "param_bytes": size(params),
+        "stored_activation_bytes": memory.stored_activations(unique),
+        # the requested outputs (e.g. every weight gradient) are all live when the step
+        # ends, so no plan of this graph goes below them
+        "result_bytes": sum(b.size for b in unique if id(b) in result_buffers),
+        "steps": len(plan.schedule),
+        "inplace_steps": len(plan.schedule) - len(unique),
+        "fusion_groups": sum(1 for g in plan.groups if len(g) > 1),
+        "buffers": [{"name": b.name, "bytes": b.nbytes, "first": b.first, "last": b.last,
+                     "offset": b.offset, "role": b.role} for b in unique],
+    }
 
 
 def plan_tables(plan, node_of=None) -> dict:
@@ -18,10 +51,9 @@ def plan_tables(plan, node_of=None) -> dict:
     groups = [{"group": i, "ops": " → ".join(n.op for n in g), "nodes": len(g),
                "first step": plan.schedule.index(g[0])}
               for i, g in enumerate(plan.groups) if len(g) > 1]
-    scratch = [buf for ws in plan.workspaces.values() for buf, _, _ in ws.values()]
     buffers = [{"buffer": b.name, "role": b.role, "bytes": b.nbytes, "first": b.first,
                 "last": b.last, "offset": b.offset, "values": len(shared.get(id(b), ()))}
-               for b in list({id(b): b for b in plan.buffers.values()}.values()) + scratch]
+               for b in memory.distinct(plan.buffers, plan.workspaces)]
     return {"schedule": schedule, "fusion groups": groups, "buffers": buffers}
 
 

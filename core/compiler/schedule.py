@@ -1,10 +1,13 @@
-"""Scheduling: the topological order is the baseline; a memory-aware greedy order (run the
-ready node that frees the most bytes and allocates the least) is kept only when its peak of
-live bytes is lower. Also: stream assignment for independent branches (GPU backend)."""
+"""Scheduling: the dependency edges between the ops to schedule (data flow, plus
+write-after-read edges for ops updating a source in place); the topological order is the
+baseline; a memory-aware greedy order (run the ready node that frees the most bytes and
+allocates the least) is kept only when its peak of live bytes is lower. Also: stream
+assignment for independent branches (GPU backend)."""
 from __future__ import annotations
 
 import heapq
 
+from ..ops.base import is_source
 from . import memory
 
 
@@ -13,6 +16,52 @@ def mutated_sources(node, alias=None) -> set:
     every other reader of them."""
     alias = alias or {}
     return {alias.get(node.inputs[k], node.inputs[k]) for k in node.opdef.mutates}
+
+
+def edges(candidates, alias):
+    """(deps, readers): node -> the candidates it must run after / that must run after it."""
+    members = set(candidates)
+    deps, readers = {}, {}
+    for n in candidates:
+        deps[n] = []
+        for i in n.inputs:
+            src = alias.get(i, i)
+            if src in members and src not in deps[n]:
+                deps[n].append(src)
+                readers.setdefault(src, []).append(n)
+    _writers_after_readers(candidates, alias, deps, readers)
+    return deps, readers
+
+
+def _writers_after_readers(candidates, alias, deps, readers):
+    """An op that overwrites a source in place (an optimizer update) depends on every other
+    op reading that source: a write-after-read edge the data flow alone does not give."""
+    readers_of = {}
+    for n in candidates:
+        for i in n.inputs:
+            src = alias.get(i, i)
+            if is_source(src):
+                readers_of.setdefault(src, []).append(n)
+    for n in candidates:
+        for src in mutated_sources(n, alias):
+            for r in readers_of.get(src, ()):
+                if r is not n and r not in deps[n] and src not in mutated_sources(r, alias):
+                    deps[n].append(r)
+                    readers.setdefault(r, []).append(n)
+
+
+def choose(candidates, mode, sizes, readers, deps, results):
+    """topo: breadth-first topological order (the baseline); memory: the greedy order;
+    auto: whichever of the greedy order, the graph's depth-first construction order and the
+    baseline has the lowest peak (so auto is never worse than the baseline)."""
+    baseline = breadth_first(candidates, deps, readers)
+    if mode == "topo":
+        return baseline
+    greedy = memory_aware(candidates, sizes, readers, deps, results)
+    if mode == "memory":
+        return greedy
+    peak = lambda s: live_peak(s, sizes, readers, results)  # noqa: E731
+    return min((greedy, list(candidates), baseline), key=peak)
 
 
 def breadth_first(schedule, deps_of, readers_of):

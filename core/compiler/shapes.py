@@ -15,7 +15,7 @@ def infer(order, source_values: dict, shapes=None, dtypes=None):
     for node in order:
         if node in shapes:
             continue
-        if node.op in ("placeholder", "parameter"):
+        if node.opdef.fed:  # placeholders and parameters: their value (or spec) is given
             shapes[node], dtypes[node] = _source_shape(node, source_values)
             continue
         opdef = node.opdef
@@ -37,7 +37,7 @@ def _source_shape(node, source_values):
     declared = node.attrs.get("shape")
     if declared is not None and not _matches(declared, value.shape):
         raise FeedError(f"{node.op} {node.name!r} declared shape "
-                        f"{_show(declared)} but was fed {tuple(value.shape)}")
+                        f"{show_shape(declared)} but was fed {tuple(value.shape)}")
     return tuple(value.shape), value.dtype
 
 
@@ -53,7 +53,8 @@ def _matches(declared, actual):
     return len(declared) == len(actual) and all(d is None or d == a for d, a in zip(declared, actual))
 
 
-def _show(shape):
+def show_shape(shape) -> str:
+    """A shape for messages, the batch axis (None) shown as N: "(N, 1, 28, 28)"."""
     return "(" + ", ".join("N" if d is None else str(d) for d in shape) + ")"
 
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..registry import add_unique
 from .dataset import DatasetError
 
 DATASETS: dict = {}
@@ -12,9 +13,7 @@ BUNDLED = Path(__file__).resolve().parents[2] / "resources" / "datasets"
 
 def register(name, help, **attr_defaults):
     def deco(fn):
-        if name in DATASETS:
-            raise ValueError(f"dataset {name!r} is registered twice")
-        DATASETS[name] = fn
+        add_unique(DATASETS, name, fn, "dataset")
         DATASET_SPECS[name] = {"attrs": attr_defaults, "help": help}
         return fn
     return deco

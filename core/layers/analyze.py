@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from ..errors import GraphError, LoomError
 from .base import LAYERS
-from .builder import DISPLAY_BATCH, Analysis, NodeInfo, Problem, _Walker, compatible, doc_order
+from .builder import DISPLAY_BATCH, Analysis, NodeInfo, Problem, Walker, compatible, doc_order
 from .common import numel
 
 
-def analyze(doc, batch: int = 1) -> Analysis:
+def analyze(doc) -> Analysis:
     result = Analysis()
     result.problems.extend(_edge_problems(doc))
     if not any(p.type == "loss" for n in doc.nodes.values() if n.kind in LAYERS
@@ -20,7 +20,7 @@ def analyze(doc, batch: int = 1) -> Analysis:
     except GraphError as exc:
         result.problems.append(Problem(None, None, str(exc)))
         return result
-    walker = _Walker(doc, training=False, batch=DISPLAY_BATCH, seed=0)
+    walker = Walker(doc, training=False, batch=DISPLAY_BATCH, seed=0)
     for node_id in order:
         _analyze_node(walker, doc.nodes[node_id], result)
     return result

@@ -8,6 +8,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from ..graph import parameter
+from ..registry import add_unique
+
 # Port types: the editor colours ports by type and only connects equal types.
 PORT_TYPES = ("data", "label", "loss", "metric")
 
@@ -86,7 +89,6 @@ class BuildContext:
     state: list = field(default_factory=list)  # batch-norm statistics for the trainer
 
     def param(self, name, shape, init="xavier", scale=None, trainable=True):
-        from ..graph import parameter
         node = parameter(f"{self.node_id}.{name}", shape, init=init, scale=scale,
                          trainable=trainable)
         self.parameters.append(node)
@@ -103,13 +105,13 @@ class LayerKind:
     build: Callable  # (ctx: BuildContext, attrs: dict, inputs: dict[str, Node]) -> dict[str, Node]
     macs: Callable | None = None  # (in_shapes: dict, out_shapes: dict, attrs) -> int
     help: str = ""
+    # the training data: its outputs are the feeds the trainer fills with batches
+    # (`Built.feeds`, keyed by output port name) and its attrs name the dataset (`Built.dataset`)
+    feeds: bool = False
 
 
 LAYERS: dict[str, LayerKind] = {}
 
 
 def register(kind: LayerKind) -> LayerKind:
-    if kind.name in LAYERS:
-        raise ValueError(f"layer kind {kind.name!r} is registered twice")
-    LAYERS[kind.name] = kind
-    return kind
+    return add_unique(LAYERS, kind.name, kind, "layer kind")

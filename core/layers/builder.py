@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import networkx as nx
 
 from ..compiler.shapes import ShapeSpec, infer
-from ..errors import GraphError, LoomError, ShapeError
+from ..errors import GraphError, LoomError
 from ..graph import topological_order
 from .base import LAYERS, BuildContext
 
@@ -52,7 +52,8 @@ class Analysis:
 @dataclass
 class Built:
     outputs: dict = field(default_factory=dict)  # (node id, port) -> core Node
-    feeds: dict = field(default_factory=dict)  # "images" / "labels" -> placeholder
+    # output port of the training-data kind (LayerKind.feeds: "images" / "labels") -> placeholder
+    feeds: dict = field(default_factory=dict)
     dataset: dict | None = None
     loss: object = None
     logits: object = None
@@ -94,7 +95,7 @@ def doc_order(doc):
         raise GraphError(f"cycle through nodes {' -> '.join(cycle + cycle[:1])}") from None
 
 
-class _Walker:
+class Walker:
     """Shared by build and analyze: builds node by node, recording what each made."""
 
     def __init__(self, doc, training, batch, seed):
@@ -133,7 +134,7 @@ class _Walker:
         b.state.extend(ctx.state)
         for node in topological_order(list(outs.values())):
             b.node_of.setdefault(node.name, spec.id)
-        if spec.kind == "Dataset":
+        if kind.feeds:
             b.feeds = dict(outs)
             b.dataset = dict(attrs)
         for port in kind.outputs:
@@ -146,7 +147,7 @@ class _Walker:
 
 def build(doc, training=True, batch=None, seed=0) -> Built:
     """Core nodes for the whole document. Raises LoomError naming the first bad node."""
-    walker = _Walker(doc, training, batch or DISPLAY_BATCH, seed)
+    walker = Walker(doc, training, batch or DISPLAY_BATCH, seed)
     for node_id in doc_order(doc):
         spec = doc.nodes[node_id]
         if spec.kind not in LAYERS:

@@ -38,7 +38,8 @@ register(LayerKind(
     (AttrSpec("name", "choice", "digits", choices=tuple(dataset_names()),
               help="which dataset: bundled digits / mnist_subset, a file, or a synthetic set"),
      AttrSpec("path", "str", "", help="file or folder for mnist / npz / csv datasets")),
-    _build_dataset, help="Training data: a batch of images (N, C, H, W) and their labels (N,)"))
+    _build_dataset, help="Training data: a batch of images (N, C, H, W) and their labels (N,)",
+    feeds=True))
 
 
 def _build_input(ctx, attrs, ins):

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 from .. import ops
+from ..compiler.shapes import show_shape
+from ..errors import ShapeError
 from .base import AttrSpec, LayerKind, Port, register
 from .common import OUT, int_attr, numel, simple
 
@@ -11,15 +13,11 @@ INITS = ("xavier", "he", "normal", "uniform", "zeros", "ones")
 def _linear(ctx, a, x):
     shape = ctx.shape_of(x)
     if len(shape) != 2:
-        from ..errors import ShapeError
-        raise ShapeError(f"Linear expects (N, features), got {_show(shape)}: add a Flatten first")
+        raise ShapeError(f"Linear expects (N, features), got {show_shape((None, *shape[1:]))}: "
+                         "add a Flatten first")
     w = ctx.param("weight", (shape[1], a["out_features"]), init=a["init"])
     y = ops.matmul(x, w)
     return ops.add(y, ctx.param("bias", (a["out_features"],), init="zeros")) if a["bias"] else y
-
-
-def _show(shape):
-    return "(N, " + ", ".join(map(str, shape[1:])) + ")"
 
 
 simple("Linear", "Layers", _linear, "y = x W + b",

@@ -11,17 +11,22 @@ and optionally
                                             (im2col columns, padded copies…): the planner
                                             places them in the arena like any buffer, and
                                             compute(xp, ins, attrs, out, ws) gets them as views
+  identity_when(in_shapes, out_shape) -> bool
+                                            True where the op is a plain copy of input 0:
+                                            the compiler aliases it instead of running it
 
 `xp` is the array module of the backend (numpy or cupy), so one compute serves both.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
 
 from ..errors import ShapeError
+from ..graph import Node, as_node
+from ..registry import add_unique
 
 # Kinds follow TVM's operator patterns; the fusion pass groups by them.
 KINDS = ("source", "elementwise", "broadcast", "injective", "reduction", "opaque")
@@ -53,8 +58,11 @@ class OpDef:
     # indices of source inputs (parameters, optimizer state) the compute overwrites in
     # place: the compiler schedules the op after every other reader of those arrays
     mutates: tuple = ()
+    identity_when: Callable | None = None  # see the module docstring (e.g. `same_as_input`)
+    epilogue_head: bool = False  # an opaque op a following elementwise op fuses into
+    # a source whose value is bound at run time (feeds, parameters), not held in its attrs
+    fed: bool = False
     doc: str = ""
-    extra: dict = field(default_factory=dict)
 
     def __post_init__(self):
         if self.kind not in KINDS:
@@ -64,10 +72,17 @@ class OpDef:
 
 
 def register(opdef: OpDef) -> OpDef:
-    if opdef.name in OPS:
-        raise ValueError(f"op {opdef.name!r} is registered twice")
-    OPS[opdef.name] = opdef
-    return opdef
+    return add_unique(OPS, opdef.name, opdef, "op")
+
+
+def make(op, *inputs, name=None, **attrs) -> Node:
+    """The node builder every op module uses; scalars and arrays become constants."""
+    return Node(op, [as_node(i) for i in inputs], attrs, name)
+
+
+def is_source(node) -> bool:
+    """A value from outside the computation (placeholder, parameter, constant): not scheduled."""
+    return node.opdef.kind == "source"
 
 
 def default_dtype(in_dtypes, attrs):
@@ -108,11 +123,10 @@ def same_shape(shapes, attrs):
     return tuple(shapes[0])
 
 
-def like_input(index):
-    """Shape rule: the output has the shape of input `index`."""
-    def rule(shapes, attrs):
-        return tuple(shapes[index])
-    return rule
+def same_as_input(in_shapes, out_shape) -> bool:
+    """identity_when rule: the output shape is input 0's (nothing was broadcast, reduced or
+    reshaped)."""
+    return tuple(in_shapes[0]) == tuple(out_shape)
 
 
 def scratch(workspace, xp, ins, attrs, out) -> dict:

@@ -5,8 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import ShapeError
-from .base import OpDef, not_differentiable, register, scratch
-from .elementwise import make
+from .base import OpDef, make, not_differentiable, register, scratch
 
 
 def conv2d(x, w, stride=1, padding=0, name=None):
@@ -183,7 +182,7 @@ def _conv_grad_weight(xp, ins, attrs, out, ws=None):
 
 
 register(OpDef("conv2d", "opaque", _conv_shape, _conv, _conv_grad, workspace=_conv_ws,
-               doc="2-D convolution, NCHW, square stride and zero padding"))
+               epilogue_head=True, doc="2-D convolution, NCHW, square stride and zero padding"))
 register(OpDef("conv2d_grad_input", "opaque", lambda s, a: tuple(s[2]), _conv_grad_input,
                not_differentiable, shape_only=(2,), workspace=_grad_input_ws,
                doc="gradient of conv2d w.r.t. its input"))

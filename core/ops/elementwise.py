@@ -3,12 +3,9 @@ from __future__ import annotations
 
 from functools import partial
 
-from ..graph import Node, as_node
-from .base import OpDef, broadcast_shapes, first_dtype, not_differentiable, register, same_shape
-
-
-def make(op, *inputs, name=None, **attrs) -> Node:
-    return Node(op, [as_node(i) for i in inputs], attrs, name)
+from ..graph import Node
+from .base import (OpDef, broadcast_shapes, first_dtype, make, not_differentiable, register,
+                   same_shape)
 
 
 def _broadcast(shapes, attrs):

@@ -4,8 +4,7 @@ from __future__ import annotations
 from functools import partial
 
 from ..errors import ShapeError
-from .base import OpDef, register
-from .elementwise import make
+from .base import OpDef, make, register
 
 
 def matmul(a, b, trans_A=False, trans_B=False, name=None):
@@ -48,5 +47,5 @@ def _gradient(n, g):
     return [matmul(b, g, trans_A=True, trans_B=True), matmul(g, a, trans_A=True, trans_B=True)]
 
 
-register(OpDef("matmul", "opaque", _shape, _compute, _gradient, bind=_bind,
+register(OpDef("matmul", "opaque", _shape, _compute, _gradient, bind=_bind, epilogue_head=True,
                doc="op(A) @ op(B), op = transpose where trans_A / trans_B"))

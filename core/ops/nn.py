@@ -5,8 +5,8 @@ import numpy as np
 
 from ..errors import ShapeError
 from ..graph import Node
-from .base import OpDef, first_dtype, normalize_axes, not_differentiable, register
-from .elementwise import add, div, exp, make, mul, sqrt, sub
+from .base import OpDef, first_dtype, make, normalize_axes, not_differentiable, register
+from .elementwise import add, div, exp, mul, sqrt, sub
 from .reduce import reduce_mean, reduce_sum
 
 

@@ -3,8 +3,7 @@ from __future__ import annotations
 
 from functools import partial
 
-from .base import OpDef, broadcast_shapes, normalize_axes, register
-from .elementwise import make
+from .base import OpDef, broadcast_shapes, make, normalize_axes, register, same_as_input
 from ..errors import ShapeError
 
 
@@ -161,7 +160,8 @@ def _broadcast_to_shape(shapes, attrs):
 
 register(OpDef("broadcast_to", "broadcast", _broadcast_to_shape,
                lambda xp, ins, a, out: xp.copyto(out, xp.broadcast_to(ins[0], a["shape"])),
-               lambda n, g: [sum_to_like(g, n.inputs[0])], doc="broadcast x to a shape"))
+               lambda n, g: [sum_to_like(g, n.inputs[0])], identity_when=same_as_input,
+               doc="broadcast x to a shape"))
 
 
 def _sum_to_shape(shapes, attrs):
@@ -205,7 +205,8 @@ def broadcast_like(g, ref, name=None):
 register(OpDef("sum_to_like", "reduction", _sum_to_shape,
                lambda xp, ins, a, out: sum_to(xp, ins[0], ins[1].shape, out),
                lambda n, g: [broadcast_like(g, n.inputs[0]), None], shape_only=(1,),
-               bind=_bind_sum_to, doc="sum a broadcast gradient back to x's shape"))
+               bind=_bind_sum_to, identity_when=same_as_input,
+               doc="sum a broadcast gradient back to x's shape"))
 
 
 def _broadcast_like_shape(shapes, attrs):
@@ -215,4 +216,4 @@ def _broadcast_like_shape(shapes, attrs):
 register(OpDef("broadcast_like", "broadcast", _broadcast_like_shape,
                lambda xp, ins, a, out: xp.copyto(out, xp.broadcast_to(ins[0], ins[1].shape)),
                lambda n, g: [sum_to_like(g, n.inputs[0]), None],
-               shape_only=(1,), doc="broadcast x to the shape of ref"))
+               shape_only=(1,), identity_when=same_as_input, doc="broadcast x to the shape of ref"))

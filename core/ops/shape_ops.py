@@ -4,8 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import ShapeError
-from .base import OpDef, register
-from .elementwise import make
+from .base import OpDef, make, register, same_as_input
 
 
 def reshape(x, shape, name=None):
@@ -52,7 +51,7 @@ def _copy_reshaped(xp, ins, attrs, out):
 
 register(OpDef("reshape", "injective", _reshape_shape, _copy_reshaped,
                lambda n, g: [reshape_like(g, n.inputs[0])], inplace=(0,),
-               doc="same elements, new shape (one -1 allowed)"))
+               identity_when=same_as_input, doc="same elements, new shape (one -1 allowed)"))
 
 
 def _reshape_like_shape(shapes, attrs):
@@ -61,7 +60,7 @@ def _reshape_like_shape(shapes, attrs):
 
 register(OpDef("reshape_like", "injective", _reshape_like_shape, _copy_reshaped,
                lambda n, g: [reshape_like(g, n.inputs[0]), None], shape_only=(1,),
-               inplace=(0,), doc="reshape x to the shape of ref"))
+               inplace=(0,), identity_when=same_as_input, doc="reshape x to the shape of ref"))
 
 
 # ---- transpose ----------------------------------------------------------------------------

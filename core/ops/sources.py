@@ -20,9 +20,10 @@ def _constant_dtype(dtypes, attrs):
     return v if not isinstance(v, np.ndarray) else v.dtype  # python scalars stay weak
 
 
-register(OpDef("placeholder", "source", _declared_shape, None, not_differentiable,
+register(OpDef("placeholder", "source", _declared_shape, None, not_differentiable, fed=True,
                doc="a value fed at run time; None in its shape = batch"))
-register(OpDef("parameter", "source", _declared_shape, None, not_differentiable,
-               dtype=lambda d, a: np.dtype(a["dtype"]), doc="a trainable value with an initializer"))
+register(OpDef("parameter", "source", _declared_shape, None, not_differentiable, fed=True,
+               dtype=lambda d, a: np.dtype(a["dtype"]),
+               doc="a trainable value with an initializer"))
 register(OpDef("constant", "source", _constant_shape, None, not_differentiable,
                dtype=_constant_dtype, doc="a fixed value"))

@@ -10,11 +10,18 @@ ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "resources" / "examples"
 
 
-def run_cli(*args, timeout=300, **kw):
+def cli_command(*args, device="numpy") -> list[str]:
+    """`python main.py ARGS`; on the stand-in device, its wrapper with `--backend standin`."""
+    if device == "numpy":
+        return [sys.executable, str(ROOT / "main.py"), *map(str, args)]
+    return [sys.executable, str(ROOT / "tests" / "standin_main.py"), *map(str, args), "--backend", device]
+
+
+def run_cli(*args, timeout=300, device="numpy", **kw):
     """Run `python main.py ARGS` the way a user would, from the repo root."""
     env = dict(os.environ, PYTHONUNBUFFERED="1")
-    return subprocess.run([sys.executable, str(ROOT / "main.py"), *map(str, args)],
-                          cwd=ROOT, capture_output=True, text=True, timeout=timeout, env=env, **kw)
+    return subprocess.run(cli_command(*args, device=device), cwd=ROOT, capture_output=True,
+                          text=True, timeout=timeout, env=env, **kw)
 
 
 def events(stdout):

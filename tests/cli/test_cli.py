@@ -8,7 +8,7 @@ import time
 import numpy as np
 import pytest
 
-from .conftest import EXAMPLES, ROOT, events, run_cli
+from .conftest import EXAMPLES, ROOT, cli_command, events, run_cli
 
 EXAMPLE_FILES = sorted(EXAMPLES.glob("*.loom.json"))
 
@@ -39,9 +39,9 @@ def test_malformed_file_is_one_clear_line(tmp_path):
     assert "broken.loom.json" in result.stderr and "Traceback" not in result.stderr
 
 
-def test_train_writes_metrics_checkpoint_and_summary(small_digits, tmp_path):
+def test_train_writes_metrics_checkpoint_and_summary(small_digits, tmp_path, device):
     out = tmp_path / "run"
-    result = run_cli("train", small_digits, "--out", out, "--events", "-")
+    result = run_cli("train", small_digits, "--out", out, "--events", "-", device=device)
     assert result.returncode == 0, result.stderr
     evs = events(result.stdout)
     kinds = [e["event"] for e in evs]
@@ -56,20 +56,21 @@ def test_train_writes_metrics_checkpoint_and_summary(small_digits, tmp_path):
     assert len(lines) == kinds.count("step") + kinds.count("epoch")
 
 
-def test_same_file_and_seed_give_the_same_loss_curve(small_digits, tmp_path):
+def test_same_file_and_seed_give_the_same_loss_curve_on_every_device(small_digits, tmp_path):
+    """Twice on numpy, once on the strict stand-in device: bit-identical loss curves."""
     curves = []
-    for name in ("a", "b"):
+    for name, device in (("a", "numpy"), ("b", "numpy"), ("c", "standin")):
         result = run_cli("train", small_digits, "--out", tmp_path / name, "--events", "-",
-                         "--epochs", "1")
+                         "--epochs", "1", device=device)
         assert result.returncode == 0, result.stderr
         curves.append([e["loss"] for e in events(result.stdout) if e["event"] == "step"])
-    assert curves[0] == curves[1]
+    assert curves[0] == curves[1] == curves[2]
 
 
-def test_sigint_saves_checkpoint_and_resume_continues(small_digits, tmp_path):
+def test_sigint_saves_checkpoint_and_resume_continues(small_digits, tmp_path, device):
     out = tmp_path / "run"
-    proc = subprocess.Popen([sys.executable, str(ROOT / "main.py"), "train", str(small_digits),
-                             "--out", str(out), "--events", "-", "--epochs", "40"],
+    proc = subprocess.Popen(cli_command("train", small_digits, "--out", out, "--events", "-",
+                                        "--epochs", "40", device=device),
                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     seen = []
     for line in proc.stdout:  # wait until a whole epoch is done, then interrupt
@@ -85,23 +86,24 @@ def test_sigint_saves_checkpoint_and_resume_continues(small_digits, tmp_path):
     epochs_done = done["epochs"]
     assert 1 <= epochs_done < 40
     result = run_cli("train", small_digits, "--out", out, "--events", "-", "--epochs",
-                     epochs_done + 1, "--resume")
+                     epochs_done + 1, "--resume", device=device)
     assert result.returncode == 0, result.stderr
     resumed = [e for e in events(result.stdout) if e["event"] == "epoch"]
     assert [e["epoch"] for e in resumed] == [epochs_done + 1]
 
 
-def test_resume_matches_an_uninterrupted_run(small_digits, tmp_path):
-    straight = run_cli("train", small_digits, "--out", tmp_path / "s", "--events", "-")
-    run_cli("train", small_digits, "--out", tmp_path / "r", "--epochs", "1")
-    resumed = run_cli("train", small_digits, "--out", tmp_path / "r", "--events", "-", "--resume")
+def test_resume_matches_an_uninterrupted_run(small_digits, tmp_path, device):
+    straight = run_cli("train", small_digits, "--out", tmp_path / "s", "--events", "-", device=device)
+    run_cli("train", small_digits, "--out", tmp_path / "r", "--epochs", "1", device=device)
+    resumed = run_cli("train", small_digits, "--out", tmp_path / "r", "--events", "-", "--resume",
+                      device=device)
     last = lambda r: [e for e in events(r.stdout) if e["event"] == "epoch"][-1]  # noqa: E731
     assert last(straight)["loss"] == pytest.approx(last(resumed)["loss"], rel=1e-6)
 
 
-def test_non_finite_loss_names_a_node_and_exits_3(small_digits, tmp_path):
+def test_non_finite_loss_names_a_node_and_exits_3(small_digits, tmp_path, device):
     result = run_cli("train", small_digits, "--out", tmp_path / "nan", "--events", "-",
-                     "--optimizer", "sgd", "--lr", "1e30", "--epochs", "1")
+                     "--optimizer", "sgd", "--lr", "1e30", "--epochs", "1", device=device)
     assert result.returncode == 3, result.stderr
     error = [e for e in events(result.stdout) if e["event"] == "error"][0]
     assert "NaN" in error["message"] and "node" in error["message"]
@@ -139,8 +141,8 @@ def test_no_display_prints_headless_commands():
     assert "QT_QPA_PLATFORM=offscreen" in result.stderr and "main.py train" in result.stderr
 
 
-def test_checkpoint_holds_no_pickles(small_digits, tmp_path):
-    run_cli("train", small_digits, "--out", tmp_path / "o", "--epochs", "1")
+def test_checkpoint_holds_no_pickles(small_digits, tmp_path, device):
+    run_cli("train", small_digits, "--out", tmp_path / "o", "--epochs", "1", device=device)
     with np.load(tmp_path / "o" / "checkpoint.npz", allow_pickle=False) as data:
         assert any(k.startswith("param/") for k in data.files)
 

@@ -1,7 +1,8 @@
 """The memory planner is a pure function of intervals: tested with no device (tinygrad-style)."""
 from hypothesis import given, settings, strategies as st
 
-from core.compiler.memory import Buffer, lower_bound, no_sharing, overlapping_pairs, plan_offsets
+from core.compiler.memory import (Buffer, assign_buffers, distinct, last_reads, lower_bound,
+                                  no_sharing, overlapping_pairs, plan_offsets)
 
 intervals = st.lists(st.tuples(st.integers(1, 10_000), st.integers(0, 40), st.integers(0, 15)),
                      min_size=1, max_size=40)
@@ -30,3 +31,25 @@ def test_best_fit_uses_the_smallest_gap():
     plan_offsets([big, hole_small, hole_large, late])
     assert overlapping_pairs([big, hole_small, hole_large, late]) == []
     assert late.offset + late.size <= max(b.offset + b.size for b in (big, hole_small, hole_large))
+
+
+class _Value:
+    """Stands in for a scheduled node: lifetimes need its name and nothing of the op table."""
+
+    def __init__(self, name):
+        self.name = name
+
+
+def test_lifetimes_and_in_place_sharing_of_a_hand_built_schedule():
+    a, b, c, d = (_Value(n) for n in "abcd")
+    steps = [a, b, c, d]
+    reads = {a: [], b: [a], c: [b], d: [a, c]}  # the values each step reads (and may overwrite)
+    last = last_reads(steps, {d}, reads.get)
+    assert last == {a: 3, b: 2, c: 3, d: 4}  # the result d stays valid past the last step
+    sizes, dtypes = dict.fromkeys(steps, 256), dict.fromkeys(steps, "float32")
+    buffers = assign_buffers(steps, last, sizes, dtypes, overwritable=reads.get)
+    assert buffers[b] is not buffers[a]  # a is still read at step 3
+    assert buffers[c] is buffers[b] and buffers[d] is buffers[a]  # each input dies where it is overwritten
+    assert plan_offsets(distinct(buffers, {})) == 512
+    alone = assign_buffers(steps, last, sizes, dtypes)  # no in-place: one buffer per value
+    assert len(distinct(alone, {})) == 4

@@ -7,9 +7,19 @@ import numpy as np
 import pytest
 
 import core
-from core.optim import make_optimizer
+from core.optim import make_optimizer as host_optimizer
 
 from .graphs import mlp
+
+
+def device():
+    """The backend this run of the suite uses (numpy, or the strict stand-in device)."""
+    return core.backend.get(core.backend.default_name())
+
+
+def make_optimizer(config):
+    """State on the device, as the trainer keeps it."""
+    return host_optimizer(config, device())
 
 
 def reference(name, p, grads, lr, wd=0.0, mu=0.9, b1=0.9, b2=0.999, eps=1e-8):
@@ -44,13 +54,13 @@ def test_fused_updates_follow_the_textbook_rules(name, wd):
     opt = make_optimizer({"optimizer": name, "weight_decay": wd})
     (update,) = opt.updates([w], core.gradients(loss, [w]), loss)
     ex = core.Executor([loss, update])
-    value = rng.standard_normal((4, 3))  # float64 parameter: compare tightly
-    start, grads = value.copy(), []
+    host = rng.standard_normal((4, 3))  # float64 parameter: compare tightly
+    value, start, grads = device().asarray(host), host.copy(), []
     for _ in range(5):
-        grads.append(value - target)
+        grads.append(device().to_numpy(value) - target)
         opt.begin_step(0.1)
         ex.run({w: value, **opt.feed({"w": value})})
-    np.testing.assert_allclose(value, reference(name, start, grads, 0.1, wd), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(device().to_numpy(value), reference(name, start, grads, 0.1, wd), rtol=1e-6, atol=1e-6)
 
 
 def test_update_runs_after_every_reader_of_its_parameter():
@@ -66,11 +76,11 @@ def test_update_runs_after_every_reader_of_its_parameter():
                     {"checkpoint": "cheap"}):
         opt = make_optimizer({"optimizer": "sgd"})
         ex = core.Executor([loss, *opt.updates([w], core.gradients(loss, [w]), loss)], **options)
-        value = wv.copy()
+        value = device().asarray(wv.copy())  # updated in place: keep wv for the next options
         opt.begin_step(0.5)
         got_loss = ex.run({x: xv, w: value, **opt.feed({"w": value})})[0]
         np.testing.assert_allclose(got_loss, expected_loss, err_msg=str(options))
-        np.testing.assert_allclose(value, wv - 0.5 * grad, rtol=1e-12, err_msg=str(options))
+        np.testing.assert_allclose(device().to_numpy(value), wv - 0.5 * grad, rtol=1e-12, err_msg=str(options))
 
 
 def test_non_finite_loss_leaves_parameters_and_state_untouched():
@@ -78,12 +88,12 @@ def test_non_finite_loss_leaves_parameters_and_state_untouched():
     blown = loss * core.constant(np.inf)
     opt = make_optimizer({"optimizer": "adam"})
     ex = core.Executor([blown, *opt.updates([w], core.gradients(blown, [w]), blown)])
-    value = np.ones((2, 2))
+    value = device().asarray(np.ones((2, 2)))
     opt.begin_step(0.1)
     feed = opt.feed({"w": value})
     ex.run({w: value, **feed})
-    np.testing.assert_array_equal(value, np.ones((2, 2)))
-    assert all(not s.any() for s in opt.state.values())
+    np.testing.assert_array_equal(device().to_numpy(value), np.ones((2, 2)))
+    assert all(not device().to_numpy(s).any() for s in opt.state.values())
 
 
 def test_weight_gradients_die_at_their_update():

@@ -43,7 +43,7 @@ def test_two_spirals_reach_100_percent(seed):
     assert acc == 1.0
 
 
-def test_trainer_folds_batch_norm_statistics_into_running_averages(tmp_path):
+def test_trainer_folds_batch_norm_statistics_into_running_averages(tmp_path, default_device):
     """The compiled step returns the batch statistics beside loss, accuracy and the
     optimizer updates; the trainer must pick them (not the updates) for the running averages."""
     from core import graphfile
@@ -56,11 +56,13 @@ def test_trainer_folds_batch_norm_statistics_into_running_averages(tmp_path):
     doc.add_edge(relu_in.src, (bn, "in"))
     doc.add_edge((bn, "out"), ("relu1", "in"))
     doc.set_training({**doc.training, "epochs": 2})
-    trainer = Trainer(doc, tmp_path)
+    trainer = Trainer(doc, tmp_path, {"backend": default_device})
+    host = trainer.backend.to_numpy
     stats = [n for n in trainer.params if "running" in n]
-    before = {n: trainer.params[n].copy() for n in stats}
+    before = {n: np.array(host(trainer.params[n])) for n in stats}  # a copy, also on numpy
     summary = trainer.run()
+    after = {n: host(trainer.params[n]) for n in stats}
     assert summary["val_accuracy"] > 0.8 and len(stats) == 2
-    assert all(not np.allclose(before[n], trainer.params[n]) for n in stats)
+    assert all(not np.allclose(before[n], after[n]) for n in stats)
     mean = next(n for n in stats if "mean" in n)
-    assert trainer.params[mean].shape == before[mean].shape and np.all(np.isfinite(trainer.params[mean]))
+    assert after[mean].shape == before[mean].shape and np.all(np.isfinite(after[mean]))

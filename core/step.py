@@ -1,0 +1,151 @@
+"""The compiled training step, in one place: the trainer runs it, `main.py plan` and the
+editor's memory-plan view plan it, and the editor's profile times it. Also the sample feeds
+that planning and profiling need (values with the right shapes)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import layers
+from .autodiff import gradients
+from .compiler.report import plan_tables
+from .compiler.shapes import nbytes
+from .executor import Executor
+from .graph import init_value
+from .ops import accuracy
+from .optim import make_optimizer
+from .settings import training_config
+
+
+@dataclass
+class TrainingStep:
+    """Outputs of one compiled step: loss, accuracy, batch-norm batch statistics (mean and
+    variance per BatchNorm, to update the running averages) and one optimizer update per
+    trainable parameter."""
+    loss: object
+    accuracy: object
+    stats: list
+    updates: list
+
+    @property
+    def outputs(self) -> list:
+        return [self.loss, self.accuracy, *self.stats, *self.updates]
+
+
+def training_step(built, optimizer) -> TrainingStep:
+    return TrainingStep(built.loss, accuracy_node(built), batch_statistics(built),
+                        training_updates(built, optimizer))
+
+
+def accuracy_node(built):
+    if built.metrics:
+        return next(iter(built.metrics.values()))
+    return accuracy(built.logits, built.feeds["labels"])
+
+
+def batch_statistics(built) -> list:
+    return [s[k] for s in built.state for k in ("mean", "var")]
+
+
+def training_updates(built, optimizer) -> list:
+    """One optimizer update per trainable parameter, applied inside the compiled step (so each
+    weight gradient dies as soon as its update has run)."""
+    trainable = trainable_parameters(built)
+    return optimizer.updates(trainable, gradients(built.loss, trainable), built.loss)
+
+
+def trainable_parameters(built) -> list:
+    return [p for p in built.parameters if p.attrs.get("trainable", True)]
+
+
+def sample_feed(built, batch, fill="zeros", seed=0) -> dict:
+    """Initial parameters and a batch of `fill` ("zeros", or "random": normal floats and 0/1
+    ids) for every graph input: planning needs shapes only, profiling needs realistic work."""
+    rng = np.random.default_rng(seed)
+    feed = {p: init_value(p, rng) for p in built.parameters}
+    for node in built.feeds.values():
+        shape = tuple(batch if d is None else d for d in node.attrs["shape"])
+        dtype = node.attrs.get("dtype") or "float32"
+        if fill == "zeros":
+            feed[node] = np.zeros(shape, dtype=dtype)
+        elif dtype == "int64":
+            feed[node] = rng.integers(0, 2, shape)
+        else:
+            feed[node] = rng.standard_normal(shape).astype(np.float32)
+    return feed
+
+
+# ---- the plan report (`main.py plan`, the memory-plan view) --------------------------------
+
+def plan_report(doc, batch, checkpoint=None, inference=False, schedule="auto") -> dict:
+    """Training plans the step's forward, backward and optimizer updates; inference the
+    logits alone."""
+    built = layers.build(doc, training=not inference)
+    feed = sample_feed(built, batch)
+    optimizer = None
+    if inference:
+        outputs = [built.logits]
+    else:
+        optimizer = make_optimizer(training_config(doc))
+        outputs = [built.loss, *training_updates(built, optimizer)]
+        optimizer.begin_step(0.0)  # a step size of zero: planning leaves the weights alone
+        feed.update(optimizer.feed({p.name: feed[p] for p in built.parameters}))
+    options = {"schedule": schedule}
+    if checkpoint not in (None, "none"):
+        options["checkpoint"] = checkpoint
+    ex = Executor(outputs, **options)
+    ex.run(feed)
+    report = {"graph": doc.name, "batch": batch, "mode": "inference" if inference else "training",
+              "checkpoint": checkpoint or "none", "order": schedule, "memory": ex.memory_report(),
+              "node_of": dict(built.node_of)}
+    report.update(plan_tables(ex.plan, built.node_of))
+    report["persistent"] = persistent_allocations(built, optimizer)
+    return report
+
+
+def persistent_allocations(built, optimizer) -> list[dict]:
+    """Parameters and, for training, the optimizer's state arrays: allocations that live
+    across steps, outside the arena."""
+    rows = [{"name": p.name, "role": "parameter", "node": built.node_of.get(p.name, ""),
+             "bytes": nbytes(p.attrs["shape"], p.attrs.get("dtype") or "float32")}
+            for p in built.parameters]
+    for key, value in (optimizer.state.items() if optimizer else ()):
+        param = key.rsplit("/", 1)[0]
+        rows.append({"name": key, "role": "optimizer", "node": built.node_of.get(param, ""),
+                     "bytes": value.nbytes})
+    return rows
+
+
+# ---- the profile (the editor's Profile tab) ----------------------------------------------
+
+def profile_step(doc, batch=64, steps=5) -> dict:
+    """{document node id: milliseconds per step} for the forward + backward pass, from the
+    executor's per-op clock; backward ops count towards the node whose values they read."""
+    built = layers.build(doc, training=True)
+    params = trainable_parameters(built)
+    ex = Executor([built.loss, *gradients(built.loss, params)], profile=True)
+    feed = sample_feed(built, batch, fill="random")
+    for _ in range(steps):
+        ex.run(feed, to_numpy=False)
+    owner = owners(ex.plan.schedule, built.node_of)
+    per_node: dict = {}
+    for name, seconds in ex.profile().items():
+        key = owner.get(name, "(other)")
+        per_node[key] = per_node.get(key, 0.0) + 1000 * seconds / steps
+    return per_node
+
+
+def owners(schedule, node_of) -> dict:
+    """Backward nodes belong to the editor node whose values they read (nearest input)."""
+    owner = {}
+    for node in schedule:
+        if node.name in node_of:
+            owner[node.name] = node_of[node.name]
+            continue
+        for inp in node.inputs:
+            found = node_of.get(inp.name) or owner.get(inp.name)
+            if found:
+                owner[node.name] = found
+                break
+    return owner
