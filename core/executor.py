@@ -10,7 +10,7 @@ from functools import partial
 import numpy as np
 
 from . import backend as backends
-from .compiler import compile_plan
+from .compiler import compile_plan, fusion
 from .errors import FeedError
 from .graph import Node, init_value, verify
 
@@ -33,7 +33,7 @@ class Executor:
         self._times: dict[str, float] = {}  # node name -> seconds, summed over runs
         self.order = verify(self.outputs)
         # fed or initialised values (constants are baked into the program)
-        self._source_nodes = [n for n in self.order if n.opdef.kind == "source" and n.op != "constant"]
+        self._source_nodes = [n for n in self.order if n.opdef.fed]
         self.backend = backends.get(backend or backends.default_name())
         self.param_values: dict[Node, object] = {}  # initialised parameters not fed by the caller
         self._rng = np.random.default_rng(seed)
@@ -99,8 +99,11 @@ class _Program:
     to replay it, with each batch copied into fixed staging buffers so the capture stays valid."""
 
     def __init__(self, executor: Executor, sources: dict):
-        self.plan = plan = compile_plan(executor.order, executor.outputs, sources, **executor.options)
         be = self.backend = executor.backend
+        options = executor.device_options
+        fusing = options["fuse"] and be.fuse is not None
+        self.plan = plan = compile_plan(executor.order, executor.outputs, sources,
+                                        fused_kernels=fusing, **executor.options)
         self.xp = be.xp
         self.arena = be.empty_bytes(plan.arena_bytes)
         self.values = {n: self._view(b, plan.shapes[n], plan.dtypes[n]) for n, b in plan.buffers.items()}
@@ -112,8 +115,7 @@ class _Program:
         self.alias = plan.alias
         self.outputs = executor.outputs
         self.sync = be.synchronize
-        options = executor.device_options
-        self.fused, self.skipped = _fused_kernels(be, plan) if options["fuse"] else ({}, set())
+        self.fused, self.skipped = _fused_kernels(be, plan) if fusing else ({}, set())
         self.streamed = options["streams"] and be.stream_runner is not None
         self.capturing = options["capture"] and be.capture is not None
         self.staging: dict = {}  # fed placeholder -> its fixed device buffer (capture only)
@@ -265,25 +267,33 @@ class _Program:
             times[node.name] = times.get(node.name, 0.0) + time.perf_counter() - start
 
 
-FUSED_KINDS = ("elementwise", "broadcast", "reduction")
-
-
 def _fused_kernels(be, plan):
     """{last member: kernel} for each fusion group the backend generates one kernel for, and
     the other members (skipped: only the last member of a group is read outside it). A
     matmul/conv head keeps its own step; its elementwise epilogue is fused."""
-    if be.fuse is None:
-        return {}, set()
     fused, skipped = {}, set()
     for group in plan.groups:
-        tail = group[1:] if group[0].opdef.kind not in FUSED_KINDS else group
-        if len(tail) < 2:
+        tail = fusion.kernel_tail(group)
+        if not tail or _overwritten_while_fused(tail, plan):
             continue
         kernel = be.fuse(tail, plan)
         if kernel is not None:
             fused[tail[-1]] = kernel
             skipped.update(tail[:-1])
     return fused, skipped
+
+
+def _overwritten_while_fused(tail, plan) -> bool:
+    """A source the kernel reads (a parameter) that an op between the group's first and
+    last member updates in place: the kernel, running at the last member, would read the
+    new value. Such a group runs op by op."""
+    schedule, alias = plan.schedule, plan.alias
+    first, last = schedule.index(tail[0]), schedule.index(tail[-1])
+    reads = {alias.get(i, i) for m in tail for i in m.inputs}
+    for node in schedule[first:last]:
+        if reads & {alias.get(node.inputs[k], node.inputs[k]) for k in node.opdef.mutates}:
+            return True
+    return False
 
 
 def _hazards(plan, live, fused) -> list[list[int]]:

@@ -23,6 +23,7 @@ from .errors import LoomError
 from .executor import Executor
 from .graph import init_value, topological_order
 from .memory_probe import process_memory
+from .ops.base import is_source
 from .optim import learning_rate, make_optimizer
 from .settings import DEFAULTS, training_config  # noqa: F401  (re-exported for callers)
 from .step import accuracy_node, training_step
@@ -183,7 +184,7 @@ class Trainer:
     def _first_non_finite(self, feed) -> str:
         """Re-run the step on the host keeping every value, and name the first node that went
         non-finite (the updates skipped themselves, so the parameters are the step's inputs)."""
-        nodes = [n for n in topological_order([self.built.loss]) if n.opdef.kind != "source"]
+        nodes = [n for n in topological_order([self.built.loss]) if not is_source(n)]
         host = {node: self.backend.to_numpy(value) for node, value in feed.items()}
         values = Executor(nodes, backend="numpy").run(host)
         for node, value in zip(nodes, values):

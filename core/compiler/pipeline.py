@@ -27,7 +27,9 @@ class Plan:
 
 
 def compile_plan(order, outputs, source_values, *, schedule="auto", checkpoint=None,
-                 inplace=True, cse_pass=True, plan_memory=True) -> Plan:
+                 inplace=True, cse_pass=True, plan_memory=True, fused_kernels=False) -> Plan:
+    """fused_kernels: the backend runs each fusion group as one kernel (the GPU), so the
+    inputs of a group live until its last member (see fusion.extend_lifetimes)."""
     shapes, dtypes = shape_pass.infer(order, source_values)
     alias = {}
     if checkpoint not in (None, "none"):
@@ -46,7 +48,10 @@ def compile_plan(order, outputs, source_values, *, schedule="auto", checkpoint=N
     steps = sched.choose(candidates, schedule, sizes, readers, deps, results)
     if checkpoint not in (None, "none"):
         steps = ckpt.sink_recomputes(steps)
+    groups = fusion.fusion_groups(steps, readers, results, alias)
     last = memory.last_reads(steps, results, _reads(alias))
+    if fused_kernels:
+        fusion.extend_lifetimes(last, groups, steps, alias)
     buffers = memory.assign_buffers(steps, last, sizes, dtypes,
                                     _overwritable(alias) if inplace else None)
     memory.assign_roles(buffers, _forward(outputs, alias))
@@ -54,7 +59,7 @@ def compile_plan(order, outputs, source_values, *, schedule="auto", checkpoint=N
     unique = memory.distinct(buffers, workspaces)
     arena = memory.plan_offsets(unique) if plan_memory else memory.plan_unshared(unique)
     plan = Plan(steps, shapes, dtypes, alias, buffers, arena,
-                fusion.fusion_groups(steps, readers, results), sched.assign_streams(steps, deps),
+                groups, sched.assign_streams(steps, deps),
                 workspaces=workspaces)
     plan.report = report.memory_report(plan, order, results)
     return plan

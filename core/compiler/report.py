@@ -30,7 +30,8 @@ def memory_report(plan, order, results) -> dict:
         # ends, so no plan of this graph goes below them
         "result_bytes": sum(b.size for b in unique if id(b) in result_buffers),
         "steps": len(plan.schedule),
-        "inplace_steps": len(plan.schedule) - len(unique),
+        # steps writing into a buffer an earlier step owns (workspaces are not values)
+        "inplace_steps": len(plan.schedule) - len({id(b) for b in plan.buffers.values()}),
         "fusion_groups": sum(1 for g in plan.groups if len(g) > 1),
         "buffers": [{"name": b.name, "bytes": b.nbytes, "first": b.first, "last": b.last,
                      "offset": b.offset, "role": b.role} for b in unique],

@@ -145,3 +145,40 @@ def test_each_plot_shows_only_its_own_quantities(window, panel):
     speed_names = [item.name() for item in plots.plots["speed"].getPlotItem().listDataItems()]
     assert "smoothed" in speed_names and "samples/s" in speed_names
     assert max(v for v in y_values("memory") if v == v) == 1.0  # MiB
+
+
+def test_backend_choices_come_from_the_registry_and_an_unusable_gpu_is_disabled(window, panel):
+    from core import backend
+    combo = panel.fields["backend"]
+    values = [combo.itemData(i) for i in range(combo.count())]
+    assert values == [*backend.names(), "auto"]
+    cupy = values.index("cupy")
+    item = combo.model().item(cupy)
+    if backend.available("cupy"):
+        assert item.isEnabled() and combo.itemText(cupy) == "cupy"
+    else:
+        assert not item.isEnabled() and combo.itemText(cupy) == "cupy (no GPU found)"
+    combo.setCurrentIndex(values.index("auto"))
+    assert window.document.training["backend"] == "auto"
+
+
+def test_a_destroyed_view_stops_observing_the_document(window, qtbot):
+    from app.inspector import Inspector
+    doc = window.document
+    before = len(doc._listeners)
+    view = Inspector(doc, window.undo_stack)
+    assert len(doc._listeners) == before + 1
+    view.deleteLater()
+    qtbot.waitUntil(lambda: len(doc._listeners) == before, timeout=5_000)
+    doc.add_node("ReLU")  # no event reaches the deleted view (it would raise on a dead widget)
+
+
+def test_device_pool_memory_is_plotted_beside_the_arena(window, panel):
+    plots = panel.plots
+    for step in (1, 2):  # what a run on the GPU backend reports
+        plots.add_event({"event": "step", "step": step, "loss": 1.0, "memory": {
+            "planned_bytes": 2 ** 20, "lower_bound_bytes": 2 ** 19, "rss_bytes": 2 ** 28,
+            "device_used_bytes": 3 * 2 ** 20}})
+    plots.redraw()
+    names = [c.name() for c in plots.plots["memory"].getPlotItem().items if hasattr(c, "name")]
+    assert "device pool" in names and "planned arena" in names
