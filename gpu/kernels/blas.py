@@ -1,0 +1,88 @@
+"""GEMMs through cuBLAS, transposes passed as flags and never materialised.
+
+cuBLAS is column-major; a row-major matrix X (r×c) is, to it, Xᵀ with leading dimension c.
+So C = op(A)·op(B) (row-major, m×n) is computed as Cᵀ = op(B)ᵀ·op(A)ᵀ: B goes first, each
+operand's flag is 'T' exactly when its own transpose is asked for, ldc = n. A batch of
+matrices is one strided-batched call; a 2-D operand is shared by every entry (stride 0).
+`gemm_args` is that mapping as a pure function (tested against a column-major reference
+on the host); `gemm` makes the call. No device memory is allocated (scalars are host ones),
+so a captured step may contain it."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .common import all_float, fallback
+
+_ONE = {np.dtype(np.float32): np.ones(1, np.float32), np.dtype(np.float64): np.ones(1, np.float64)}
+_ZERO = {d: np.zeros(1, d) for d in _ONE}
+
+
+@dataclass(frozen=True)
+class GemmArgs:
+    """cuBLAS (strided-batched) GEMM arguments, in its order; 'first' is the B operand."""
+    trans_first: bool
+    trans_second: bool
+    m: int
+    n: int
+    k: int
+    ld_first: int
+    stride_first: int
+    ld_second: int
+    stride_second: int
+    ldc: int
+    stride_c: int
+    batch: int
+
+
+def gemm_args(a_shape, b_shape, out_shape, trans_a=False, trans_b=False) -> GemmArgs:
+    """For row-major C-contiguous operands: out[i] = op(a[i]) @ op(b[i]) (2-D a or b shared)."""
+    rows, cols = out_shape[-2:]
+    k = a_shape[-2] if trans_a else a_shape[-1]
+    batch = out_shape[0] if len(out_shape) == 3 else 1
+
+    def stride(shape):
+        return 0 if len(shape) == 2 else shape[-2] * shape[-1]
+    return GemmArgs(trans_b, trans_a, cols, rows, k, b_shape[-1], stride(b_shape),
+                    a_shape[-1], stride(a_shape), cols, rows * cols, batch)
+
+
+def gemm(a, b, out, trans_a=False, trans_b=False):
+    """out = op(a) @ op(b), batched over out's first axis when out is 3-D."""
+    from cupy.cuda import device
+    from cupy_backends.cuda.libs import cublas
+    g = gemm_args(a.shape, b.shape, out.shape, trans_a, trans_b)
+    handle = device.get_cublas_handle()
+    op = {False: cublas.CUBLAS_OP_N, True: cublas.CUBLAS_OP_T}
+    one, zero = _ONE[out.dtype].ctypes.data, _ZERO[out.dtype].ctypes.data
+    single = out.dtype == np.float32
+    mode = cublas.getPointerMode(handle)
+    cublas.setPointerMode(handle, cublas.CUBLAS_POINTER_MODE_HOST)
+    try:
+        if out.ndim == 2:
+            (cublas.sgemm if single else cublas.dgemm)(
+                handle, op[g.trans_first], op[g.trans_second], g.m, g.n, g.k, one,
+                b.data.ptr, g.ld_first, a.data.ptr, g.ld_second, zero, out.data.ptr, g.ldc)
+        else:
+            (cublas.sgemmStridedBatched if single else cublas.dgemmStridedBatched)(
+                handle, op[g.trans_first], op[g.trans_second], g.m, g.n, g.k, one,
+                b.data.ptr, g.ld_first, g.stride_first, a.data.ptr, g.ld_second, g.stride_second,
+                zero, out.data.ptr, g.ldc, g.stride_c, g.batch)
+    finally:
+        cublas.setPointerMode(handle, mode)
+
+
+def matmul(xp, ins, attrs, out, ws=None):
+    a, b = ins
+    if a.ndim != 2 or b.ndim != 2 or 0 in (*a.shape, *b.shape) or \
+            not all_float(out.dtype, a, b, out):
+        return fallback("matmul", xp, ins, attrs, out)  # mixed dtypes, odd layouts, empty
+    gemm(a, b, out, attrs["trans_A"], attrs["trans_B"])
+
+
+KERNELS = {"matmul": matmul}
+
+
+def examples() -> dict:
+    return {}  # no generated source: the GEMMs are cuBLAS's
