@@ -22,6 +22,7 @@ bench: $(STAMP)
 	$(PY) -m pip install -q threadpoolctl
 	$(PY) -m pip install -q torch==2.13.0 || echo "torch not installable here: PyTorch columns skipped"
 	$(PY) bench/run.py
+	$(PY) bench/gpu_bench.py
 	QT_QPA_PLATFORM=offscreen $(PY) bench/editor_bench.py
 
 clean:
