@@ -10,7 +10,7 @@ from functools import partial
 import numpy as np
 
 from . import backend as backends
-from .compiler import compile_plan, fusion
+from .compiler import compile_plan, fusion, hazards
 from .errors import FeedError
 from .graph import Node, init_value, verify
 
@@ -222,7 +222,7 @@ class _Program:
         if self.streamed:
             live = [i for i, step in enumerate(self.steps) if step is not None]
             if getattr(self, "_deps", None) is None:  # a property of the plan: computed once
-                self._deps = _hazards(self.plan, live, self.fused)
+                self._deps = hazards.step_dependencies(self.plan, live, self.fused)
             deps = self._deps
             streams = [self.plan.streams.get(self.plan.schedule[i], 0) for i in live]
             self.run_step = self.backend.stream_runner(self.live_calls, streams, deps)
@@ -274,66 +274,13 @@ def _fused_kernels(be, plan):
     fused, skipped = {}, set()
     for group in plan.groups:
         tail = fusion.kernel_tail(group)
-        if not tail or _overwritten_while_fused(tail, plan):
+        if not tail or hazards.overwritten_while_fused(tail, plan):
             continue
         kernel = be.fuse(tail, plan)
         if kernel is not None:
             fused[tail[-1]] = kernel
             skipped.update(tail[:-1])
     return fused, skipped
-
-
-def _overwritten_while_fused(tail, plan) -> bool:
-    """A source the kernel reads (a parameter) that an op between the group's first and
-    last member updates in place: the kernel, running at the last member, would read the
-    new value. Such a group runs op by op."""
-    schedule, alias = plan.schedule, plan.alias
-    first, last = schedule.index(tail[0]), schedule.index(tail[-1])
-    reads = {alias.get(i, i) for m in tail for i in m.inputs}
-    for node in schedule[first:last]:
-        if reads & {alias.get(node.inputs[k], node.inputs[k]) for k in node.opdef.mutates}:
-            return True
-    return False
-
-
-def _hazards(plan, live, fused) -> list[list[int]]:
-    """For each live step (positions in `live`), the earlier live steps it must wait for on
-    another stream: read-after-write, write-after-read and write-after-write on arena byte
-    ranges (buffers are reused) and on sources updated in place (parameters, state)."""
-    schedule, alias = plan.schedule, plan.alias
-    touched = []  # per live step: (reads, writes) as sets of resource keys / byte ranges
-    for i in live:
-        node = schedule[i]
-        reads = fused[node].inputs if node in fused else node.inputs
-        reads = [alias.get(r, r) for r in reads]
-        writes = [node, *(alias.get(node.inputs[k], node.inputs[k]) for k in node.opdef.mutates)]
-        touched.append((_resources(plan, reads), _resources(plan, writes, workspace_of=node)))
-    deps = []
-    for j, (reads_j, writes_j) in enumerate(touched):
-        deps.append([i for i, (reads_i, writes_i) in enumerate(touched[:j])
-                     if _conflict(writes_i, reads_j | writes_j) or _conflict(writes_j, reads_i)])
-    return deps
-
-
-def _resources(plan, nodes, workspace_of=None) -> set:
-    out = set()
-    for n in nodes:
-        buf = plan.buffers.get(n)
-        out.add(("bytes", buf.offset, buf.offset + buf.size) if buf is not None else ("value", id(n)))
-    for buf, _, _ in plan.workspaces.get(workspace_of, {}).values():
-        out.add(("bytes", buf.offset, buf.offset + buf.size))
-    return out
-
-
-def _conflict(a: set, b: set) -> bool:
-    for x in a:
-        for y in b:
-            if x[0] == y[0] == "bytes":
-                if x[1] < y[2] and y[1] < x[2]:
-                    return True
-            elif x == y:
-                return True
-    return False
 
 
 def _run_fused(kernel, xp, args, attrs, out):
