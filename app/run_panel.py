@@ -178,7 +178,8 @@ class RunPanel(QWidget):
         elif kind == "done":
             self.progress_label.setText(
                 f"{event['status']}: {event['epochs']} epochs, val acc "
-                f"{(event.get('val_accuracy') or 0):.3f} in {event['seconds']:.1f}s")
+                f"{(event.get('val_accuracy') or 0):.3f} in {event['seconds']:.1f}s"
+                + (f" on {event['backend']}" if event.get("backend") else ""))
 
     def _progress(self, e):
         speed = e["samples_per_s"]

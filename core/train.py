@@ -198,7 +198,9 @@ class Trainer:
 
     def _summary(self, status, seconds):
         last = self.run_state.history[-1] if self.run_state.history else {}
+        backend = self.backend.name + (f" ({self.backend_choice[1]})" if self.backend_choice else "")
         return {"status": status, "epochs": self.run_state.epoch, "steps": self.run_state.step,
+                "backend": backend,
                 "seconds": seconds, "val_accuracy": last.get("val_accuracy"),
                 "val_loss": last.get("val_loss"), "loss": last.get("loss"),
                 "checkpoint": str(self.checkpoint_path)}

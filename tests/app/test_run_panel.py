@@ -23,7 +23,7 @@ def test_training_fills_plots_and_moves_progress(window, panel, qtbot):
     assert len(run.step["loss"]) > 10 and len(run.epoch["val_accuracy"]) == 2
     assert panel.plots.point_count("loss") >= len(run.step["loss"])
     assert panel.progress.value() == 100
-    assert "completed" in panel.progress_label.text()
+    assert "completed" in panel.progress_label.text() and "on numpy" in panel.progress_label.text()
     assert panel.message.text() == ""
 
 
