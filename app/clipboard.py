@@ -20,13 +20,18 @@ def copy_nodes(doc, node_ids):
     QApplication.clipboard().setText(MIME_PREFIX + json.dumps(data))
 
 
-def paste_commands(doc, offset=(40.0, 40.0)):
-    """Commands that add the clipboard's nodes (fresh ids, shifted) and their edges."""
+def paste_commands(doc, offset=(40.0, 40.0), at=None):
+    """Commands that add the clipboard's nodes (fresh ids) and their edges: shifted by
+    `offset`, or, given a scene point `at`, placed with their top-left corner there."""
     text = QApplication.clipboard().text()
     if not text.startswith(MIME_PREFIX):
         return [], []
     data = json.loads(text[len(MIME_PREFIX):])
     taken, renamed, cmds = set(doc.nodes), {}, []
+    if at is not None and data["nodes"]:
+        left = min(n["pos"][0] for n in data["nodes"])
+        top = min(n["pos"][1] for n in data["nodes"])
+        offset = (at[0] - left, at[1] - top)
     for n in data["nodes"]:
         new_id = _fresh_id(n["kind"], taken)
         taken.add(new_id)

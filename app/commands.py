@@ -113,9 +113,19 @@ class RemoveEdge(QUndoCommand):
 
 
 class SetTraining(QUndoCommand):
+    """Consecutive settings edits merge into one undo step (typing "400" is one edit)."""
+    ID = 1001
+
     def __init__(self, doc, training):
         super().__init__("Change training settings")
         self.doc, self.new, self.old = doc, copy.deepcopy(training), copy.deepcopy(doc.training)
+
+    def id(self):
+        return self.ID
+
+    def mergeWith(self, other):
+        self.new = copy.deepcopy(other.new)
+        return True
 
     def redo(self):
         self.doc.set_training(self.new)

@@ -3,6 +3,8 @@ parsed and checked by `AttrSpec.check`; a bad one is refused inline with the rea
 one becomes a SetAttr command."""
 from __future__ import annotations
 
+from PySide6.QtCore import QEvent, QKeyCombination, QObject, Qt
+from PySide6.QtGui import QKeySequence
 from PySide6.QtWidgets import (QCheckBox, QComboBox, QFormLayout, QLabel, QLineEdit,
                                QVBoxLayout, QWidget)
 
@@ -30,9 +32,24 @@ def show(value) -> str:
     return str(value)
 
 
+class DocumentUndoKeys(QObject):
+    """Ctrl+Z / Ctrl+Shift+Z / Ctrl+Y in a field undo and redo the document (the window's
+    actions), not the field's own typing history, which a committed field no longer has."""
+
+    def eventFilter(self, watched, event):
+        if event.type() == QEvent.ShortcutOverride and any(
+                event.matches(k) for k in (QKeySequence.Undo, QKeySequence.Redo)) or \
+                event.type() == QEvent.ShortcutOverride and event.keyCombination() == \
+                QKeyCombination(Qt.ControlModifier, Qt.Key_Y):
+            event.ignore()  # not the field's: the window's shortcut runs
+            return True
+        return False
+
+
 class Inspector(QWidget):
     def __init__(self, doc, stack, parent=None):
         super().__init__(parent)
+        self.document_undo_keys = DocumentUndoKeys(self)
         self.doc, self.stack = doc, stack
         self.node_id = None
         self.editors, self.errors = {}, {}
@@ -87,6 +104,7 @@ class Inspector(QWidget):
         else:
             w = QLineEdit(show(value))
             w.editingFinished.connect(lambda a=attr, e=w: self.commit_text(a.name, e.text()))
+            w.installEventFilter(self.document_undo_keys)
         return w
 
     def spec_of(self, name):

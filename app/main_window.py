@@ -38,6 +38,7 @@ class MainWindow(QMainWindow):
     def __init__(self, path=None, recovery_dir=None, ask=_ask_yes_no, settings=None):
         super().__init__()
         self.ask = ask  # injectable so tests answer dialogs
+        self.panels_menu = None
         self.settings = settings or QSettings("Loom", "Loom")
         self.document = GraphDocument()
         self.undo_stack = QUndoStack(self)
@@ -68,6 +69,8 @@ class MainWindow(QMainWindow):
         dock.setObjectName(title)
         dock.setWidget(widget)
         self.addDockWidget(area, dock)
+        if self.panels_menu is not None:  # docks added after the menus exist (the Run panel)
+            self.panels_menu.addAction(dock.toggleViewAction())
         return dock
 
     def _action(self, text, slot, shortcut=None, menu=None):
@@ -89,14 +92,18 @@ class MainWindow(QMainWindow):
         self.open_action = a("Open…", self.open_dialog, QKeySequence.Open, file_menu)
         examples = file_menu.addMenu("Open Example")
         for path in sorted(EXAMPLES.glob("*.loom.json")):
-            a(path.name.split(".")[0], lambda _=False, p=path: self.open_path(p, remember=False), None, examples)
+            a(path.name.split(".")[0], lambda _=False, p=path: self.open_example(p), None, examples)
         self.recent_menu = file_menu.addMenu("Recent Files")
         self.save_action = a("Save", self.save, QKeySequence.Save, file_menu)
         self.save_as_action = a("Save As…", self.save_as, QKeySequence.SaveAs, file_menu)
         # Fixed texts (the stack's own actions grow "Undo Change training settings" and
         # stretch the toolbar); the history panel names the steps.
-        self.undo_action = a("Undo", self.undo_stack.undo, QKeySequence.Undo)
-        self.redo_action = a("Redo", self.undo_stack.redo, QKeySequence.Redo)
+        self.undo_action = a("Undo", self.undo, QKeySequence.Undo)
+        self.redo_action = a("Redo", self.redo, QKeySequence.Redo)
+        self.redo_action.setShortcuts(_distinct(QKeySequence.keyBindings(QKeySequence.Redo)
+                                                + [QKeySequence("Ctrl+Shift+Z"), QKeySequence("Ctrl+Y")]))
+        for action in (self.undo_action, self.redo_action):  # also while a text field has focus
+            action.setShortcutContext(Qt.ApplicationShortcut)
         self.undo_stack.canUndoChanged.connect(self.undo_action.setEnabled)
         self.undo_stack.canRedoChanged.connect(self.redo_action.setEnabled)
         self.undo_action.setEnabled(False)
@@ -108,10 +115,16 @@ class MainWindow(QMainWindow):
         self.cut_action = a("Cut", self.cut_selection, QKeySequence.Cut, edit_menu)
         self.paste_action = a("Paste", self.paste, QKeySequence.Paste, edit_menu)
         self.duplicate_action = a("Duplicate", self.duplicate, "Ctrl+D", edit_menu)
-        self.add_node_action = a("Add Node…", self.open_search_at_cursor, "Tab", edit_menu)
+        # Tab opens it on the canvas only (GraphView.event); elsewhere Tab moves focus
+        self.add_node_action = a("Add Node…\tTab", self.open_search_at_cursor, None, edit_menu)
         self.frame_action = a("Frame Selection", self.view.frame_selection, "F", view_menu)
         self.frame_all_action = a("Frame All", self.view.frame_all, "Home", view_menu)
         self.layout_action = a("Auto Layout", self.auto_layout, "L", view_menu)
+        self.panels_menu = view_menu.addMenu("Panels")
+        file_menu.addSeparator()
+        self.quit_action = a("Quit", self.close, QKeySequence.Quit, file_menu)
+        self.quit_action.setShortcuts(_distinct(QKeySequence.keyBindings(QKeySequence.Quit)
+                                                + [QKeySequence("Ctrl+Q")]))
         self.train_action = QAction("Train", self)
         self.train_action.setShortcut(QKeySequence("Ctrl+R"))
         run_menu.addAction(self.train_action)
@@ -120,6 +133,8 @@ class MainWindow(QMainWindow):
         for act in (self.new_action, self.open_action, self.save_action, self.undo_action,
                     self.redo_action, self.layout_action, self.train_action):
             toolbar.addAction(act)
+        for dock in self.findChildren(QDockWidget):  # View > Panels shows or hides each
+            self.panels_menu.addAction(dock.toggleViewAction())
         self._refresh_recent()
 
     def _connect(self):
@@ -129,6 +144,7 @@ class MainWindow(QMainWindow):
         self.scene.analysis_updated.connect(self._show_analysis)
         self.scene.wire_dropped_on_empty.connect(self.open_search_for_wire)
         self.view.kind_dropped.connect(self.add_node)
+        self.view.search_requested.connect(self.open_search_at_cursor)
 
     def _install_run_panel(self):
         run_panel.install(self)
@@ -254,17 +270,45 @@ class MainWindow(QMainWindow):
         self.copy_selection()
         self.delete_selection()
 
-    def paste(self):
-        cmds, new_ids = clipboard.paste_commands(self.document)
+    def paste(self, at_cursor=True):
+        """Paste at the mouse when it is over the canvas (else beside the originals)."""
+        cmds, new_ids = clipboard.paste_commands(self.document, at=self._cursor_on_canvas()
+                                                 if at_cursor else None)
         if cmds:
-            commands.macro(self.undo_stack, f"Paste {len(new_ids)} nodes", cmds)
+            commands.macro(self.undo_stack, f"Paste {_count(len(new_ids), 'node')}", cmds)
             self.scene.clearSelection()
             for n in new_ids:
                 self.scene.nodes[n].setSelected(True)
 
     def duplicate(self):
         self.copy_selection()
-        self.paste()
+        self.paste(at_cursor=False)
+
+    def _cursor_on_canvas(self):
+        local = self.view.mapFromGlobal(QCursor.pos())
+        if not self.view.viewport().rect().contains(local):
+            return None
+        point = self.view.mapToScene(local)
+        return point.x(), point.y()
+
+    def undo(self):
+        self._commit_focused_editor()
+        self.undo_stack.undo()
+
+    def redo(self):
+        self._commit_focused_editor()
+        self.undo_stack.redo()
+
+    def _commit_focused_editor(self):
+        """An inspector field being typed in commits on focus loss: take focus first, so
+        Ctrl+Z undoes the edit just made instead of racing it."""
+        focused = QApplication.focusWidget()
+        if focused is not None and focused is not self.view and self.isAncestorOf(focused):
+            self.view.setFocus()
+
+    def open_example(self, path):
+        if self.confirm_discard():
+            self.open_path(path, remember=False)
 
     def auto_layout(self):
         positions = layered_positions(self.document)
@@ -300,6 +344,7 @@ class MainWindow(QMainWindow):
         return add.node_id
 
     def _show_popup(self, popup):
+        self.last_popup = popup
         popup.move(QCursor.pos())
         popup.show()
         popup.edit.setFocus()
@@ -334,3 +379,18 @@ def run_editor(path=None) -> int:
     window = MainWindow(path)
     window.show()
     return app.exec()
+
+
+def _count(n, noun):
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
+def _distinct(sequences):
+    """Key sequences without repeats: a platform's standard binding may equal one we add,
+    and an action holding the same sequence twice makes it ambiguous (it never fires)."""
+    seen, out = set(), []
+    for seq in sequences:
+        if seq.toString() and seq.toString() not in seen:
+            seen.add(seq.toString())
+            out.append(seq)
+    return out

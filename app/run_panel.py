@@ -104,9 +104,10 @@ class RunPanel(QWidget):
             return self.show_error(f"learning rate: {self.fields['lr'].text()!r} is not a number")
         if values["lr"] <= 0:
             return self.show_error("learning rate must be positive")
-        new = {**self.doc.training, **values}
-        if new != self.doc.training:
-            cmd = commands.SetTraining(self.doc, new)
+        effective = training_config(self.doc)  # the file's settings over the defaults
+        changed = {k: v for k, v in values.items() if effective.get(k) != v}
+        if changed:  # only what the user changed: showing a default writes nothing
+            cmd = commands.SetTraining(self.doc, {**self.doc.training, **changed})
             self.stack.push(cmd) if self.stack is not None else cmd.redo()
 
     def _on_doc_event(self, event, payload):

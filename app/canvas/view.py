@@ -2,7 +2,7 @@
 drops from the palette (each drop pushes one AddNode command)."""
 from __future__ import annotations
 
-from PySide6.QtCore import QPointF, QRectF, Qt, QTimer, Signal
+from PySide6.QtCore import QEvent, QPointF, QRectF, Qt, QTimer, Signal
 from PySide6.QtGui import QColor, QPainter, QPen
 from PySide6.QtWidgets import QGraphicsView
 
@@ -13,6 +13,7 @@ KIND_MIME = "application/x-loom-kind"
 
 class GraphView(QGraphicsView):
     kind_dropped = Signal(str, QPointF)  # kind name, scene position
+    search_requested = Signal()  # Tab on the canvas: "Add node…"
 
     def __init__(self, scene, parent=None):
         super().__init__(scene, parent)
@@ -25,6 +26,14 @@ class GraphView(QGraphicsView):
         self.setVerticalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
         self._pan_from = None
         self._shown = False
+
+    def event(self, event):
+        """Tab on the canvas opens the node search (Blender's Shift+A, Unreal's Tab); Qt
+        would otherwise spend it on focus navigation. Elsewhere Tab moves focus as usual."""
+        if event.type() == QEvent.KeyPress and event.key() == Qt.Key_Tab and not event.modifiers():
+            self.search_requested.emit()
+            return True
+        return super().event(event)
 
     def showEvent(self, event):
         super().showEvent(event)

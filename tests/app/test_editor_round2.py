@@ -1,0 +1,106 @@
+"""The editor's second round (issue 14), driven with real key presses and menu actions:
+nothing replaces unsaved work without asking, Tab belongs to the canvas, settings edits are
+one undo step and Train changes nothing, paste lands at the cursor, undo works from a field."""
+from PySide6.QtCore import QPoint, Qt
+from PySide6.QtGui import QCursor
+from PySide6.QtTest import QTest
+from PySide6.QtWidgets import QApplication
+
+
+
+def example_action(window, name):
+    menu = next(a.menu() for a in window.menuBar().actions() if a.text() == "&File")
+    examples = next(a.menu() for a in menu.actions() if a.text() == "Open Example")
+    return next(a for a in examples.actions() if a.text() == name)
+
+
+def test_open_example_asks_before_replacing_unsaved_work(window):
+    window.document.add_node("ReLU")  # an edit through the model...
+    window.undo_stack.push(__import__("app.commands", fromlist=["AddNode"]).AddNode(
+        window.document, "Tanh", {}, (0.0, 0.0)))  # ...and one the undo stack knows
+    before = set(window.document.nodes)
+    window.answers.append(False)  # "Discard the unsaved changes?" -> No
+    example_action(window, "mnist_cnn").trigger()
+    assert set(window.document.nodes) == before
+    window.answers.append(True)
+    example_action(window, "mnist_cnn").trigger()
+    assert any(spec.kind == "Conv2D" for spec in window.document.nodes.values())
+
+
+def test_tab_in_a_field_moves_focus_and_opens_no_search(window, qtbot):
+    epochs = window.run_panel.fields["epochs"]
+    epochs.setFocus()
+    qtbot.waitUntil(epochs.hasFocus)
+    popups = getattr(window, "last_popup", None)
+    QTest.keyClick(QApplication.focusWidget(), Qt.Key_Tab)
+    assert getattr(window, "last_popup", None) is popups  # no "Add node…" popup
+    assert not epochs.hasFocus()
+
+
+def test_tab_on_the_canvas_opens_the_search(window, qtbot):
+    window.view.setFocus()
+    qtbot.waitUntil(window.view.hasFocus)
+    QTest.keyClick(window.view, Qt.Key_Tab)
+    popup = window.last_popup
+    assert popup.isVisible()
+    popup.close()
+
+
+def test_typing_epochs_is_one_undo_step_and_train_changes_nothing(window, qtbot):
+    stack = window.undo_stack
+    assert stack.isClean() and stack.count() == 0
+    epochs = window.run_panel.fields["epochs"]
+    epochs.setFocus()
+    epochs.selectAll()
+    QTest.keyClicks(epochs, "400")
+    assert window.document.training["epochs"] == 400
+    assert stack.count() == 1 and stack.text(0) == "Change training settings"
+    window.run_panel.save_training()  # what Train does first
+    assert stack.count() == 1
+    stack.undo()
+    assert window.document.training["epochs"] != 400 and stack.isClean()
+    window.run_panel.save_training()  # showing the (default) settings writes nothing
+    assert stack.isClean() and stack.count() == 1
+
+
+def test_paste_lands_at_the_cursor_and_history_counts_right(window, qtbot):
+    window.scene.select_node("relu1")
+    window.copy_selection()
+    target = window.view.viewport().rect().center() + QPoint(120, 90)
+    QCursor.setPos(window.view.viewport().mapToGlobal(target))
+    expected = window.view.mapToScene(target)
+    window.paste()
+    new = [n for n in window.scene.selected_node_ids() if n != "relu1"]
+    assert len(new) == 1
+    x, y = window.document.nodes[new[0]].pos
+    assert abs(x - expected.x()) < 6 and abs(y - expected.y()) < 6  # at the cursor
+    ox, oy = window.document.nodes["relu1"].pos
+    assert abs(x - ox) > 60 or abs(y - oy) > 60  # not on top of the original
+    assert window.undo_stack.text(window.undo_stack.count() - 1) == "Paste 1 node"
+
+
+def test_ctrl_z_undoes_while_an_inspector_field_has_focus_and_ctrl_y_redoes(window, qtbot):
+    window.scene.select_node("linear1")
+    field = window.inspector.editors["out_features"]
+    field.setFocus()
+    field.setText("32")
+    window.inspector.commit_text("out_features", "32")
+    assert window.document.nodes["linear1"].attrs["out_features"] == 32
+    qtbot.waitUntil(field.hasFocus)
+    QTest.keyClick(field, Qt.Key_Z, Qt.ControlModifier)
+    assert window.document.nodes["linear1"].attrs.get("out_features") != 32
+    QTest.keyClick(QApplication.focusWidget(), Qt.Key_Y, Qt.ControlModifier)
+    assert window.document.nodes["linear1"].attrs["out_features"] == 32
+
+
+def test_quit_and_panel_toggles_are_in_the_menus(window):
+    file_menu = next(a.menu() for a in window.menuBar().actions() if a.text() == "&File")
+    quit_action = next(a for a in file_menu.actions() if a.text() == "Quit")
+    assert "Ctrl+Q" in [s.toString() for s in quit_action.shortcuts()]
+    panels = [a.text() for a in window.panels_menu.actions()]
+    assert {"Nodes", "Inspector", "History", "Run"} <= set(panels)
+    run = next(a for a in window.panels_menu.actions() if a.text() == "Run")
+    run.trigger()  # hides the Run panel, and again shows it
+    assert not window.run_panel.isVisible()
+    run.trigger()
+    assert window.run_panel.isVisible()
