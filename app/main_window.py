@@ -145,6 +145,8 @@ class MainWindow(QMainWindow):
         self.scene.wire_dropped_on_empty.connect(self.open_search_for_wire)
         self.view.kind_dropped.connect(self.add_node)
         self.view.search_requested.connect(self.open_search_at_cursor)
+        self.palette.kind_activated.connect(
+            lambda kind: self.add_node(kind, self.view.mapToScene(self.view.viewport().rect().center())))
 
     def _install_run_panel(self):
         run_panel.install(self)

@@ -2,7 +2,7 @@
 items are dragged onto the canvas."""
 from __future__ import annotations
 
-from PySide6.QtCore import QMimeData, Qt
+from PySide6.QtCore import QMimeData, Qt, Signal
 from PySide6.QtGui import QDrag
 from PySide6.QtWidgets import QLineEdit, QTreeWidget, QTreeWidgetItem, QVBoxLayout, QWidget
 
@@ -30,6 +30,8 @@ class _KindTree(QTreeWidget):
 
 
 class Palette(QWidget):
+    kind_activated = Signal(str)  # double-click: add at the centre of the view
+
     def __init__(self, parent=None):
         super().__init__(parent)
         self.search = QLineEdit(placeholderText="Search nodes…")
@@ -42,6 +44,12 @@ class Palette(QWidget):
         layout.addWidget(self.tree)
         self._fill()
         self.search.textChanged.connect(self.filter)
+        self.tree.itemDoubleClicked.connect(self._activated)
+
+    def _activated(self, item, column=0):
+        kind = item.data(0, Qt.UserRole)
+        if kind:  # not a category row
+            self.kind_activated.emit(kind)
 
     def _fill(self):
         groups = {}

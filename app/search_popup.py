@@ -3,9 +3,11 @@ Enter or click to add. When opened from a wire, only kinds with a compatible por
 from __future__ import annotations
 
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtWidgets import QFrame, QLineEdit, QListWidget, QVBoxLayout
+from PySide6.QtWidgets import QFrame, QLineEdit, QListWidget, QListWidgetItem, QVBoxLayout
 
 from core.layers import LAYERS, compatible
+
+from .palette import CATEGORY_ORDER
 
 
 def kinds_accepting(port_type: str, as_input: bool):
@@ -34,22 +36,37 @@ class SearchPopup(QFrame):
         self.resize(240, 300)
         self.edit.textChanged.connect(self.filter)
         self.edit.returnPressed.connect(self.accept_current)
-        self.list.itemActivated.connect(lambda item: self._choose(item.text()))
-        self.list.itemClicked.connect(lambda item: self._choose(item.text()))
+        self.list.itemActivated.connect(lambda item: self._choose(item.data(Qt.UserRole)))
+        self.list.itemClicked.connect(lambda item: self._choose(item.data(Qt.UserRole)))
         self.filter("")
 
     def filter(self, text):
+        """Matching kinds, prefix matches first, then by palette category (layers before
+        raw ops), each labelled with its category so Accuracy and accuracy tell apart."""
         self.list.clear()
         text = text.lower()
-        self.list.addItems([k for k in self.kinds if text in k.lower()])
+        for kind in sorted((k for k in self.kinds if text in k.lower()),
+                           key=lambda k: (not k.lower().startswith(text), _rank(k), k.lower())):
+            item = QListWidgetItem(f"{kind}    ·  {LAYERS[kind].category}")
+            item.setData(Qt.UserRole, kind)
+            item.setToolTip(LAYERS[kind].help)
+            self.list.addItem(item)
         if self.list.count():
             self.list.setCurrentRow(0)
+
+    def shown_kinds(self) -> list[str]:
+        return [self.list.item(i).data(Qt.UserRole) for i in range(self.list.count())]
 
     def accept_current(self):
         item = self.list.currentItem()
         if item:
-            self._choose(item.text())
+            self._choose(item.data(Qt.UserRole))
 
     def _choose(self, kind):
         self.chosen.emit(kind)
         self.close()
+
+
+def _rank(kind) -> int:
+    category = LAYERS[kind].category
+    return CATEGORY_ORDER.index(category) if category in CATEGORY_ORDER else len(CATEGORY_ORDER)

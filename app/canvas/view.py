@@ -26,6 +26,8 @@ class GraphView(QGraphicsView):
         self.setVerticalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
         self._pan_from = None
         self._shown = False
+        # after each edit: the empty-graph hint appears or goes (it spans the viewport)
+        scene.analysis_updated.connect(lambda *_: self.viewport().update())
 
     def event(self, event):
         """Tab on the canvas opens the node search (Blender's Shift+A, Unreal's Tab); Qt
@@ -97,6 +99,19 @@ class GraphView(QGraphicsView):
             painter.drawLine(x, int(rect.top()), x, int(rect.bottom()))
         for y in range(top, int(rect.bottom()) + 1, step):
             painter.drawLine(int(rect.left()), y, int(rect.right()), y)
+
+    EMPTY_HINT = "Drag a node from the palette, or press Tab here to search for one"
+
+    def drawForeground(self, painter, rect):
+        """An empty graph says how to start, in the middle of the view."""
+        super().drawForeground(painter, rect)
+        if self.scene().nodes:
+            return
+        painter.save()
+        painter.resetTransform()
+        painter.setPen(QColor(style.HINT))
+        painter.drawText(self.viewport().rect(), Qt.AlignCenter, self.EMPTY_HINT)
+        painter.restore()
 
     # ---- drops from the palette ----------------------------------------------------------------
     def dragEnterEvent(self, event):

@@ -104,3 +104,40 @@ def test_quit_and_panel_toggles_are_in_the_menus(window):
     assert not window.run_panel.isVisible()
     run.trigger()
     assert window.run_panel.isVisible()
+
+
+def test_search_labels_categories_and_ranks_layers_before_raw_ops(window, qtbot):
+    window.view.setFocus()
+    QTest.keyClick(window.view, Qt.Key_Tab)
+    popup = window.last_popup
+    accuracies = sum(s.kind == "Accuracy" for s in window.document.nodes.values())
+    popup.edit.setText("acc")
+    labels = [popup.list.item(i).text() for i in range(popup.list.count())]
+    assert popup.shown_kinds()[:2] == ["Accuracy", "accuracy"]
+    assert "Losses" in labels[0] and "Ops" in labels[1]
+    popup.accept_current()  # Enter takes the first: the Accuracy layer, not the raw op
+    assert sum(s.kind == "Accuracy" for s in window.document.nodes.values()) == accuracies + 1
+
+
+def test_palette_double_click_adds_at_the_view_centre(window):
+    tree = window.palette.tree
+    item = next(tree.topLevelItem(i).child(j) for i in range(tree.topLevelItemCount())
+                for j in range(tree.topLevelItem(i).childCount())
+                if tree.topLevelItem(i).child(j).text(0) == "Tanh")
+    before = set(window.document.nodes)
+    tree.itemDoubleClicked.emit(item, 0)
+    (new,) = set(window.document.nodes) - before
+    centre = window.view.mapToScene(window.view.viewport().rect().center())
+    x, y = window.document.nodes[new].pos
+    assert abs(x - centre.x()) < 2 and abs(y - centre.y()) < 2
+
+
+def test_an_empty_canvas_says_how_to_start(window, qtbot, tmp_path):
+    from PySide6.QtGui import QImage
+    window.new()
+    qtbot.wait(50)
+    image = window.view.viewport().grab().toImage()
+    centre = image.rect().center()
+    row = [QImage.pixelColor(image, x, centre.y()).lightness() for x in range(image.width())]
+    assert max(row) > 100  # hint text drawn across the middle of a dark canvas
+    assert window.view.EMPTY_HINT.startswith("Drag a node")
