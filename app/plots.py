@@ -100,11 +100,17 @@ class LivePlots(QWidget):
         self.current.add(event)
         self._dirty = True
 
-    def clear_runs(self):
+    def clear_runs(self, keep_current=False):
+        """Forget the runs (all of them, or all but the one still training)."""
+        kept = self.runs[-1:] if keep_current else []
         for w in self.plots.values():
             w.clear()
-        self.runs, self.curves = [], {}
-        self._show_hints()
+        self.runs, self.curves = kept, {}
+        self._dirty = bool(kept)
+        if kept:
+            self.redraw()
+        else:
+            self._show_hints()
 
     def _show_hints(self):
         """Empty plots say what fills them instead of showing bare 0..1 axes."""

@@ -45,6 +45,13 @@ class ProfileView(QWidget):
             return
         self.show_times(self.times)
 
+    def clear_times(self):
+        self.times = {}
+        self.model.removeRows(0, self.model.rowCount())
+        self.status.setText("")
+        if self.on_heat:
+            self.on_heat({})
+
     def show_times(self, times):
         self.model.removeRows(0, self.model.rowCount())
         total = sum(times.values()) or 1.0

@@ -55,6 +55,8 @@ class RunPanel(QWidget):
         self.process.failed.connect(self.show_error)
         self.process.finished.connect(self.on_finished)
         self.memory.buffer_clicked.connect(lambda n: window and window.select_node(n))
+        # the memory plan's checkpointing is the training setting, edited from either place
+        self.memory.checkpoint.currentTextChanged.connect(self._checkpoint_from_plan)
         observe(self, doc, self._on_doc_event)
         self.load_training()
 
@@ -86,6 +88,7 @@ class RunPanel(QWidget):
             else:
                 w.setText(f"{value:g}")
         self.memory.batch.setValue(int(cfg.get("batch_size", 64)))  # plan what training runs
+        self.memory.checkpoint.setCurrentText(str(cfg.get("checkpoint", "none")))  # one setting
         self._loading = False
 
     def form_values(self):
@@ -110,9 +113,17 @@ class RunPanel(QWidget):
             cmd = commands.SetTraining(self.doc, {**self.doc.training, **changed})
             self.stack.push(cmd) if self.stack is not None else cmd.redo()
 
+    def _checkpoint_from_plan(self, mode):
+        combo = self.fields["checkpoint"]
+        if combo.currentData() != mode and combo.findData(mode) >= 0:
+            combo.setCurrentIndex(combo.findData(mode))  # saves it like any settings edit
+
     def _on_doc_event(self, event, payload):
         if event in ("training_changed", "reset"):
             self.load_training()
+        if event == "reset":  # another graph: earlier runs and timings were of the old one
+            self.plots.clear_runs(keep_current=self.process.running())
+            self.profile.clear_times()
 
     # ---- run controls ---------------------------------------------------------------------
     def _build_controls(self):
@@ -132,7 +143,7 @@ class RunPanel(QWidget):
         self.train_button.clicked.connect(self.start)
         self.pause_button.clicked.connect(self.toggle_pause)
         self.stop_button.clicked.connect(self.process.stop)
-        self.clear_button.clicked.connect(self.plots.clear_runs)
+        self.clear_button.clicked.connect(lambda: self.plots.clear_runs(keep_current=self.process.running()))
         self.export_png.clicked.connect(lambda: self._export("png"))
         self.export_csv.clicked.connect(lambda: self._export("csv"))
         extra = QHBoxLayout()

@@ -126,13 +126,15 @@ def profile_step(doc, batch=64, steps=5) -> dict:
     params = trainable_parameters(built)
     ex = Executor([built.loss, *gradients(built.loss, params)], profile=True)
     feed = sample_feed(built, batch, fill="random")
+    ex.run(feed, to_numpy=False)  # warm-up (first touches of the arena, caches): not timed
+    warm = ex.profile()
     for _ in range(steps):
         ex.run(feed, to_numpy=False)
     owner = owners(ex.plan.schedule, built.node_of)
     per_node: dict = {}
     for name, seconds in ex.profile().items():
         key = owner.get(name, "(other)")
-        per_node[key] = per_node.get(key, 0.0) + 1000 * seconds / steps
+        per_node[key] = per_node.get(key, 0.0) + 1000 * (seconds - warm.get(name, 0.0)) / steps
     return per_node
 
 

@@ -6,6 +6,8 @@ from PySide6.QtGui import QCursor
 from PySide6.QtTest import QTest
 from PySide6.QtWidgets import QApplication
 
+from app.main_window import EXAMPLES
+
 
 
 def example_action(window, name):
@@ -141,3 +143,31 @@ def test_an_empty_canvas_says_how_to_start(window, qtbot, tmp_path):
     row = [QImage.pixelColor(image, x, centre.y()).lightness() for x in range(image.width())]
     assert max(row) > 100  # hint text drawn across the middle of a dark canvas
     assert window.view.EMPTY_HINT.startswith("Drag a node")
+
+
+def test_one_checkpointing_setting_for_training_and_the_memory_plan(window):
+    panel = window.run_panel
+    panel.memory.checkpoint.setCurrentText("sqrt")
+    assert window.document.training["checkpoint"] == "sqrt"
+    assert panel.fields["checkpoint"].currentData() == "sqrt"
+    panel.fields["checkpoint"].setCurrentIndex(panel.fields["checkpoint"].findData("none"))
+    assert panel.memory.checkpoint.currentText() == "none"
+
+
+def test_runs_and_timings_belong_to_their_graph(window):
+    panel = window.run_panel
+    panel.plots.add_event({"event": "step", "step": 1, "loss": 1.0})
+    panel.profile.show_times({"linear1": 1.0})
+    window.open_path(EXAMPLES / "mnist_cnn.loom.json", remember=False)
+    assert panel.plots.runs == [] and panel.profile.model.rowCount() == 0
+
+
+def test_clear_runs_keeps_the_run_in_progress(window, monkeypatch):
+    plots = window.run_panel.plots
+    plots.new_run("run 1")
+    plots.add_event({"event": "step", "step": 1, "loss": 1.0})
+    plots.new_run("run 2")
+    plots.add_event({"event": "step", "step": 1, "loss": 0.5})
+    monkeypatch.setattr(window.run_panel.process, "running", lambda: True)
+    window.run_panel.clear_button.click()
+    assert [r.label for r in plots.runs] == ["run 2"]
