@@ -253,15 +253,24 @@ class MainWindow(QMainWindow):
 
     # ---- editing ----------------------------------------------------------------------------
     def add_node(self, kind, pos: QPointF):
+        """Add a node (dropped on a wire whose ends fit its ports, it is spliced in)."""
         cmd = commands.AddNode(self.document, kind, {}, (pos.x(), pos.y()))
+        self.undo_stack.beginMacro(f"Add {kind}")
         self.undo_stack.push(cmd)
+        for splice in self.scene.splice_commands(cmd.node_id):
+            self.undo_stack.push(splice)
+        self.undo_stack.endMacro()
         self.scene.select_node(cmd.node_id)
         return cmd.node_id
 
     def delete_selection(self):
+        """Selected nodes (with their wires) and selected wires, as one undo step."""
         ids = self.scene.selected_node_ids()
-        if ids:
-            self.undo_stack.push(commands.RemoveNodes(self.document, ids))
+        wires = [e for e in self.scene.selected_edges() if e.src[0] not in ids and e.dst[0] not in ids]
+        cmds = ([commands.RemoveNodes(self.document, ids)] if ids else []) + \
+            [commands.RemoveEdge(self.document, e) for e in wires]
+        if cmds:
+            commands.macro(self.undo_stack, "Delete", cmds)
 
     def copy_selection(self):
         ids = self.scene.selected_node_ids()

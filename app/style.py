@@ -7,6 +7,7 @@ CATEGORY_COLOURS = {"Data": "#37474f", "Layers": "#283593", "Activations": "#006
                     "Losses": "#8e2424", "Ops": "#4e342e"}
 CANVAS_BG = "#1e1f22"
 GRID = "#2a2b2f"
+CUT = "#ff8a80"  # the knife line of a Ctrl+right-drag
 HINT = "#8a8d93"  # text that says what to do on an empty view
 NODE_BODY = "#2d2f34"
 TEXT = "#e6e6e6"

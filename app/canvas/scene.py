@@ -3,9 +3,9 @@ commands), draws nodes and wires, runs the live analysis, and handles wire drags
 from __future__ import annotations
 
 import networkx as nx
-from PySide6.QtCore import QPointF, Qt, QTimer, Signal
-from PySide6.QtGui import QColor, QPen
-from PySide6.QtWidgets import QGraphicsScene
+from PySide6.QtCore import QLineF, QPointF, Qt, QTimer, Signal
+from PySide6.QtGui import QColor, QPainterPath, QPen
+from PySide6.QtWidgets import QGraphicsLineItem, QGraphicsScene
 
 from core.layers import LAYERS, LayerKind, analyze, compatible
 
@@ -25,7 +25,8 @@ class GraphScene(QGraphicsScene):
         self.nodes: dict[str, NodeItem] = {}
         self.wires: dict = {}  # Edge -> WireItem
         self.analysis = None
-        self._drag = None  # (PortItem, temporary WireItem) during a wire drag
+        self._drag = None  # (PortItem, temporary WireItem, picked-up Edge | None) in a wire drag
+        self._cut = None  # (start, dashed line item) during a Ctrl+right-drag cut
         self._press_positions = {}
         self._refresh = QTimer(self, singleShot=True, interval=0, timeout=self.refresh_analysis)
         self.setBackgroundBrush(QColor(style.CANVAS_BG))
@@ -150,29 +151,55 @@ class GraphScene(QGraphicsScene):
         return None
 
     def mousePressEvent(self, event):
+        if event.button() == Qt.RightButton and event.modifiers() & Qt.ControlModifier:
+            self._start_cut(event.scenePos())
+            event.accept()
+            return
         port = self._port_at(event.scenePos())
         if port is not None and event.button() == Qt.LeftButton:
-            wire = WireItem(None, port.port.type)
-            wire.setPen(QPen(wire.pen().color(), 2, Qt.DashLine))
-            self.addItem(wire)
-            self._drag = (port, wire)
-            for other in self._all_ports():
-                if other is not port:
-                    other.set_state("compatible" if self.can_connect(port, other) else "refused")
+            picked = self.doc.edge_into(*port.key) if port.is_input else None
+            if picked is not None:  # dragging a connected input picks its wire up
+                port = self.port_item(picked.src, False)
+            self._start_wire_drag(port, picked)
             event.accept()
             return
         self._press_positions = {n: (i.pos().x(), i.pos().y()) for n, i in self.nodes.items()}
         super().mousePressEvent(event)
 
+    def _start_wire_drag(self, port, picked=None):
+        wire = WireItem(None, port.port.type)
+        wire.setPen(QPen(wire.pen().color(), 2, Qt.DashLine))
+        self.addItem(wire)
+        self._drag = (port, wire, picked)
+        for other in self._all_ports():
+            if other is not port:
+                other.set_state("compatible" if self.can_connect(port, other) else "refused")
+        if picked is not None:
+            self.wires[picked].setOpacity(0.25)  # lifted: dropped off a port, it is removed
+
+    def _start_cut(self, pos):
+        line = QGraphicsLineItem(QLineF(pos, pos))
+        line.setPen(QPen(QColor(style.CUT), 1.5, Qt.DashLine))
+        line.setZValue(10)
+        self.addItem(line)
+        self._cut = (pos, line)
+
     def mouseMoveEvent(self, event):
+        if self._cut:
+            start, line = self._cut
+            line.setLine(QLineF(start, event.scenePos()))
+            return
         if self._drag:
-            port, wire = self._drag
+            port, wire, _ = self._drag
             a, b = port.scene_anchor(), event.scenePos()
             wire.connect_points(b, a) if port.is_input else wire.connect_points(a, b)
             return
         super().mouseMoveEvent(event)
 
     def mouseReleaseEvent(self, event):
+        if self._cut:
+            self._finish_cut(event.scenePos())
+            return
         if self._drag:
             self._finish_wire_drag(event.scenePos())
             return
@@ -180,16 +207,63 @@ class GraphScene(QGraphicsScene):
         self._push_moves()
 
     def _finish_wire_drag(self, pos):
-        port, wire = self._drag
+        port, wire, picked = self._drag
         self._drag = None
         self.removeItem(wire)
         for other in self._all_ports():
             other.set_state("normal")
         target = self._port_at(pos)
+        if picked is not None:
+            return self._drop_picked(picked, port, target)
         if target is None:
             self.wire_dropped_on_empty.emit(port, pos)
         elif target is not port:
             self.connect_ports(port, target)
+
+    def _drop_picked(self, picked, source, target):
+        """A picked-up wire: back on its input changes nothing; on another input moves
+        there; anywhere else it is removed."""
+        self.wires[picked].setOpacity(1.0)
+        if target is not None and target.is_input and target.key == picked.dst:
+            return
+        moved = target is not None and target.is_input and self.can_connect(source, target)
+        cmds = [commands.RemoveEdge(self.doc, picked)]
+        if moved:
+            cmds.append(commands.AddEdge(self.doc, source.key, target.key))
+        commands.macro(self.stack, "Move wire" if moved else cmds[0].text(), cmds)
+
+    def _finish_cut(self, end):
+        start, line = self._cut
+        self._cut = None
+        self.removeItem(line)
+        cut = [e for e, w in self.wires.items() if _crosses(w.path(), start, end)]
+        if cut:
+            commands.macro(self.stack, f"Cut {len(cut)} wire{'s' * (len(cut) != 1)}",
+                           [commands.RemoveEdge(self.doc, e) for e in cut])
+
+    def selected_edges(self):
+        return [i.edge for i in self.selectedItems() if isinstance(i, WireItem) and i.edge]
+
+    # ---- dropping a node onto a wire splices it in -------------------------------------------
+    def splice_commands(self, node_id) -> list:
+        """AddEdge commands that insert an unconnected node into the wire under it (its
+        first input port that takes the wire's value, first output the far end accepts)."""
+        if any(node_id in (e.src[0], e.dst[0]) for e in self.doc.edges):
+            return []
+        item = self.nodes[node_id]
+        area = QPainterPath()
+        area.addRect(item.sceneBoundingRect())
+        for edge, wire in self.wires.items():
+            if not wire.path().intersects(area):
+                continue
+            src_type = self.port_item(edge.src, False).port.type
+            dst_type = self.port_item(edge.dst, True).port.type
+            inp = next((p for p in item.kind.inputs if compatible(src_type, p.type)), None)
+            out = next((p for p in item.kind.outputs if compatible(p.type, dst_type)), None)
+            if inp is not None and out is not None:
+                return [commands.AddEdge(self.doc, edge.src, (node_id, inp.name)),
+                        commands.AddEdge(self.doc, (node_id, out.name), edge.dst)]
+        return []
 
     def _push_moves(self):
         moves = {}
@@ -199,8 +273,14 @@ class GraphScene(QGraphicsScene):
             if old is not None and old != new:
                 moves[node_id] = (old, new)
         self._press_positions = {}
-        if moves:
-            self.stack.push(commands.MoveNodes(self.doc, moves))
+        if not moves:
+            return
+        move = commands.MoveNodes(self.doc, moves)
+        splice = self.splice_commands(next(iter(moves))) if len(moves) == 1 else []
+        if splice:
+            commands.macro(self.stack, f"Insert {next(iter(moves))} into wire", [move, *splice])
+        else:
+            self.stack.push(move)
 
     def selected_node_ids(self):
         return [i.node_id for i in self.selectedItems() if isinstance(i, NodeItem)]
@@ -213,3 +293,12 @@ class GraphScene(QGraphicsScene):
 
 def _unknown_kind(name):
     return LayerKind(name, "Ops", (), (), (), lambda *a: {}, help="unknown kind")
+
+
+def _crosses(path, start, end, samples=64) -> bool:
+    """Whether the straight cut from start to end crosses the curve (QPainterPath's
+    intersects() on an open path also counts its closing chord)."""
+    cut = QLineF(start, end)
+    points = [path.pointAtPercent(i / samples) for i in range(samples + 1)]
+    return any(QLineF(a, b).intersects(cut)[0] == QLineF.BoundedIntersection
+               for a, b in zip(points, points[1:]))

@@ -1,7 +1,7 @@
 """The editor's second round (issue 14), driven with real key presses and menu actions:
 nothing replaces unsaved work without asking, Tab belongs to the canvas, settings edits are
 one undo step and Train changes nothing, paste lands at the cursor, undo works from a field."""
-from PySide6.QtCore import QPoint, Qt
+from PySide6.QtCore import QPoint, QPointF, Qt
 from PySide6.QtGui import QCursor
 from PySide6.QtTest import QTest
 from PySide6.QtWidgets import QApplication
@@ -171,3 +171,62 @@ def test_clear_runs_keeps_the_run_in_progress(window, monkeypatch):
     monkeypatch.setattr(window.run_panel.process, "running", lambda: True)
     window.run_panel.clear_button.click()
     assert [r.label for r in plots.runs] == ["run 2"]
+
+
+# ---- wires -------------------------------------------------------------------------------
+
+def wire_point(window, edge, t=0.5):
+    """A viewport point on the wire's curve."""
+    return window.view.mapFromScene(window.scene.wires[edge].path().pointAtPercent(t))
+
+
+def edge_into(window, node, port):
+    return window.document.edge_into(node, port)
+
+
+def test_a_clicked_wire_is_selected_and_delete_removes_only_it(window):
+    edge = edge_into(window, "relu1", "in")
+    vp = window.view.viewport()
+    QTest.mouseClick(vp, Qt.LeftButton, Qt.NoModifier, wire_point(window, edge))
+    assert window.scene.selected_edges() == [edge] and window.scene.selected_node_ids() == []
+    nodes = set(window.document.nodes)
+    window.delete_action.trigger()
+    assert edge not in window.document.edges and set(window.document.nodes) == nodes
+    window.undo_stack.undo()
+    assert edge in window.document.edges
+
+
+def test_dragging_a_connected_input_off_detaches_and_onto_another_input_moves(window):
+    vp = window.view.viewport()
+    edge = edge_into(window, "relu1", "in")
+    start = window.view.mapFromScene(window.scene.port_item(("relu1", "in"), True).scene_anchor())
+    away = start + QPoint(0, 150)
+    QTest.mousePress(vp, Qt.LeftButton, Qt.NoModifier, start)
+    QTest.mouseMove(vp, away)
+    QTest.mouseRelease(vp, Qt.LeftButton, Qt.NoModifier, away)
+    assert edge not in window.document.edges and edge_into(window, "relu1", "in") is None
+    window.undo_stack.undo()
+    assert edge in window.document.edges
+
+
+def test_ctrl_right_drag_cuts_the_wires_it_crosses(window):
+    vp = window.view.viewport()
+    edge = edge_into(window, "relu1", "in")
+    mid = wire_point(window, edge)
+    a, b = mid + QPoint(0, -30), mid + QPoint(0, 30)
+    QTest.mousePress(vp, Qt.RightButton, Qt.ControlModifier, a)
+    QTest.mouseMove(vp, b)
+    QTest.mouseRelease(vp, Qt.RightButton, Qt.ControlModifier, b)
+    assert edge not in window.document.edges
+    assert window.undo_stack.text(window.undo_stack.count() - 1).startswith("Cut 1 wire")
+
+
+def test_a_node_dropped_on_a_wire_is_spliced_into_it(window):
+    edge = edge_into(window, "relu1", "in")  # linear1.out -> relu1.in
+    point = window.scene.wires[edge].path().pointAtPercent(0.5)
+    drop_at = point - QPointF(40, 30)  # the card's top-left, so the card covers the wire
+    node = window.add_node("Tanh", drop_at)
+    assert edge_into(window, node, "in").src == edge.src
+    assert edge_into(window, "relu1", "in").src[0] == node
+    window.undo_stack.undo()  # one step: the node and both wires
+    assert node not in window.document.nodes and edge in window.document.edges
