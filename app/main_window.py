@@ -269,8 +269,9 @@ class MainWindow(QMainWindow):
         wires = [e for e in self.scene.selected_edges() if e.src[0] not in ids and e.dst[0] not in ids]
         cmds = ([commands.RemoveNodes(self.document, ids)] if ids else []) + \
             [commands.RemoveEdge(self.document, e) for e in wires]
+        what = [_count(n, noun) for n, noun in ((len(ids), "node"), (len(wires), "wire")) if n]
         if cmds:
-            commands.macro(self.undo_stack, "Delete", cmds)
+            commands.macro(self.undo_stack, "Delete " + " and ".join(what), cmds)
 
     def copy_selection(self):
         ids = self.scene.selected_node_ids()

@@ -18,7 +18,7 @@ def bezier(a: QPointF, b: QPointF) -> QPainterPath:
 class WireItem(QGraphicsPathItem):
     """Selectable (click or rubber band; Delete removes it); easy to hit: the clickable
     shape is a band around the curve, wider than the drawn line."""
-    HIT_WIDTH = 10.0
+    HIT_WIDTH = 14.0
 
     def __init__(self, edge=None, port_type="data"):
         super().__init__()
