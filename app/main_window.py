@@ -7,7 +7,7 @@ from pathlib import Path
 
 from PySide6.QtCore import QPointF, QSettings, Qt
 from PySide6.QtGui import QAction, QCursor, QKeySequence, QUndoStack
-from PySide6.QtWidgets import (QApplication, QDockWidget, QFileDialog, QMainWindow, QMessageBox,
+from PySide6.QtWidgets import (QApplication, QDockWidget, QFileDialog, QMainWindow, QMessageBox, QPushButton,
                                QUndoView)
 
 from core import graphfile
@@ -22,6 +22,7 @@ from .canvas.view import GraphView
 from .inspector import Inspector
 from .layout import layered_positions
 from .palette import Palette
+from .problems import ProblemsPanel
 from .search_popup import SearchPopup, kinds_accepting
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -51,6 +52,16 @@ class MainWindow(QMainWindow):
         self.add_dock(self.palette, "Nodes", Qt.LeftDockWidgetArea)
         inspector = self.add_dock(self.inspector, "Inspector", Qt.RightDockWidgetArea)
         history = self.add_dock(QUndoView(self.undo_stack), "History", Qt.RightDockWidgetArea)
+        self.problems = ProblemsPanel()
+        self.problems_dock = self.add_dock(self.problems, "Problems", Qt.RightDockWidgetArea)
+        self.tabifyDockWidget(history, self.problems_dock)
+        history.raise_()
+        # the graph summary stays in the status bar (messages come and go beside it)
+        self.summary = QPushButton()
+        self.summary.setFlat(True)
+        self.summary.setToolTip("Show the Problems panel")
+        self.summary.clicked.connect(self.show_problems)
+        self.statusBar().addPermanentWidget(self.summary)
         # the inspector's form and its inline errors need the room more than the history list
         self.resizeDocks([inspector, history], [340, 140], Qt.Vertical)
         self.resizeDocks([inspector], [310], Qt.Horizontal)
@@ -144,6 +155,7 @@ class MainWindow(QMainWindow):
         self.scene.analysis_updated.connect(self._show_analysis)
         self.scene.wire_dropped_on_empty.connect(self.open_search_for_wire)
         self.view.kind_dropped.connect(self.add_node)
+        self.problems.node_chosen.connect(self.select_node)
         self.view.search_requested.connect(self.open_search_at_cursor)
         self.palette.kind_activated.connect(
             lambda kind: self.add_node(kind, self.view.mapToScene(self.view.viewport().rect().center())))
@@ -372,7 +384,13 @@ class MainWindow(QMainWindow):
         problems = len(analysis.problems)
         text = (f"{len(self.document.nodes)} nodes · {params:,} parameters · {macs:,} MACs/sample · "
                 + (f"{problems} problem{'s' * (problems != 1)}" if problems else "valid"))
-        self.statusBar().showMessage(text)
+        self.summary.setText(text)
+        self.summary.setObjectName("error" if problems else "")
+        self.problems.show_problems(analysis.problems)
+
+    def show_problems(self):
+        self.problems_dock.show()
+        self.problems_dock.raise_()
 
     def select_node(self, node_id):
         self.scene.select_node(node_id)

@@ -13,6 +13,7 @@ from PySide6.QtWidgets import (QComboBox, QFileDialog, QFormLayout, QHBoxLayout,
                                QVBoxLayout, QWidget)
 
 from core import backend as backends, graphfile
+from core.layers import analyze
 from core.settings import choices, training_config
 
 from . import commands
@@ -159,7 +160,7 @@ class RunPanel(QWidget):
 
     def start(self):
         """Save the graph to a run directory and start `main.py train` on it."""
-        if self.process.running():
+        if self.process.running() or not self._trainable():
             return
         self.save_training()
         self.run_dir = Path(tempfile.mkdtemp(prefix=f"loom-{self.doc.name}-"))
@@ -175,6 +176,19 @@ class RunPanel(QWidget):
         self.progress_label.setText("starting…")
         self.process.start(self.graph_path, self.run_dir / "out")
         self._set_running(True)
+
+    def _trainable(self) -> bool:
+        """An invalid graph is not sent to training: say why in node terms and show it."""
+        problems = analyze(self.doc).problems
+        if not problems:
+            return True
+        more = f" (and {len(problems) - 1} more in the Problems panel)" if len(problems) > 1 else ""
+        self.show_error(f"cannot train: {problems[0]}{more}")
+        if self.window is not None:
+            self.window.show_problems()
+            if problems[0].node_id:
+                self.window.select_node(problems[0].node_id)
+        return False
 
     def toggle_pause(self):
         self.process.pause(not self.process.paused)

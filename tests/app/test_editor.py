@@ -143,7 +143,14 @@ def test_invalid_node_gets_badge_and_check_message(window):
     item = window.scene.nodes["linear1"]
     assert item.problems == ["node linear1, port in: required input is not connected"]
     assert item.toolTip() == item.problems[0]
-    assert "problem" in window.statusBar().currentMessage()
+    assert "1 problem" in window.summary.text()
+    window.statusBar().showMessage("Saved somewhere", 4000)  # messages do not hide the summary
+    assert window.summary.isVisible() and "1 problem" in window.summary.text()
+    window.summary.click()  # opens the Problems panel on that problem
+    assert window.problems_dock.isVisible()
+    assert window.problems.rows() == ["required input is not connected"]
+    window.problems.list.itemClicked.emit(window.problems.list.topLevelItem(0), 0)
+    assert window.scene.selected_node_ids() == ["linear1"]
 
 
 def snapshot(doc):

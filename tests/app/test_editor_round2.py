@@ -230,3 +230,14 @@ def test_a_node_dropped_on_a_wire_is_spliced_into_it(window):
     assert edge_into(window, "relu1", "in").src[0] == node
     window.undo_stack.undo()  # one step: the node and both wires
     assert node not in window.document.nodes and edge in window.document.edges
+
+
+def test_train_on_an_invalid_graph_names_the_node_and_selects_it(window):
+    doc = window.document
+    window.undo_stack.push(__import__("app.commands", fromlist=["RemoveEdge"]).RemoveEdge(
+        doc, doc.edge_into("relu1", "in")))
+    panel = window.run_panel
+    panel.train_button.click()
+    assert not panel.process.running()
+    assert panel.message.text().startswith("cannot train: node relu1, port in")
+    assert window.scene.selected_node_ids() == ["relu1"] and window.problems_dock.isVisible()
