@@ -7,8 +7,9 @@ import csv
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QTimer
-from PySide6.QtWidgets import QGridLayout, QWidget
+from PySide6.QtCore import Qt, QTimer
+from PySide6.QtWidgets import (QCheckBox, QHBoxLayout, QListView, QListWidget, QListWidgetItem,
+                               QSizePolicy, QVBoxLayout, QWidget)
 
 pg.setConfigOptions(antialias=True, background="#1e1f22", foreground="#c8c8c8")
 
@@ -53,26 +54,49 @@ class RunData:
         return out
 
 
+PLOTS = (("loss", "Loss", ""), ("accuracy", "Accuracy", ""),
+         ("speed", "Throughput", "samples/s"), ("memory", "Memory", "MiB"))
+
+
+def _plot(title, unit):
+    """A plot whose legend sits below its axes, outside the data."""
+    w = pg.PlotWidget(title=title)
+    # four side by side share the width equally, whatever their legends would like
+    w.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Expanding)
+    w.showGrid(x=True, y=True, alpha=0.2)
+    w.setLabel("bottom", "step")
+    if unit:
+        w.setLabel("left", unit)
+        w.getAxis("left").enableAutoSIPrefix(False)  # no "(x0.001)" on an empty plot
+    item = w.getPlotItem()
+    legend = pg.LegendItem(colCount=2, labelTextSize="7pt", verSpacing=-8, horSpacing=6)
+    item.layout.addItem(legend, 4, 1)  # the row under the bottom axis
+    item.legend = legend  # plot(name=…) entries go there
+    item.setDownsampling(auto=True, mode="peak")
+    item.setClipToView(True)
+    return w
+
+
 class LivePlots(QWidget):
     def __init__(self, parent=None):
         super().__init__(parent)
-        grid = QGridLayout(self)
-        self.plots = {}
-        for i, (name, title, unit) in enumerate((("loss", "Loss", ""), ("accuracy", "Accuracy", ""),
-                                                  ("speed", "Throughput", "samples/s"),
-                                                  ("memory", "Memory", "MiB"))):
-            w = pg.PlotWidget(title=title)
-            w.showGrid(x=True, y=True, alpha=0.2)
-            w.setLabel("bottom", "step")
-            if unit:
-                w.setLabel("left", unit)
-                w.getAxis("left").enableAutoSIPrefix(False)  # no "(x0.001)" on an empty plot
-            w.addLegend(offset=(-10, 10))
-            item = w.getPlotItem()
-            item.setDownsampling(auto=True, mode="peak")
-            item.setClipToView(True)
-            grid.addWidget(w, i // 2, i % 2)
-            self.plots[name] = w
+        self.plots = {name: _plot(title, unit) for name, title, unit in PLOTS}
+        row = QHBoxLayout()  # side by side: each plot gets the panel's full height
+        for w in self.plots.values():
+            row.addWidget(w)
+        self.log_loss = QCheckBox("log-scale loss")
+        self.log_loss.toggled.connect(lambda on: self.plots["loss"].setLogMode(y=on))
+        self.run_list = QListWidget()  # one checkbox per run: show or hide its curves
+        self.run_list.setFlow(QListView.LeftToRight)
+        self.run_list.setFixedHeight(28)
+        self.run_list.itemChanged.connect(self._run_toggled)
+        bar = QHBoxLayout()
+        bar.addWidget(self.log_loss)
+        bar.addWidget(self.run_list, 1)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addLayout(bar)
+        layout.addLayout(row, 1)
         self.runs: list[RunData] = []
         self.curves = {}
         self.hints = {}
@@ -86,13 +110,32 @@ class LivePlots(QWidget):
         return self.runs[-1] if self.runs else None
 
     def new_run(self, label):
-        for curve in self.curves.values():  # fade the previous runs
+        for (_, plot, _), curve in self.curves.items():  # fade the previous runs
             pen = curve.opts["pen"]
             colour = pg.mkColor(pen.color() if hasattr(pen, "color") else pen)
             colour.setAlpha(70)
             curve.setPen(pg.mkPen(colour, width=1))
+            self.plots[plot].getPlotItem().legend.removeItem(curve)  # the legend: this run
         self.runs.append(RunData(label))
+        self._list_run(self.runs[-1])
         self._dirty = True
+
+    def _list_run(self, run):
+        item = QListWidgetItem(run.label)
+        item.setFlags(item.flags() | Qt.ItemIsUserCheckable)
+        item.setCheckState(Qt.Checked)
+        item.setData(Qt.UserRole, id(run))
+        self.run_list.addItem(item)
+
+    def _run_toggled(self, item):
+        shown = item.checkState() == Qt.Checked
+        for (run, _, _), curve in self.curves.items():
+            if id(run) == item.data(Qt.UserRole):
+                curve.setVisible(shown)
+
+    def run_shown(self, label) -> bool:
+        items = self.run_list.findItems(label, Qt.MatchExactly)
+        return bool(items) and items[0].checkState() == Qt.Checked
 
     def add_event(self, event):
         if self.current is None:
@@ -106,6 +149,9 @@ class LivePlots(QWidget):
         for w in self.plots.values():
             w.clear()
         self.runs, self.curves = kept, {}
+        self.run_list.clear()
+        for run in kept:
+            self._list_run(run)
         self._dirty = bool(kept)
         if kept:
             self.redraw()
@@ -128,7 +174,7 @@ class LivePlots(QWidget):
     def _curve(self, run, key, plot, colour, symbol=None, width=2):
         """The curve named `key` on `plot` for `run` (names repeat across plots: "smoothed")."""
         if (run, plot, key) not in self.curves:
-            name = f"{key} ({run.label})" if len(self.runs) > 1 else key
+            name = key
             pen = None if symbol and width == 0 else pg.mkPen(colour, width=width)
             self.curves[(run, plot, key)] = self.plots[plot].plot(
                 name=name, pen=pen, symbol=symbol, symbolBrush=colour if symbol else None, symbolSize=7)

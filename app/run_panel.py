@@ -49,8 +49,11 @@ class RunPanel(QWidget):
         left.addWidget(self.progress_label)
         left.addWidget(self.message)
         left.addStretch(1)
+        settings = QWidget()  # narrow, so the plots get the width
+        settings.setLayout(left)
+        settings.setMaximumWidth(340)
         layout = QHBoxLayout(self)
-        layout.addLayout(left, 0)
+        layout.addWidget(settings, 0)
         layout.addWidget(tabs, 1)
         self.process.event.connect(self.on_event)
         self.process.failed.connect(self.show_error)
@@ -132,9 +135,11 @@ class RunPanel(QWidget):
         self.stop_button = QPushButton("Stop")
         self.export_png, self.export_csv = QPushButton("Export PNG"), QPushButton("Export CSV")
         self.clear_button = QPushButton("Clear runs")
-        self.buttons = QHBoxLayout()
+        self.buttons = QVBoxLayout()  # run controls, then what to do with the results
+        controls = QHBoxLayout()
         for b in (self.train_button, self.pause_button, self.stop_button):
-            self.buttons.addWidget(b)
+            controls.addWidget(b)
+        self.buttons.addLayout(controls)
         self.progress = QProgressBar()
         self.progress_label = QLabel("idle")
         self.message = QLabel()

@@ -241,3 +241,33 @@ def test_train_on_an_invalid_graph_names_the_node_and_selects_it(window):
     assert not panel.process.running()
     assert panel.message.text().startswith("cannot train: node relu1, port in")
     assert window.scene.selected_node_ids() == ["relu1"] and window.problems_dock.isVisible()
+
+
+# ---- plots -------------------------------------------------------------------------------
+
+def feed_two_runs(plots):
+    for label in ("run 1", "run 2"):
+        plots.new_run(label)
+        for step in range(1, 40):
+            plots.add_event({"event": "step", "step": step, "loss": 2.0 / step, "accuracy": 0.5,
+                             "samples_per_s": 1000.0, "memory": {"planned_bytes": 1 << 20}})
+        plots.redraw()
+
+
+def test_plots_get_room_legends_sit_below_the_data_and_runs_can_be_hidden(window, qtbot):
+    plots = window.run_panel.plots
+    feed_two_runs(plots)
+    qtbot.wait(50)
+    for name, widget in plots.plots.items():
+        item = widget.getPlotItem()
+        view = item.vb.sceneBoundingRect()
+        legend = item.legend.sceneBoundingRect()
+        assert view.height() > 100, name  # room for the data in the default window
+        assert legend.top() >= view.bottom(), name  # the legend is outside the data
+    plots.log_loss.setChecked(True)
+    assert plots.plots["loss"].getPlotItem().ctrl.logYCheck.isChecked()
+    first = plots.run_list.item(0)
+    first.setCheckState(Qt.Unchecked)
+    hidden = [c for (run, _, _), c in plots.curves.items() if run.label == "run 1"]
+    assert hidden and not any(c.isVisible() for c in hidden)
+    assert all(c.isVisible() for (run, _, _), c in plots.curves.items() if run.label == "run 2")
