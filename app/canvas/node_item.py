@@ -3,12 +3,13 @@ parameter / multiply-add lines; a red badge with the check message when invalid.
 from __future__ import annotations
 
 from PySide6.QtCore import QPointF, QRectF, Qt
-from PySide6.QtGui import QBrush, QColor, QFont, QPainterPath, QPen
+from PySide6.QtGui import QBrush, QColor, QFont, QFontMetricsF, QPainterPath, QPen
 from PySide6.QtWidgets import QGraphicsEllipseItem, QGraphicsItem, QGraphicsObject
 
 from .. import style
 
 WIDTH, HEADER, ROW, PORT_R = 190.0, 24.0, 18.0, 6.0
+LEGIBLE_ZOOM = 0.55  # below this scale port names and shapes are drawn as titles only
 
 
 def human(n: int) -> str:
@@ -65,6 +66,7 @@ class NodeItem(QGraphicsObject):
         # PySide6 corrupts None's refcount when Qt passes None through it.
         self.setFlags(QGraphicsItem.ItemIsMovable | QGraphicsItem.ItemIsSelectable)
         self.setAcceptHoverEvents(True)
+        self.setToolTip(f"{kind.name} · {node_id}")  # the full id, however the header elides it
         self.setZValue(1)
 
     def _place_ports(self):
@@ -83,7 +85,7 @@ class NodeItem(QGraphicsObject):
     def set_info(self, lines, problems):
         self.prepareGeometryChange()
         self.info_lines, self.problems = list(lines), list(problems)
-        self.setToolTip("\n".join(self.problems))
+        self.setToolTip("\n".join(self.problems) or f"{self.kind.name} · {self.node_id}")
         self.update()
 
     def set_heat(self, heat):
@@ -104,19 +106,44 @@ class NodeItem(QGraphicsObject):
         outline = style.SELECTED if self.isSelected() else (style.ERROR if self.problems else "#3a3c42")
         painter.setPen(QPen(QColor(outline), 2 if self.isSelected() or self.problems else 1))
         painter.drawPath(path)
-        self._paint_text(painter)
+        if option.levelOfDetailFromTransform(painter.worldTransform()) < LEGIBLE_ZOOM:
+            self._paint_title_only(painter)
+        else:
+            self._paint_text(painter)
         if self.problems:
             self._paint_badge(painter)
+
+    def _paint_title_only(self, painter):
+        """Zoomed out, small text is unreadable: the kind alone, large, across the card."""
+        big = QFont()
+        big.setBold(True)
+        big.setPixelSize(int(HEADER * 1.4))
+        painter.setFont(big)
+        painter.setPen(QColor(style.TEXT))
+        painter.drawText(QRectF(6, 0, WIDTH - 12, self.height()), Qt.AlignCenter | Qt.TextWordWrap,
+                         self.kind.name)
+
+    def header_texts(self) -> tuple[str, str]:
+        """The title and the node id as drawn: the id elided into the room the title leaves
+        (or dropped), so the two never overlap."""
+        bold = QFont()
+        bold.setBold(True)
+        title_width = QFontMetricsF(bold).horizontalAdvance(self.kind.name)
+        room = WIDTH - 16 - title_width - 10
+        node_id = QFontMetricsF(QFont()).elidedText(self.node_id, Qt.ElideMiddle, room) \
+            if room > 24 else ""
+        return self.kind.name, node_id
 
     def _paint_text(self, painter):
         bold = QFont()
         bold.setBold(True)
+        title, node_id = self.header_texts()
         painter.setFont(bold)
         painter.setPen(QColor(style.TEXT))
-        painter.drawText(QRectF(8, 0, WIDTH - 16, HEADER), Qt.AlignVCenter | Qt.AlignLeft, self.kind.name)
+        painter.drawText(QRectF(8, 0, WIDTH - 16, HEADER), Qt.AlignVCenter | Qt.AlignLeft, title)
         painter.setFont(QFont())
         painter.setPen(QColor(style.DIM_TEXT))
-        painter.drawText(QRectF(8, 0, WIDTH - 16, HEADER), Qt.AlignVCenter | Qt.AlignRight, self.node_id)
+        painter.drawText(QRectF(8, 0, WIDTH - 16, HEADER), Qt.AlignVCenter | Qt.AlignRight, node_id)
         painter.setPen(QColor(style.TEXT))
         for i, name in enumerate(self.inputs):
             painter.drawText(QRectF(10, HEADER + ROW * i, WIDTH / 2, ROW), Qt.AlignVCenter, name)

@@ -271,3 +271,18 @@ def test_plots_get_room_legends_sit_below_the_data_and_runs_can_be_hidden(window
     hidden = [c for (run, _, _), c in plots.curves.items() if run.label == "run 1"]
     assert hidden and not any(c.isVisible() for c in hidden)
     assert all(c.isVisible() for (run, _, _), c in plots.curves.items() if run.label == "run 2")
+
+
+def test_title_and_node_id_never_overlap(window):
+    from PySide6.QtGui import QFont, QFontMetricsF
+    from app.canvas.node_item import WIDTH
+    node = window.add_node("SoftmaxCrossEntropy", QPointF(0, 600))
+    item = window.scene.nodes[node]
+    title, shown_id = item.header_texts()
+    bold = QFont()
+    bold.setBold(True)
+    used = QFontMetricsF(bold).horizontalAdvance(title) + QFontMetricsF(QFont()).horizontalAdvance(shown_id)
+    assert used <= WIDTH - 16 and shown_id != node  # elided or dropped, never drawn over
+    assert node in item.toolTip()  # the full id is still one hover away
+    short = window.scene.nodes["relu1"].header_texts()
+    assert short == ("ReLU", "relu1")
