@@ -131,6 +131,9 @@ class MainWindow(QMainWindow):
         self.frame_action = a("Frame Selection", self.view.frame_selection, "F", view_menu)
         self.frame_all_action = a("Frame All", self.view.frame_all, "Home", view_menu)
         self.layout_action = a("Auto Layout", self.auto_layout, "L", view_menu)
+        self.top_down_action = a("Lay Out Top-Down", self._set_top_down, None, view_menu)
+        self.top_down_action.setCheckable(True)
+        self.top_down_action.setChecked(self.settings.value("layout/direction", "LR") == "TB")
         self.panels_menu = view_menu.addMenu("Panels")
         file_menu.addSeparator()
         self.quit_action = a("Quit", self.close, QKeySequence.Quit, file_menu)
@@ -334,8 +337,15 @@ class MainWindow(QMainWindow):
         if self.confirm_discard():
             self.open_path(path, remember=False)
 
+    def layout_direction(self) -> str:
+        return "TB" if self.top_down_action.isChecked() else "LR"
+
+    def _set_top_down(self, on):
+        self.settings.setValue("layout/direction", "TB" if on else "LR")
+        self.auto_layout()
+
     def auto_layout(self):
-        positions = layered_positions(self.document)
+        positions = layered_positions(self.document, self.layout_direction())
         moves = {n: (self.document.nodes[n].pos, p) for n, p in positions.items()
                  if tuple(self.document.nodes[n].pos) != p}
         if moves:

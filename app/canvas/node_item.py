@@ -118,10 +118,12 @@ class NodeItem(QGraphicsObject):
         big = QFont()
         big.setBold(True)
         big.setPixelSize(int(HEADER * 1.4))
+        width = QFontMetricsF(big).horizontalAdvance(self.kind.name)
+        if width > WIDTH - 12:  # long names shrink to fit the card rather than being cut
+            big.setPixelSize(max(8, int(HEADER * 1.4 * (WIDTH - 12) / width)))
         painter.setFont(big)
         painter.setPen(QColor(style.TEXT))
-        painter.drawText(QRectF(6, 0, WIDTH - 12, self.height()), Qt.AlignCenter | Qt.TextWordWrap,
-                         self.kind.name)
+        painter.drawText(QRectF(6, 0, WIDTH - 12, self.height()), Qt.AlignCenter, self.kind.name)
 
     def header_texts(self) -> tuple[str, str]:
         """The title and the node id as drawn: the id elided into the room the title leaves

@@ -12,7 +12,7 @@ from core.layers import LAYERS, LayerKind, analyze, compatible
 from .. import commands, style
 from ..observe import observe
 from .node_item import NodeItem, PortItem, human, shape_text
-from .wire_item import WireItem
+from .wire_item import WireItem, bezier, carriage_return, detour, stroke
 
 
 class GraphScene(QGraphicsScene):
@@ -95,9 +95,24 @@ class GraphScene(QGraphicsScene):
         return (node.inputs if is_input else node.outputs).get(key[1])
 
     def _route(self, wire):
+        """The wire's curve; where it would cross other cards, a detour around them."""
         a, b = self.port_item(wire.edge.src, False), self.port_item(wire.edge.dst, True)
-        if a is not None and b is not None:
-            wire.connect_points(a.scene_anchor(), b.scene_anchor())
+        if a is None or b is None:
+            return
+        start, end = a.scene_anchor(), b.scene_anchor()
+        if end.x() < start.x() - 40 and abs(end.y() - start.y()) > 60:
+            return wire.setPath(carriage_return(start, end))
+        ends = (wire.edge.src[0], wire.edge.dst[0])
+        path, blockers = bezier(start, end), []
+        for _ in range(3):  # a detour may meet other cards: widen it around them too
+            found = [i.sceneBoundingRect() for i in self.items(stroke(path, 2.0))
+                     if isinstance(i, NodeItem) and i.node_id not in ends]
+            new = [r for r in found if r not in blockers]
+            if not new:
+                break
+            blockers += new
+            path = detour(start, end, blockers)
+        wire.setPath(path)
 
     def node_geometry_changed(self, item):
         for edge, wire in self.wires.items():

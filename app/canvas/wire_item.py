@@ -15,6 +15,39 @@ def bezier(a: QPointF, b: QPointF) -> QPainterPath:
     return path
 
 
+def detour(a: QPointF, b: QPointF, blockers) -> QPainterPath:
+    """A wire that would cross other cards runs in a lane just above or below them (the
+    side nearer its ends), leaving and joining its ports with smooth bends."""
+    middle = (a.y() + b.y()) / 2
+    below = max(r.bottom() for r in blockers) + 24
+    above = min(r.top() for r in blockers) - 24
+    lane = below if abs(below - middle) <= abs(middle - above) else above
+    left = min(r.left() for r in blockers) - 20
+    right = max(r.right() for r in blockers) + 20
+    path = QPainterPath(a)
+    path.cubicTo(QPointF(a.x() + 40, a.y()), QPointF(left - 40, lane), QPointF(left, lane))
+    path.lineTo(QPointF(right, lane))
+    path.cubicTo(QPointF(right + 40, lane), QPointF(b.x() - 40, b.y()), b)
+    return path
+
+
+def carriage_return(a: QPointF, b: QPointF) -> QPainterPath:
+    """A wire into a node left of its source (a layout wrapped into bands): out to the
+    right, back along the gap halfway down, and in from the left, like a line of text."""
+    gap = (a.y() + b.y()) / 2
+    path = QPainterPath(a)
+    path.cubicTo(QPointF(a.x() + 60, a.y()), QPointF(a.x() + 60, gap), QPointF(a.x(), gap))
+    path.lineTo(QPointF(b.x(), gap))
+    path.cubicTo(QPointF(b.x() - 60, gap), QPointF(b.x() - 60, b.y()), b)
+    return path
+
+
+def stroke(path: QPainterPath, width: float) -> QPainterPath:
+    stroker = QPainterPathStroker()
+    stroker.setWidth(width)
+    return stroker.createStroke(path)
+
+
 class WireItem(QGraphicsPathItem):
     """Selectable (click or rubber band; Delete removes it); easy to hit: the clickable
     shape is a band around the curve, wider than the drawn line."""
@@ -30,9 +63,7 @@ class WireItem(QGraphicsPathItem):
             self.setFlag(QGraphicsItem.ItemIsSelectable)
 
     def shape(self):
-        stroker = QPainterPathStroker()
-        stroker.setWidth(self.HIT_WIDTH)
-        return stroker.createStroke(self.path())
+        return stroke(self.path(), self.HIT_WIDTH)
 
     def paint(self, painter, option, widget=None):
         selected = bool(option.state & QStyle.State_Selected)

@@ -1,6 +1,7 @@
 """The editor's second round (issue 14), driven with real key presses and menu actions:
 nothing replaces unsaved work without asking, Tab belongs to the canvas, settings edits are
 one undo step and Train changes nothing, paste lands at the cursor, undo works from a field."""
+import pytest
 from PySide6.QtCore import QPoint, QPointF, Qt
 from PySide6.QtGui import QCursor
 from PySide6.QtTest import QTest
@@ -286,3 +287,37 @@ def test_title_and_node_id_never_overlap(window):
     assert node in item.toolTip()  # the full id is still one hover away
     short = window.scene.nodes["relu1"].header_texts()
     assert short == ("ReLU", "relu1")
+
+
+# ---- auto layout ---------------------------------------------------------------------------
+
+def cards_crossed(window):
+    """(wire, node) pairs where a wire's curve runs through a card other than its ends."""
+    from app.canvas.node_item import NodeItem
+    from app.canvas.wire_item import stroke
+    bad = []
+    for edge, wire in window.scene.wires.items():
+        for item in window.scene.items(stroke(wire.path(), 2.0)):
+            if isinstance(item, NodeItem) and item.node_id not in (edge.src[0], edge.dst[0]):
+                bad.append((edge.dst, item.node_id))
+    return bad
+
+
+@pytest.mark.parametrize("example", ["digits_mlp", "mnist_cnn", "mnist_mlp", "digits_logreg"])
+def test_auto_layout_keeps_wires_off_other_cards_and_the_graph_readable(window, example):
+    window.open_path(EXAMPLES / f"{example}.loom.json", remember=False)
+    window.auto_layout()
+    assert cards_crossed(window) == []
+    window.view.frame_all()
+    # Frame All: titles (drawn large below LEGIBLE_ZOOM) stay readable; a 17-node strip was 0.2
+    assert window.view.transform().m11() >= 0.35
+
+
+def test_top_down_layout_is_a_remembered_choice(window):
+    window.top_down_action.trigger()
+    assert window.settings.value("layout/direction") == "TB"
+    pos = {n: s.pos for n, s in window.document.nodes.items()}
+    assert pos["flatten1"][1] < pos["linear1"][1] < pos["linear2"][1]  # down the page
+    window.top_down_action.trigger()
+    pos = {n: s.pos for n, s in window.document.nodes.items()}
+    assert pos["flatten1"][0] < pos["linear1"][0] < pos["linear2"][0]  # across again
