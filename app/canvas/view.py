@@ -7,6 +7,7 @@ from PySide6.QtGui import QColor, QPainter, QPen
 from PySide6.QtWidgets import QGraphicsView
 
 from .. import style
+from .minimap import Minimap
 
 KIND_MIME = "application/x-loom-kind"
 
@@ -26,8 +27,18 @@ class GraphView(QGraphicsView):
         self.setVerticalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
         self._pan_from = None
         self._shown = False
-        # after each edit: the empty-graph hint appears or goes (it spans the viewport)
-        scene.analysis_updated.connect(lambda *_: self.viewport().update())
+        self.minimap = Minimap(self)
+        # after each edit: the empty-graph hint appears or goes (it spans the viewport), and
+        # the minimap follows the graph
+        scene.analysis_updated.connect(self._after_edit)
+
+    def _after_edit(self, *_):
+        self.viewport().update()
+        self.minimap.refresh()
+
+    def resizeEvent(self, event):
+        super().resizeEvent(event)
+        self.minimap.refresh()
 
     def event(self, event):
         """Tab on the canvas opens the node search (Blender's Shift+A, Unreal's Tab); Qt
@@ -49,6 +60,7 @@ class GraphView(QGraphicsView):
         zoom = self.transform().m11() * factor
         if 0.1 < zoom < 4.0:
             self.scale(factor, factor)  # AnchorUnderMouse keeps the point under the cursor
+            self.minimap.refresh()
 
     def mousePressEvent(self, event):
         if event.button() == Qt.MiddleButton:
@@ -82,6 +94,7 @@ class GraphView(QGraphicsView):
             if self.transform().m11() > 1.2:  # never blow a single node up
                 self.resetTransform()
                 self.centerOn(rect.center())
+        self.minimap.refresh()
 
     def frame_selection(self):
         self.frame(self.scene().selectedItems() or self.scene().nodes.values())

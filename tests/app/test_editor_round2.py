@@ -321,3 +321,18 @@ def test_top_down_layout_is_a_remembered_choice(window):
     window.top_down_action.trigger()
     pos = {n: s.pos for n, s in window.document.nodes.items()}
     assert pos["flatten1"][0] < pos["linear1"][0] < pos["linear2"][0]  # across again
+
+
+def test_minimap_appears_for_a_graph_larger_than_the_view_and_moves_it(window, qtbot):
+    minimap = window.view.minimap
+    window.view.frame_all()
+    assert not minimap.isVisible()  # the whole graph is in view
+    window.view.resetTransform()
+    window.view.scale(2.0, 2.0)
+    window.view.centerOn(window.scene.nodes["flatten1"])
+    minimap.refresh()
+    assert minimap.isVisible()
+    target = window.scene.nodes["softmaxcrossentropy1" if "softmaxcrossentropy1" in window.scene.nodes
+                                else "loss"].sceneBoundingRect().center()
+    QTest.mouseClick(minimap.viewport(), Qt.LeftButton, Qt.NoModifier, minimap.mapFromScene(target))
+    assert minimap.visible_area().contains(target)
