@@ -8,6 +8,7 @@ from pathlib import Path
 from PySide6.QtCore import QPointF, QSettings, Qt
 from PySide6.QtGui import QAction, QCursor, QKeySequence, QUndoStack
 from PySide6.QtWidgets import (QApplication, QDockWidget, QFileDialog, QMainWindow, QMessageBox, QPushButton,
+                               QToolTip,
                                QUndoView)
 
 from core import graphfile
@@ -360,10 +361,19 @@ class MainWindow(QMainWindow):
 
     def open_search_for_wire(self, port_item, scene_pos):
         """A wire dropped on empty canvas: offer kinds that fit, add one and connect it."""
-        popup = SearchPopup(kinds_accepting(port_item.port.type, as_input=not port_item.is_input), self)
+        kinds = kinds_accepting(port_item.port.type, as_input=not port_item.is_input)
+        if not kinds:  # e.g. a loss output: an end point, nothing reads it
+            side = "reads" if not port_item.is_input else "feeds"
+            message = (f"No node kind {side} a {port_item.port.type!r} "
+                       f"{'output' if not port_item.is_input else 'input'}"
+                       + (": a loss is where the graph ends; training minimises it"
+                          if port_item.port.type == "loss" else ""))
+            QToolTip.showText(QCursor.pos(), message, self.view)
+            self.statusBar().showMessage(message, 6000)
+            return
+        popup = SearchPopup(kinds, self)
         popup.chosen.connect(lambda kind: self.add_connected(kind, port_item.key, port_item.is_input, scene_pos))
         self._show_popup(popup)
-        self.last_popup = popup
 
     def add_connected(self, kind, port_key, from_input, scene_pos):
         src_item = self.scene.port_item(port_key, from_input)

@@ -336,3 +336,12 @@ def test_minimap_appears_for_a_graph_larger_than_the_view_and_moves_it(window, q
                                 else "loss"].sceneBoundingRect().center()
     QTest.mouseClick(minimap.viewport(), Qt.LeftButton, Qt.NoModifier, minimap.mapFromScene(target))
     assert minimap.visible_area().contains(target)
+
+
+def test_a_wire_from_a_loss_dropped_on_empty_canvas_explains_instead_of_an_empty_list(window):
+    loss = next(n for n, s in window.document.nodes.items() if s.kind == "SoftmaxCrossEntropy")
+    port = window.scene.port_item((loss, "loss"), False)
+    popups = getattr(window, "last_popup", None)
+    window.open_search_for_wire(port, QPointF(2000, 2000))
+    assert getattr(window, "last_popup", None) is popups  # no empty list
+    assert "a loss is where the graph ends" in window.statusBar().currentMessage()
