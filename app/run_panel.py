@@ -3,11 +3,12 @@ Stop of a child training process, progress, errors, and tabs with the live plots
 memory-plan view and the profile."""
 from __future__ import annotations
 
-import tempfile
 import time
+from datetime import datetime
 from pathlib import Path
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import QStandardPaths, Qt, QUrl
+from PySide6.QtGui import QDesktopServices
 from PySide6.QtWidgets import (QComboBox, QFileDialog, QFormLayout, QHBoxLayout, QLabel,
                                QLineEdit, QProgressBar, QPushButton, QSpinBox, QTabWidget,
                                QVBoxLayout, QWidget)
@@ -47,6 +48,8 @@ class RunPanel(QWidget):
         left.addLayout(self.buttons)
         left.addWidget(self.progress)
         left.addWidget(self.progress_label)
+        left.addWidget(self.folder_label)
+        left.addWidget(self.open_folder)
         left.addWidget(self.message)
         left.addStretch(1)
         settings = QWidget()  # narrow, so the plots get the width
@@ -142,6 +145,12 @@ class RunPanel(QWidget):
         self.buttons.addLayout(controls)
         self.progress = QProgressBar()
         self.progress_label = QLabel("idle")
+        self.folder_label = QLabel("")  # where the current run writes (set at Train)
+        self.folder_label.setTextInteractionFlags(Qt.TextSelectableByMouse)
+        self.folder_label.setObjectName("dim")
+        self.open_folder = QPushButton("Open run folder")
+        self.open_folder.setEnabled(False)
+        self.open_folder.clicked.connect(self.open_run_folder)
         self.message = QLabel()
         self.message.setObjectName("error")
         self.message.setWordWrap(True)
@@ -168,9 +177,12 @@ class RunPanel(QWidget):
         if self.process.running() or not self._trainable():
             return
         self.save_training()
-        self.run_dir = Path(tempfile.mkdtemp(prefix=f"loom-{self.doc.name}-"))
-        self.graph_path = self.run_dir / "graph.loom.json"
+        self.run_dir = new_run_folder(self.runs_root(), self.doc.name)
+        self.graph_path = self.run_dir / "graph.loom.json"  # what this run trained, kept with it
         graphfile.save(self.doc, self.graph_path)
+        self.folder_label.setText(f"run folder: {self.run_dir}")
+        self.folder_label.setToolTip(str(self.run_dir))
+        self.open_folder.setEnabled(True)
         cfg = training_config(self.doc)
         self.total_steps, self.speed = None, None
         self.epochs = cfg["epochs"]
@@ -179,7 +191,7 @@ class RunPanel(QWidget):
         self.plots.new_run(f"run {len(self.plots.runs) + 1}")
         self.progress.setValue(0)
         self.progress_label.setText("starting…")
-        self.process.start(self.graph_path, self.run_dir / "out")
+        self.process.start(self.graph_path, self.run_dir)
         self._set_running(True)
 
     def _trainable(self) -> bool:
@@ -236,7 +248,21 @@ class RunPanel(QWidget):
 
     @property
     def checkpoint_path(self):
-        return None if self.run_dir is None else self.run_dir / "out" / "checkpoint.npz"
+        return None if self.run_dir is None else self.run_dir / "checkpoint.npz"
+
+    def runs_root(self) -> Path:
+        """runs/ beside the saved graph file; for an unsaved graph the user's Loom folder
+        (settings key "runs/folder" overrides it)."""
+        path = getattr(self.window, "current_path", None)
+        if path:
+            return Path(path).resolve().parent / "runs"
+        settings = getattr(self.window, "settings", None)
+        override = settings.value("runs/folder") if settings is not None else None
+        return Path(override) if override else user_runs_folder()
+
+    def open_run_folder(self):
+        if self.run_dir is not None:
+            QDesktopServices.openUrl(QUrl.fromLocalFile(str(self.run_dir)))
 
     def _export(self, kind):
         path, _ = QFileDialog.getSaveFileName(self, f"Export {kind.upper()}", f"metrics.{kind}")
@@ -262,3 +288,22 @@ def fill_choices(combo, values):
         combo.addItem(value if usable else f"{value} (no GPU found)", value)
         if not usable:
             combo.model().item(combo.count() - 1).setEnabled(False)
+
+
+def user_runs_folder() -> Path:
+    """Runs of unsaved graphs: the platform's per-user data folder, e.g.
+    ~/.local/share/Loom/runs on Linux."""
+    base = QStandardPaths.writableLocation(QStandardPaths.AppLocalDataLocation)
+    return Path(base or Path.home() / ".loom") / "runs"
+
+
+def new_run_folder(root, graph_name) -> Path:
+    """root/<graph>/<timestamp>: a fresh folder per run, never an earlier run's."""
+    stamp = datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
+    folder = Path(root) / (graph_name or "untitled") / stamp
+    suffix = 1
+    while folder.exists():
+        suffix += 1
+        folder = folder.with_name(f"{stamp}_{suffix}")
+    folder.mkdir(parents=True)
+    return folder

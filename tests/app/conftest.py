@@ -10,6 +10,7 @@ def window(qtbot, tmp_path):
     from PySide6.QtCore import QSettings
     from app.main_window import MainWindow
     settings = QSettings(str(tmp_path / "settings.ini"), QSettings.IniFormat)
+    settings.setValue("runs/folder", str(tmp_path / "runs"))  # runs of unsaved graphs
     answers = []
     w = MainWindow(recovery_dir=tmp_path / "recovery", ask=lambda *a: answers.pop(0) if answers else True,
                    settings=settings)

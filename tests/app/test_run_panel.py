@@ -182,3 +182,25 @@ def test_device_pool_memory_is_plotted_beside_the_arena(window, panel):
     plots.redraw()
     names = [c.name() for c in plots.plots["memory"].getPlotItem().items if hasattr(c, "name")]
     assert "device pool" in names and "planned arena" in names
+
+
+def test_runs_go_to_a_named_folder_beside_the_graph_and_the_panel_shows_it(window, panel, qtbot, tmp_path):
+    saved = tmp_path / "work" / "mine.loom.json"
+    saved.parent.mkdir()
+    window.document.set_training({**window.document.training, "epochs": 1})
+    window.save_to(saved)
+    panel.train_button.click()
+    qtbot.waitUntil(lambda: not panel.process.running(), timeout=60_000)
+    run = panel.run_dir
+    assert run.parent == tmp_path / "work" / "runs" / "mine"  # runs/<graph>/<timestamp>
+    assert (run / "graph.loom.json").exists() and (run / "metrics.jsonl").exists()
+    assert panel.checkpoint_path == run / "checkpoint.npz" and panel.checkpoint_path.exists()
+    assert str(run) in panel.folder_label.text() and panel.open_folder.isEnabled()
+    panel.train_button.click()  # a second run: a new folder, the first one kept
+    qtbot.waitUntil(lambda: not panel.process.running(), timeout=60_000)
+    assert panel.run_dir != run and run.exists()
+
+
+def test_runs_of_an_unsaved_graph_go_to_the_user_runs_folder(window, panel, tmp_path):
+    assert window.current_path is None
+    assert panel.runs_root() == tmp_path / "runs"
