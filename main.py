@@ -1,8 +1,16 @@
 #!/usr/bin/env python3
 """Loom's entry point: no arguments opens the editor; subcommands run headless."""
+import signal
 import sys
 
-from core.cli import main
+# Ctrl-C (or the editor's Stop) while the engine is still importing: nothing has been
+# written yet, so leave quietly with 130 instead of a KeyboardInterrupt traceback.
+signal.signal(signal.SIGTERM, signal.default_int_handler)
+try:
+    from core.cli import main
+except KeyboardInterrupt:
+    print("interrupted before training started: nothing to save", file=sys.stderr)
+    sys.exit(130)
 
 
 def open_editor(path: str) -> int:
@@ -11,4 +19,10 @@ def open_editor(path: str) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(open_editor=open_editor))
+    try:
+        code = main(open_editor=open_editor)
+    except KeyboardInterrupt:  # in the last instants, after the run was saved and reported
+        code = 130
+    for _signal in (signal.SIGINT, signal.SIGTERM):  # the outcome is decided: exit with it
+        signal.signal(_signal, signal.SIG_IGN)
+    sys.exit(code)

@@ -175,7 +175,7 @@ class MainWindow(QMainWindow):
             QMessageBox.warning(self, "Cannot open graph", str(exc)) if self.isVisible() else None
             self.statusBar().showMessage(str(exc))
             return False
-        self._replace_document(doc.to_dict())
+        self._replace_document(doc.to_dict(), doc.base_dir)
         self.current_path = str(path) if remember else None
         if remember:
             self._remember(path)
@@ -183,8 +183,11 @@ class MainWindow(QMainWindow):
         self.view.frame_all()
         return True
 
-    def _replace_document(self, data):
+    def _replace_document(self, data, base_dir=None):
+        """base_dir: the folder the graph's relative dataset paths are relative to (its
+        file's folder); None for a new graph (the working directory)."""
         self.document.load_dict(data)
+        self.document.base_dir = base_dir
         self.undo_stack.clear()
         self.undo_stack.setClean()
 
@@ -255,7 +258,7 @@ class MainWindow(QMainWindow):
         doc, original = pending
         if self.ask(self, "Restore unsaved work?", "Loom closed without saving. Restore the graph "
                     "you were editing?"):
-            self._replace_document(doc.to_dict())
+            self._replace_document(doc.to_dict(), doc.base_dir)
             self.current_path = original
             self.undo_stack.resetClean()  # restored work is unsaved until saved
             self._update_title()

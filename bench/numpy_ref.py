@@ -85,15 +85,20 @@ def _conv_back(g, x, w, cols, pad):
 
 
 def _pool(x):
+    """2×2 max-pool (an odd last row or column is dropped, as floor-mode pooling does)."""
     n, c, h, w = x.shape
-    r = x.reshape(n, c, h // 2, 2, w // 2, 2)
+    r = x[:, :, :h // 2 * 2, :w // 2 * 2].reshape(n, c, h // 2, 2, w // 2, 2)
     y = r.max(axis=(3, 5))
     mask = r == y[:, :, :, None, :, None]
-    return y, mask
+    return y, (mask, (h, w))
 
 
-def _pool_back(g, mask):
-    return (mask * g[:, :, :, None, :, None]).reshape(mask.shape[0], mask.shape[1], mask.shape[2] * 2, -1)
+def _pool_back(g, saved):
+    mask, (h, w) = saved
+    dx = (mask * g[:, :, :, None, :, None]).reshape(mask.shape[0], mask.shape[1], mask.shape[2] * 2, -1)
+    if dx.shape[2:] != (h, w):
+        dx = np.pad(dx, ((0, 0), (0, 0), (0, h - dx.shape[2]), (0, w - dx.shape[3])))
+    return dx
 
 
 def cnn_step(params, x, y):
@@ -114,3 +119,25 @@ def cnn_step(params, x, y):
     g = _pool_back(dp1, m1) * (z1 > 0)
     _, gk1 = _conv_back(g, x, k1, cols1, 2)
     return loss, [gk1, g.sum((0, 2, 3)).reshape(c1.shape), gk2, gc2, *dgrads]
+
+
+def conv_stack_step(params, x, y, pads):
+    """Layers of conv (padding `pads[i]`) + bias + ReLU + 2×2 max-pool, then the MLP head
+    (mlp_step) on the flattened features: the wide CNN's step."""
+    convs, dense = params[:2 * len(pads)], params[2 * len(pads):]
+    h, saved = x, []
+    for i, pad in enumerate(pads):
+        z, cols = _conv(h, convs[2 * i], pad)
+        z += convs[2 * i + 1]
+        pooled, mask = _pool(np.maximum(z, 0))
+        saved.append((h, z, cols, mask))
+        h = pooled
+    loss, dgrads, g = mlp_step(dense, h.reshape(len(x), -1), y, input_grad=True)
+    g, grads = g.reshape(h.shape), []
+    for i in reversed(range(len(pads))):
+        h_in, z, cols, mask = saved[i]
+        g = _pool_back(g, mask) * (z > 0)
+        gc = g.sum((0, 2, 3)).reshape(convs[2 * i + 1].shape)
+        g, gk = _conv_back(g, h_in, convs[2 * i], cols, pads[i])
+        grads = [gk, gc] + grads
+    return loss, grads + dgrads

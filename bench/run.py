@@ -11,8 +11,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import core  # noqa: E402
+from core.ops import cpu  # noqa: E402
 from core.optim import make_optimizer  # noqa: E402
-from bench import numpy_ref  # noqa: E402
+from bench import growth, numpy_ref  # noqa: E402
+from bench.graphs import wide_cnn  # noqa: E402
 from tests.core.graphs import branchy, chain, cnn, mlp  # noqa: E402
 
 try:
@@ -20,6 +22,7 @@ try:
     torch.set_num_threads(max(1, __import__("os").cpu_count() or 1))
 except ImportError:  # the PyTorch columns say n/a
     torch = None
+TORCH_THREADS = torch.get_num_threads() if torch else 0
 
 
 def compare(fns, repeat, warmup=3, rounds=7):
@@ -66,6 +69,12 @@ def torch_step(graph, kind):
             h = torch.nn.functional.max_pool2d(torch.relu(h), 2)
             h = torch.nn.functional.max_pool2d(torch.relu(torch.nn.functional.conv2d(h, ps[2]) + ps[3]), 2)
             h, dense = h.reshape(len(x), -1), ps[4:]
+        elif kind == "wide":
+            h = x
+            for k, b in zip(ps[0:6:2], ps[1:6:2]):
+                h = torch.nn.functional.conv2d(h, k, padding=1) + b
+                h = torch.nn.functional.max_pool2d(torch.relu(h), 2)
+            h, dense = h.reshape(len(x), -1), ps[6:]
         else:
             h, dense = x, ps
         for i in range(len(dense) // 2):
@@ -83,21 +92,40 @@ def torch_step(graph, kind):
     return step
 
 
+def wide_ref(params, x, y):
+    return numpy_ref.conv_stack_step(params, x, y, pads=(1, 1, 1))
+
+
 def speed_table(quick):
     rows = []
     cases = [("MLP 784-512-512-10, batch 128", mlp([784, 512, 512, 10], 128), numpy_ref.mlp_step, "ce", 20),
              ("tiny MLP 32-32-32-1, batch 32", mlp([32, 32, 32, 1], 32, loss="mse"), numpy_ref.mse_mlp_step, "mse", 300),
-             ("CNN (LeNet-like), batch 64", cnn(64), numpy_ref.cnn_step, "cnn", 5)]
+             ("CNN (LeNet-like), batch 64", cnn(64), numpy_ref.cnn_step, "cnn", 5),
+             ("wide CNN 32-64-128, batch 64", wide_cnn(64), wide_ref, "wide", 1)]
     for name, graph, ref, kind, repeat in cases:
         repeat = max(1, repeat // (4 if quick else 1))
         loom, hand = compare([loom_step(graph), numpy_step(graph, ref)], repeat)
         # PyTorch on its own: its OpenMP workers spin on after a call and would slow
-        # whichever contender ran next
+        # whichever contender ran next. Once with all cores, once with one thread.
         step = torch_step(graph, kind)
-        pt = compare([step], repeat)[0] if step else None
+        pt = pt1 = None
+        if step:
+            pt = compare([step], repeat)[0]
+            threads = torch.get_num_threads()
+            torch.set_num_threads(1)
+            pt1 = compare([step], repeat)[0]
+            torch.set_num_threads(threads)
+        ratio = lambda t: f"{loom / t:.2f}×" if t else "n/a"  # noqa: E731
         rows.append([name, f"{loom:.3f}", f"{hand:.3f}", f"{pt:.3f}" if pt else "n/a",
-                     f"{loom / hand:.2f}×", f"{loom / pt:.2f}×" if pt else "n/a"])
-    return ["training step", "Loom ms", "numpy ms", "PyTorch ms", "Loom/numpy", "Loom/PyTorch"], rows
+                     f"{pt1:.3f}" if pt1 else "n/a", f"{loom / hand:.2f}×", ratio(pt), ratio(pt1)])
+    return ["training step", "Loom ms", "numpy ms", f"PyTorch ms ({TORCH_THREADS} threads)",
+            "PyTorch ms (1 thread)", "Loom/numpy", "Loom/PyTorch", "Loom/PyTorch 1 thread"], rows
+
+
+SPEED_NOTE = f"""Loom: matmuls on numpy's BLAS threads; convolutions one GEMM per sample on one BLAS
+thread, with the batch on {cpu.thread_count()} thread(s) (LOOM_CPU_THREADS). PyTorch: all
+{TORCH_THREADS} cores, then one thread. On a machine where other work holds a core, a
+contender that splits every op over all cores waits for that core at every op."""
 
 
 # ---- memory --------------------------------------------------------------------------------
@@ -231,15 +259,24 @@ def show(title, table, note=None):
 def main():
     args = argparse.ArgumentParser(description=__doc__)
     args.add_argument("--quick", action="store_true", help="fewer repetitions (about a minute)")
-    quick = args.parse_args().quick
+    args.add_argument("--only", choices=("speed", "memory", "growth"), help="one section")
+    options = args.parse_args()
+    quick = options.quick
     print(f"numpy {np.__version__}, PyTorch {torch.__version__ if torch else 'not installed'}, "
           f"{__import__('os').cpu_count()} CPU cores")
-    show("Speed: one training step (forward + backward)", speed_table(quick))
-    show("Memory: intermediates (arena) per graph", memory_table(), MEMORY_NOTE)
-    show("Scheduling: peak live bytes", schedule_table())
-    show("Gradient checkpointing on a deep tanh MLP chain (width 64, batch 256, one BLAS thread)",
-         checkpoint_table(quick),
-         CHECKPOINT_NOTE)
+    wanted = lambda section: options.only in (None, section)  # noqa: E731
+    if wanted("speed"):
+        show("Speed: one training step (forward + backward)", speed_table(quick), SPEED_NOTE)
+    if wanted("memory"):
+        show("Memory: intermediates (arena) per graph", memory_table(), MEMORY_NOTE)
+        show("Scheduling: peak live bytes", schedule_table())
+        show("Gradient checkpointing on a deep tanh MLP chain (width 64, batch 256, one BLAS thread)",
+             checkpoint_table(quick), CHECKPOINT_NOTE)
+    if wanted("growth"):
+        growth_tables, png = growth.tables(report, quick)
+        for title, table, note in growth_tables:
+            show(title, table, note)
+        print(f"growth plot: {png}")
 
 
 if __name__ == "__main__":

@@ -39,6 +39,10 @@ class GraphDocument:
         self.edges: list[Edge] = []
         self.training: dict = {}
         self._listeners: list[Callable] = []
+        self._into: dict[str, list] = {}  # node id -> the edges into it, in file order
+        # the folder relative dataset paths are resolved against: the graph file's, once
+        # loaded from or saved to one (None: the working directory)
+        self.base_dir: str | None = None
 
     # ---- events --------------------------------------------------------------------------
     def subscribe(self, callback: Callable[[str, dict], None]):
@@ -66,9 +70,12 @@ class GraphDocument:
         if node_id in self.nodes:
             raise GraphError(f"node id {node_id!r} already exists")
         spec = NodeSpec(node_id, kind, dict(attrs or {}), tuple(pos))
-        items = list(self.nodes.items())
-        items.insert(len(items) if index is None else index, (node_id, spec))
-        self.nodes = dict(items)
+        if index is None or index >= len(self.nodes):
+            self.nodes[node_id] = spec  # appending: no copy of the whole table per node
+        else:
+            items = list(self.nodes.items())
+            items.insert(index, (node_id, spec))
+            self.nodes = dict(items)
         self._emit("node_added", node=node_id)
         return node_id
 
@@ -100,18 +107,35 @@ class GraphDocument:
         for end in (edge.src[0], edge.dst[0]):
             if end not in self.nodes:
                 raise GraphError(f"edge {edge.src} -> {edge.dst}: no node {end!r}")
-        if edge in self.edges:
+        into = self._into.setdefault(edge.dst[0], [])
+        if edge in into:
             raise GraphError(f"edge {edge.src} -> {edge.dst} already exists")
-        self.edges.insert(len(self.edges) if index is None else index, edge)
+        if index is None:
+            self.edges.append(edge)
+            into.append(edge)
+        else:  # undo puts an edge back in its place: keep the per-node lists in file order
+            self.edges.insert(index, edge)
+            self._into[edge.dst[0]] = [e for e in self.edges if e.dst[0] == edge.dst[0]]
         self._emit("edge_added", edge=edge)
         return edge
 
     def remove_edge(self, edge: Edge):
         self.edges.remove(edge)
+        self._into[edge.dst[0]].remove(edge)
         self._emit("edge_removed", edge=edge)
 
     def edge_into(self, node_id: str, port: str) -> Edge | None:
-        return next((e for e in self.edges if e.dst == (node_id, port)), None)
+        """The first edge into an input port (analysis asks once per port: no scan of all edges)."""
+        return next((e for e in self._into.get(node_id, ()) if e.dst[1] == port), None)
+
+    def edges_into(self, node_id: str) -> list[Edge]:
+        """Every edge into a node, in file order."""
+        return list(self._into.get(node_id, ()))
+
+    def _index_edges(self):
+        self._into = {}
+        for e in self.edges:
+            self._into.setdefault(e.dst[0], []).append(e)
 
     # ---- whole document --------------------------------------------------------------------
     def set_training(self, training: dict):
@@ -133,6 +157,7 @@ class GraphDocument:
         self.nodes = {n["id"]: NodeSpec(n["id"], n["kind"], dict(n.get("attrs", {})),
                                         tuple(n.get("pos", (0.0, 0.0)))) for n in data["nodes"]}
         self.edges = [Edge(tuple(e["src"]), tuple(e["dst"])) for e in data["edges"]]
+        self._index_edges()
         self.training = copy.deepcopy(data.get("training", {}))
         self._emit("reset")
 

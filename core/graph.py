@@ -28,10 +28,7 @@ class Node:
 
     @property
     def opdef(self):
-        # imported here, not at the top: the op modules build Nodes (core.ops imports this
-        # module), so a top-level import of core.ops would be an import loop
-        from .ops.base import OPS
-        return OPS[self.op]
+        return (_OP_TABLE or _op_table())[self.op]
 
     # Overloads build nodes; scalars on either side become (weakly typed) constants.
     def __add__(self, other): return _ops().add(self, other)
@@ -55,6 +52,18 @@ class Node:
 def _ops():
     from . import ops  # not at the top: core.ops imports this module (see Node.opdef)
     return ops
+
+
+_OP_TABLE: dict = {}  # core.ops.base.OPS once first needed: compile passes read opdef often
+
+
+def _op_table() -> dict:
+    # imported here, not at the top: the op modules build Nodes (core.ops imports this
+    # module), so a top-level import of core.ops would be an import loop
+    global _OP_TABLE
+    from .ops.base import OPS
+    _OP_TABLE = OPS
+    return OPS
 
 
 # ---- sources --------------------------------------------------------------------------

@@ -8,6 +8,10 @@ editor must open such a file to fix it; `core.layers.analyze` reports them."""
 from __future__ import annotations
 
 import json
+import math
+import os
+import re
+from collections import Counter
 from pathlib import Path
 
 import jsonschema
@@ -15,6 +19,9 @@ import jsonschema
 from .atomic import atomic_write
 from .document import FORMAT, VERSION, GraphDocument
 from .errors import LoomError
+from .layers import LAYERS  # the layer table says which attributes are file paths
+from .limits import MAX_GRAPH_BYTES, MAX_INT_DIGITS, MAX_JSON_DEPTH, open_regular
+from .settings import setting_reasons
 
 _PORT = {"type": "array", "prefixItems": [{"type": "string", "minLength": 1},
                                           {"type": "string", "minLength": 1}],
@@ -32,7 +39,7 @@ TRAINING_SCHEMA = {
         "step_size": {"type": "integer", "minimum": 1},
         "gamma": {"type": "number", "exclusiveMinimum": 0},
         "seed": {"type": "integer", "minimum": 0},
-        "val_fraction": {"type": "number", "minimum": 0, "exclusiveMaximum": 1},
+        "val_fraction": {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1},
         "backend": {"enum": ["numpy", "cupy", "auto"]},
         "checkpoint": {"type": "string", "pattern": "^(none|sqrt|cheap|budget=[0-9]+)$"},
     },
@@ -70,34 +77,142 @@ class GraphFileError(LoomError):
     """A graph file cannot be read: names the file, where in it, and what is wrong."""
 
 
+class _Refused(Exception):
+    """Raised by the JSON parser's hooks: what is wrong, without the file name yet."""
+
+
 def loads(text: str, source: str = "<string>") -> GraphDocument:
+    return from_dict(parse(text, source), source)
+
+
+def parse(text: str, source: str = "<string>"):
+    """Strict JSON: no NaN or Infinity (nor numbers that overflow to it), no key twice in an
+    object, no integer too long to be a size, no nesting beyond MAX_JSON_DEPTH."""
     try:
-        data = json.loads(text)
+        data = json.loads(text, object_pairs_hook=_unique_keys, parse_constant=_no_constant,
+                          parse_float=_finite_float, parse_int=_short_int)
     except json.JSONDecodeError as exc:
         raise GraphFileError(f"{source}: not valid JSON at line {exc.lineno}, "
                              f"column {exc.colno}: {exc.msg}") from None
-    return from_dict(data, source)
+    except _Refused as exc:
+        raise GraphFileError(f"{source}: {exc}") from None
+    except RecursionError:  # the parser recursed once per level
+        raise GraphFileError(f"{source}: {_too_deep()}") from None
+    path = _too_deep_at(data)
+    if path is not None:
+        raise GraphFileError(f"{source}: at {_json_path(path)}: {_too_deep()}")
+    return data
+
+
+def _unique_keys(pairs):
+    data = dict(pairs)
+    if len(data) != len(pairs):  # json keeps the last silently: a second value is a mistake
+        twice = next(k for k, n in Counter(k for k, _ in pairs).items() if n > 1)
+        raise _Refused(f"the key {twice!r} appears twice in one object")
+    return data
+
+
+def _no_constant(name):
+    raise _Refused(f"{name} is not a number JSON allows")
+
+
+def _finite_float(text):
+    value = float(text)
+    if not math.isfinite(value):
+        raise _Refused(f"the number {text[:40]} is too large")
+    return value
+
+
+def _short_int(text):
+    if len(text.lstrip("-")) > MAX_INT_DIGITS:
+        raise _Refused(f"an integer of {len(text.lstrip('-'))} digits is too large")
+    return int(text)
+
+
+def _too_deep() -> str:
+    return f"nested more than {MAX_JSON_DEPTH} levels deep"
+
+
+def _too_deep_at(data):
+    """The JSON path of the first container nested deeper than MAX_JSON_DEPTH, else None
+    (an explicit stack: the check itself must not recurse)."""
+    stack = [(data, ())]
+    while stack:
+        value, path = stack.pop()
+        if len(path) > MAX_JSON_DEPTH:
+            return path
+        items = value.items() if isinstance(value, dict) else \
+            enumerate(value) if isinstance(value, list) else ()  # only the root can be a scalar
+        for k, v in items:
+            if type(v) is dict or type(v) is list:  # noqa: E721 - only JSON's own types occur
+                stack.append((v, (*path, k)))
+    return None
 
 
 def load(path) -> GraphDocument:
+    """Read a graph file; dataset paths in it are relative to its folder (`base_dir`)."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        with open_regular(path, MAX_GRAPH_BYTES) as f:
+            text = f.read().decode("utf-8")
     except FileNotFoundError:
         raise GraphFileError(f"{path}: no such file") from None
-    except (OSError, UnicodeDecodeError) as exc:
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
         raise GraphFileError(f"{path}: cannot read ({exc})") from None
     doc = loads(text, str(path))
+    doc.base_dir = os.path.abspath(path.parent)
     return doc
 
 
 def from_dict(data, source="<dict>") -> GraphDocument:
     data = _migrate(data, source)
-    error = next(iter(sorted(_VALIDATOR.iter_errors(data), key=lambda e: list(e.path))), None)
-    if error is not None:
-        raise GraphFileError(f"{source}: at {_json_path(error.path)}: {error.message}")
+    if not _plainly_valid(data):  # the schema's walk costs ~0.1 ms a node: only when needed
+        error = next(iter(sorted(_VALIDATOR.iter_errors(data), key=lambda e: list(e.path))), None)
+        if error is not None:
+            raise GraphFileError(f"{source}: at {_json_path(error.path)}: {error.message}")
     _semantic_checks(data, source)
     return GraphDocument.from_dict(data)
+
+
+# ---- the schema's rules for nodes and edges, as plain loops ------------------------------------
+# A shortcut, never a second opinion: when these say "valid" the schema would too (tested on
+# mutated files); when they do not, the schema finds the error and words the message.
+
+_NODE_KEYS = frozenset(SCHEMA["properties"]["nodes"]["items"]["properties"])
+_ID = re.compile(SCHEMA["properties"]["nodes"]["items"]["properties"]["id"]["pattern"])
+
+
+def _plainly_valid(data) -> bool:
+    nodes, edges = data.get("nodes"), data.get("edges")
+    if type(nodes) is not list or type(edges) is not list:  # noqa: E721
+        return False
+    rest = {k: v for k, v in data.items() if k not in ("nodes", "edges")}
+    return (all(map(_plain_node, nodes)) and all(map(_plain_edge, edges))
+            and _VALIDATOR.is_valid({**rest, "nodes": [], "edges": []}))
+
+
+def _plain_node(node) -> bool:
+    return (type(node) is dict and "id" in node and "kind" in node  # noqa: E721
+            and node.keys() <= _NODE_KEYS and _text(node["id"]) and _ID.search(node["id"])
+            and _text(node["kind"]) and type(node.get("attrs", {})) is dict
+            and ("pos" not in node or _pair(node["pos"], _number)))
+
+
+def _plain_edge(edge) -> bool:
+    return (type(edge) is dict and edge.keys() == {"src", "dst"}  # noqa: E721
+            and _pair(edge["src"], _text) and _pair(edge["dst"], _text))
+
+
+def _text(v) -> bool:
+    return type(v) is str and v != ""  # noqa: E721
+
+
+def _number(v) -> bool:
+    return type(v) is int or type(v) is float  # noqa: E721 - bool is not a number here
+
+
+def _pair(v, test) -> bool:
+    return type(v) is list and len(v) == 2 and test(v[0]) and test(v[1])  # noqa: E721
 
 
 def _migrate(data, source):
@@ -122,6 +237,9 @@ def _json_path(path) -> str:
 
 
 def _semantic_checks(data, source):
+    refused = setting_reasons(data.get("training", {}))  # what the schema cannot say (64.0)
+    if refused:
+        raise GraphFileError(f"{source}: at $.training.{refused[0][0]}: {refused[0][1]}")
     ids = set()
     for i, node in enumerate(data["nodes"]):
         if node["id"] in ids:
@@ -134,12 +252,38 @@ def _semantic_checks(data, source):
                                      f"no node with id {edge[end][0]!r}")
 
 
-def dumps(doc: GraphDocument) -> str:
-    return json.dumps(doc.to_dict(), indent=2) + "\n"
+def dumps(doc: GraphDocument, folder=None) -> str:
+    """The file's text; with `folder`, relative dataset paths are rewritten to be relative
+    to it (a copy saved elsewhere still names the same files)."""
+    data = doc.to_dict()
+    if folder is not None and doc.base_dir is not None:
+        _rebase_paths(data, doc.base_dir, os.path.abspath(folder))
+    try:  # NaN or infinity would make a file no JSON reader (Loom included) accepts
+        return json.dumps(data, indent=2, allow_nan=False) + "\n"
+    except ValueError as exc:
+        raise GraphFileError(f"{doc.name}: cannot be saved: {exc}") from None
 
 
 def save(doc: GraphDocument, path):
     """Write to a temporary file beside `path`, fsync, then rename over it: a crash or a
     failed serialisation never leaves a half-written graph file."""
-    text = dumps(doc)  # serialise first: a failure here touches nothing on disk
+    text = dumps(doc, Path(path).parent)  # serialise first: a failure here touches nothing on disk
     atomic_write(path, lambda f: f.write(text))
+
+
+def _rebase_paths(data, base, folder):
+    if os.path.normcase(base) == os.path.normcase(folder):
+        return
+    for node in data["nodes"]:
+        kind = LAYERS.get(node["kind"])
+        for spec in (a for a in (kind.attrs if kind else ()) if a.path):
+            value = node["attrs"].get(spec.name)
+            if isinstance(value, str) and value and not os.path.isabs(os.path.expanduser(value)):
+                node["attrs"][spec.name] = _relative(os.path.join(base, value), folder)
+
+
+def _relative(path, folder):
+    try:
+        return os.path.relpath(path, folder)
+    except ValueError:  # another drive (Windows): only an absolute path reaches it
+        return os.path.abspath(path)

@@ -9,10 +9,12 @@ import numpy as np
 
 from . import layers
 from .autodiff import gradients
+from .compiler import compile_plan
 from .compiler.report import plan_tables
-from .compiler.shapes import nbytes
+from .compiler.shapes import ShapeSpec, nbytes
 from .executor import Executor
-from .graph import init_value
+from .graph import init_value, verify
+from .limits import refuse_oversized
 from .ops import accuracy
 from .optim import make_optimizer
 from .settings import training_config
@@ -80,28 +82,48 @@ def sample_feed(built, batch, fill="zeros", seed=0) -> dict:
 
 def plan_report(doc, batch, checkpoint=None, inference=False, schedule="auto") -> dict:
     """Training plans the step's forward, backward and optimizer updates; inference the
-    logits alone."""
+    logits alone. Planned from shapes alone: no parameter is initialised, nothing runs."""
     built = layers.build(doc, training=not inference)
-    feed = sample_feed(built, batch)
     optimizer = None
     if inference:
         outputs = [built.logits]
     else:
         optimizer = make_optimizer(training_config(doc))
         outputs = [built.loss, *training_updates(built, optimizer)]
-        optimizer.begin_step(0.0)  # a step size of zero: planning leaves the weights alone
-        feed.update(optimizer.feed({p.name: feed[p] for p in built.parameters}))
-    options = {"schedule": schedule}
-    if checkpoint not in (None, "none"):
-        options["checkpoint"] = checkpoint
-    ex = Executor(outputs, **options)
-    ex.run(feed)
+    order = verify(outputs)
+    plan = compile_plan(order, outputs, source_specs(order, batch), schedule=schedule,
+                        checkpoint=None if checkpoint in (None, "none") else checkpoint)
     report = {"graph": doc.name, "batch": batch, "mode": "inference" if inference else "training",
-              "checkpoint": checkpoint or "none", "order": schedule, "memory": ex.memory_report(),
+              "checkpoint": checkpoint or "none", "order": schedule, "memory": dict(plan.report),
               "node_of": dict(built.node_of)}
-    report.update(plan_tables(ex.plan, built.node_of))
+    report.update(plan_tables(plan, built.node_of))
     report["persistent"] = persistent_allocations(built, optimizer)
     return report
+
+
+def source_specs(order, batch) -> dict:
+    """Shape-and-dtype stand-ins for every fed value (data, parameters, optimizer state), the
+    batch axis set to `batch`: what the compiler reads of a source, without the array."""
+    return {n: ShapeSpec(tuple(batch if d is None else d for d in n.attrs["shape"]),
+                         n.attrs.get("dtype") or "float32")
+            for n in order if n.opdef.fed}
+
+
+def check_memory(report, max_memory=None):
+    """Refuse (LoomError, with the numbers) a planned step that would not fit in memory:
+    parameters, optimizer state, one batch and the arena, against `max_memory` bytes or,
+    by default, the machine's memory."""
+    mem = report["memory"]
+    refuse_oversized(f"the {report['mode']} step at batch {report['batch']}",
+                     {"parameters": mem["param_bytes"], "optimizer state": mem["state_bytes"],
+                      "batch": mem["feed_bytes"], "arena": mem["planned_bytes"]}, max_memory)
+
+
+def check_training_memory(doc, overrides=None, max_memory=None):
+    """What `train` runs before it allocates anything: plan its step (batch size and
+    checkpointing as configured) from shapes and refuse it when it would not fit."""
+    config = training_config(doc, overrides)
+    check_memory(plan_report(doc, config["batch_size"], config["checkpoint"]), max_memory)
 
 
 def persistent_allocations(built, optimizer) -> list[dict]:
@@ -110,10 +132,10 @@ def persistent_allocations(built, optimizer) -> list[dict]:
     rows = [{"name": p.name, "role": "parameter", "node": built.node_of.get(p.name, ""),
              "bytes": nbytes(p.attrs["shape"], p.attrs.get("dtype") or "float32")}
             for p in built.parameters]
-    for key, value in (optimizer.state.items() if optimizer else ()):
+    for key, node in (optimizer.state_nodes.items() if optimizer else ()):
         param = key.rsplit("/", 1)[0]
         rows.append({"name": key, "role": "optimizer", "node": built.node_of.get(param, ""),
-                     "bytes": value.nbytes})
+                     "bytes": nbytes(node.attrs["shape"], node.attrs.get("dtype") or "float32")})
     return rows
 
 

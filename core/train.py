@@ -5,6 +5,7 @@ README's command-line section lists: step, epoch, done, error. Sinks (JSON lines
 just callbacks."""
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import signal
@@ -25,6 +26,7 @@ from .graph import init_value, topological_order
 from .memory_probe import process_memory
 from .ops.base import is_source
 from .optim import learning_rate, make_optimizer
+from .runs import json_safe
 from .settings import DEFAULTS, training_config  # noqa: F401  (re-exported for callers)
 from .step import accuracy_node, training_step
 
@@ -33,11 +35,21 @@ class NonFiniteLoss(LoomError):
     pass
 
 
+class RunIOError(LoomError):
+    """A run file could not be written (full disk, read-only folder...); the last good
+    checkpoint is kept."""
+
+
 @dataclass
 class RunState:
     epoch: int = 0  # epochs completed
     step: int = 0  # optimizer steps taken
     history: list = field(default_factory=list)  # per-epoch summaries
+    # the epoch in progress: batches done (its order is fixed by the seed) and their results,
+    # so a run stopped mid-epoch resumes at the next batch, exactly
+    epoch_step: int = 0
+    epoch_losses: list = field(default_factory=list)
+    epoch_accuracies: list = field(default_factory=list)
 
 
 class Trainer:
@@ -49,6 +61,7 @@ class Trainer:
         self.emit = on_event or (lambda e: None)
         self.stop_requested = False
         self.run_state = RunState()
+        self.saved_step = None  # the step of the newest checkpoint on disk, once there is one
         self._setup()
 
     # ---- setup -------------------------------------------------------------------------
@@ -79,58 +92,119 @@ class Trainer:
         return self.out / "checkpoint.npz"
 
     def save_checkpoint(self):
-        meta = {"epoch": self.run_state.epoch, "step": self.run_state.step,
-                "optimizer_steps": self.optimizer.steps, "history": self.run_state.history,
-                "config": self.config}
+        rs = self.run_state
+        meta = {"epoch": rs.epoch, "step": rs.step, "optimizer_steps": self.optimizer.steps,
+                "history": rs.history, "config": self.config, "epoch_step": rs.epoch_step,
+                "epoch_losses": rs.epoch_losses, "epoch_accuracies": rs.epoch_accuracies,
+                "random_state": self._random_state()}
         host = self.backend.to_numpy
         checkpoint.save(self.checkpoint_path, {k: host(v) for k, v in self.params.items()},
-                        {k: host(v) for k, v in self.optimizer.state.items()}, {}, meta)
+                        {k: host(v) for k, v in self.optimizer.state.items()}, {}, json_safe(meta))
+        self.saved_step = rs.step
 
     def resume(self):
-        params, opt_state, _, meta = checkpoint.load(self.checkpoint_path)
-        missing = set(self.params) - set(params)
-        if missing:
-            raise LoomError(f"{self.checkpoint_path}: checkpoint lacks parameters "
-                            f"{', '.join(sorted(missing))} (was the graph changed?)")
+        """Continue from the checkpoint, refusing one that does not fit this graph and these
+        settings (rather than silently zeroing or reinterpreting state)."""
+        path = self.checkpoint_path
+        params, opt_state, state, meta = checkpoint.load(path, max_bytes=self._checkpoint_cap())
+        expected = {"param": {k: (v.shape, v.dtype) for k, v in self.params.items()},
+                    "opt": self._expected_optimizer_state()}
+        checkpoint.check_fits(path, meta, self.config,
+                              {"param": params, "opt": opt_state, "state": state}, expected)
         device = self.backend.asarray  # each array moves to the device once
         self.params = {k: device(params[k]) for k in self.params}
         self.optimizer.state = {k: device(v) for k, v in opt_state.items()}
         self.optimizer.steps = meta["optimizer_steps"]
-        self.run_state = RunState(meta["epoch"], meta["step"], meta["history"])
+        self.run_state = RunState(meta["epoch"], meta["step"], meta["history"],
+                                  meta.get("epoch_step", 0), meta.get("epoch_losses", []),
+                                  meta.get("epoch_accuracies", []))
+        self._restore_random_state(path, meta.get("random_state", []))
+        self.saved_step = meta["step"]
+
+    # Dropout masks come from one generator per node (core/ops/nn.py): its state is part of
+    # the run, or a resumed run would draw the masks of the epoch start again.
+    def _random_generators(self) -> list:
+        """The generators masks are drawn from on this backend, in graph order (node names
+        are numbered per process, the order is not); created here the way the op creates
+        them on first use, so that a resume can set their state first."""
+        xp = self.backend.xp
+        nodes = (n for n in topological_order(self.step.outputs) if n.opdef.random)
+        return [n.attrs.setdefault("_rng", {}).setdefault(xp.__name__, xp.random.default_rng(n.attrs["seed"]))
+                for n in nodes]
+
+    def _random_state(self) -> list:
+        """Each generator's state where the backend exposes one (numpy's do)."""
+        return [getattr(getattr(rng, "bit_generator", None), "state", None)
+                for rng in self._random_generators()]
+
+    def _restore_random_state(self, path, states):
+        for i, (rng, state) in enumerate(zip(self._random_generators(), states)):
+            try:
+                if state is not None:
+                    rng.bit_generator.state = state
+            except (AttributeError, TypeError, ValueError, KeyError) as exc:
+                raise checkpoint.CheckpointError(
+                    f"{path}: meta.random_state[{i}]: not a state this backend's generator "
+                    f"accepts ({exc})") from None
+
+    def _expected_optimizer_state(self) -> dict:
+        """key -> (shape, dtype) of every optimizer state array a step of this run keeps."""
+        owner = {k: self.params[k.rsplit("/", 1)[0]] for k in self.optimizer.state_nodes}
+        return {k: (p.shape, p.dtype) for k, p in owner.items()}
+
+    def _checkpoint_cap(self) -> int:
+        """Bytes a checkpoint of this run can hold: parameters, their optimizer state and
+        room for the metadata. Anything declaring more is refused before it is inflated."""
+        param_bytes = sum(math.prod(v.shape) * np.dtype(v.dtype).itemsize for v in self.params.values())
+        return 2 * param_bytes * (1 + len(self.optimizer.slots)) + (64 << 20)
 
     # ---- the loop ---------------------------------------------------------------------------
+    def request_stop(self):
+        """Finish the current step, save a checkpoint, end the run (Ctrl-C, a closed stdout)."""
+        self.stop_requested = True
+
     def run(self) -> dict:
         cfg = self.config
         start = time.perf_counter()
-        # Overflow is reported once, as a NonFiniteLoss naming the node, not as numpy warnings.
+        # The signal handler stays until the summary is written: a second Ctrl-C cannot cut
+        # the final save short. Overflow is reported once, as a NonFiniteLoss naming the node.
         with _sigint_requests_stop(self), np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-            while self.run_state.epoch < cfg["epochs"] and not self.stop_requested:
-                self._train_epoch(self.run_state.epoch)
-        self.save_checkpoint()
-        status = "stopped" if self.stop_requested else "completed"
-        summary = self._summary(status, time.perf_counter() - start)
-        _write_json(self.out / "summary.json", summary)
-        self.emit({"event": "done", **summary})
+            try:
+                if self.saved_step is None:  # from the start, --resume has a checkpoint to go on from
+                    self.save_checkpoint()
+                while self.run_state.epoch < cfg["epochs"] and not self.stop_requested:
+                    self._train_epoch(self.run_state.epoch)
+                self.save_checkpoint()
+                summary = self._summary("stopped" if self.stop_requested else "completed",
+                                        time.perf_counter() - start)
+                _write_json(self.out / "summary.json", summary)
+            except OSError as exc:  # a run file could not be written: keep the last good checkpoint
+                raise RunIOError(self._io_failure(exc)) from exc
+            self.emit({"event": "done", **summary})
         return summary
 
+    def _io_failure(self, exc) -> str:
+        what = f"could not write {exc.filename}" if exc.filename else "a run file could not be written"
+        kept = ("no checkpoint was saved yet" if self.saved_step is None else
+                f"the last good checkpoint (step {self.saved_step}) is kept in {self.checkpoint_path}")
+        return f"{what}: {exc.strerror or exc}; {kept}"
+
     def _train_epoch(self, epoch):
-        cfg = self.config
+        cfg, rs = self.config, self.run_state
         lr = learning_rate(cfg, epoch)
-        losses, accs, t0 = [], [], time.perf_counter()
+        t0 = time.perf_counter()
         batches = self.train_set.batches(cfg["batch_size"], seed=cfg["seed"] + epoch)
-        for xb, yb in batches:
-            loss, acc = self._train_step(xb, yb, lr)
-            losses.append(loss)
-            accs.append(acc)
+        for xb, yb in itertools.islice(batches, rs.epoch_step, None):  # resume mid-epoch
             if self.stop_requested:
-                return  # the partial epoch is not counted: resume redoes it
+                return  # the checkpoint keeps the position: resume goes on from this batch
+            self._train_step(xb, yb, lr)
         val_loss, val_acc = self.evaluate()
-        self.run_state.epoch = epoch + 1
-        record = {"event": "epoch", "epoch": epoch + 1, "step": self.run_state.step,
-                  "loss": float(np.mean(losses)), "accuracy": float(np.mean(accs)),
+        record = {"event": "epoch", "epoch": epoch + 1, "step": rs.step,
+                  "loss": float(np.mean(rs.epoch_losses)), "accuracy": float(np.mean(rs.epoch_accuracies)),
                   "val_loss": val_loss, "val_accuracy": val_acc, "lr": lr,
                   "seconds": time.perf_counter() - t0}
-        self.run_state.history.append(record)
+        rs.epoch, rs.epoch_step, rs.epoch_losses, rs.epoch_accuracies = epoch + 1, 0, [], []
+        rs.history.append(record)
         self.emit(record)
         self.save_checkpoint()
 
@@ -144,7 +218,10 @@ class Trainer:
         if not math.isfinite(loss):  # the updates skipped themselves: parameters are intact
             raise NonFiniteLoss(self._first_non_finite(feed))
         self._update_running_stats(out[2:2 + len(self.step.stats)])
-        self.run_state.step += 1
+        rs = self.run_state  # the step is done: count it before anything can fail to report it
+        rs.step, rs.epoch_step = rs.step + 1, rs.epoch_step + 1
+        rs.epoch_losses.append(loss)
+        rs.epoch_accuracies.append(acc)
         seconds = time.perf_counter() - t0
         self.emit({"event": "step", "epoch": self.run_state.epoch + 1, "step": self.run_state.step,
                    "loss": loss, "accuracy": acc, "lr": lr, "samples_per_s": len(xb) / seconds,
@@ -212,7 +289,7 @@ def _compile_options(cfg):
 
 
 def _write_json(path, data):
-    atomic_write(path, lambda f: json.dump(data, f, indent=2))
+    atomic_write(path, lambda f: json.dump(json_safe(data), f, indent=2, allow_nan=False))
 
 
 class _sigint_requests_stop:

@@ -116,12 +116,14 @@ C_OPS = {  # IR op -> C expression of its operands a, b in type t
     "sqrt": "{sqrt}({a})", "tanh": "{tanh}({a})",
     "relu": "(({a} >= ({t})0 || {a} != {a}) ? {a} : ({t})0)",  # numpy's maximum(x, 0): NaN stays
     "gt0": "({t})({a} > 0)", "cast": "({t})({a})",
+    # numpy's logaddexp(0, a): log1p of the smaller exponential, never exp of a large one
+    "softplus": "({a} > ({t})0 ? {a} + {log1p}({exp}(-{a})) : {log1p}({exp}({a})))",
 }
 
 
 def _c_op(e: Op, args):
     a, b = (list(args) + [None])[:2]
-    libm = {name: math_name(name, e.dtype) for name in ("pow", "exp", "log", "sqrt", "tanh")}
+    libm = {name: math_name(name, e.dtype) for name in ("pow", "exp", "log", "log1p", "sqrt", "tanh")}
     return C_OPS[e.name].format(a=a, b=b, t=ctype(e.dtype), **libm)
 
 

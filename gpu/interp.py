@@ -13,6 +13,7 @@ NUMPY = {
     "add": np.add, "sub": np.subtract, "mul": np.multiply, "div": np.divide, "pow": np.power,
     "neg": np.negative, "exp": np.exp, "log": np.log, "sqrt": np.sqrt, "tanh": np.tanh,
     "relu": lambda a: np.maximum(a, 0),
+    "softplus": lambda a: np.logaddexp(0, a),
 }
 
 

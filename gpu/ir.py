@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 FLOATS = ("float32", "float64")  # the dtypes a fused value may be computed in
-UNARY = ("neg", "exp", "log", "sqrt", "tanh", "relu", "gt0", "cast")
+UNARY = ("neg", "exp", "log", "sqrt", "tanh", "relu", "gt0", "cast", "softplus")
 BINARY = ("add", "sub", "mul", "div", "pow")
 
 

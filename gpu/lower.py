@@ -45,9 +45,8 @@ def _power(a, s, attrs, shape, d):
 
 
 def _sigmoid(a, s, attrs, shape, d):
-    # 0.5 * (1 + tanh(x * 0.5)), one rounding per step as the numpy compute does
-    half = op("mul", d, a[0], Weak(0.5))
-    return op("mul", d, op("add", d, op("tanh", d, half), Weak(1)), Weak(0.5))
+    # exp(-softplus(-x)), one rounding per step as the numpy compute does
+    return op("exp", d, op("neg", d, op("softplus", d, op("neg", d, a[0]))))
 
 
 def _sigmoid_grad(a, s, attrs, shape, d):

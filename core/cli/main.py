@@ -3,18 +3,23 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
+import threading
+from contextlib import contextmanager
 from pathlib import Path
 
-from . import exitcodes, plan, sinks
+from . import exitcodes, plan, sinks, training
 from .gui import display_problem
 from .. import backend as backends
 from ..errors import LoomError
 from ..graphfile import load
 from ..layers import analyze
 from ..settings import choices
-from ..step import plan_report
-from ..train import NonFiniteLoss, Trainer
+from ..limits import parse_bytes
+from ..step import check_memory, check_training_memory, plan_report
+from ..runs import open_run_folder, short
+from ..train import Trainer
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "resources" / "examples" / "digits_mlp.loom.json"
 
@@ -39,6 +44,7 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--optimizer", choices=allowed["optimizer"])
     t.add_argument("--batch-size", type=int, dest="batch_size")
     t.add_argument("--checkpoint", help="gradient checkpointing: none|sqrt|cheap|budget=BYTES")
+    _add_max_memory(t)
     c = sub.add_parser("check", help="validate a graph file; exit 1 and list problems")
     c.add_argument("file")
     pl = sub.add_parser("plan", help="schedule, fusion groups and memory plan")
@@ -49,7 +55,14 @@ def parser() -> argparse.ArgumentParser:
     pl.add_argument("--inference", action="store_true", help="plan the forward graph only")
     pl.add_argument("--schedule", choices=["auto", "topo", "memory"], default="auto",
                     help="auto: memory-aware order when its peak is lower; topo: breadth-first")
+    _add_max_memory(pl)
     return p
+
+
+def _add_max_memory(p):
+    """The step (parameters, optimizer state, batch, arena) is planned from shapes first."""
+    p.add_argument("--max-memory", type=parse_bytes, metavar="BYTES",
+                   help="refuse a graph whose step needs more memory (e.g. 2G; default: all of it)")
 
 
 def main(argv=None, open_editor=None) -> int:
@@ -60,13 +73,46 @@ def main(argv=None, open_editor=None) -> int:
         if problem or open_editor is None:
             print(problem or "the editor is not available from here", file=sys.stderr)
             return exitcodes.BAD_INPUT
+        _default_signals()
         return open_editor(getattr(args, "file", None) or str(EXAMPLE))
     command = {"train": cmd_train, "check": cmd_check, "plan": cmd_plan}[args.command]
+    with _interrupts_raise():
+        try:
+            return command(args)
+        except KeyboardInterrupt:  # before training took Ctrl-C over: nothing was written
+            print("interrupted before training started: nothing to save", file=sys.stderr)
+            return exitcodes.INTERRUPTED
+        except LoomError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return exitcodes.BAD_INPUT
+        except OSError as exc:  # a file that cannot be read or written: one line, not a traceback
+            print(f"error: {short(exc.filename or '')}: {exc.strerror or exc}", file=sys.stderr)
+            return exitcodes.BAD_INPUT
+        except Exception as exc:  # noqa: BLE001 - a bug: its own exit code, not "invalid graph"
+            print(f"error: {training.internal_message(exc)}", file=sys.stderr)
+            return exitcodes.INTERNAL
+
+
+def _default_signals():
+    """The editor gets Python's usual Ctrl-C and SIGTERM, not main.py's start-up handlers."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+@contextmanager
+def _interrupts_raise():
+    """SIGTERM (the editor's Stop) interrupts start-up like Ctrl-C does; the trainer takes
+    both over while it runs."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = {s: signal.signal(s, signal.default_int_handler) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
-        return command(args)
-    except LoomError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return exitcodes.BAD_INPUT
+        yield
+    finally:
+        for s, handler in old.items():
+            signal.signal(s, handler)
 
 
 # ---- check ---------------------------------------------------------------------------------
@@ -86,15 +132,29 @@ def cmd_check(args) -> int:
 # ---- train ----------------------------------------------------------------------------------
 
 def cmd_train(args) -> int:
+    if args.events == "-" and sys.stdout is None:
+        raise LoomError("--events -: standard output is closed")
     doc = load(args.file)
     problems = analyze(doc).problems
     if problems:
         for problem in problems:
             print(f"{args.file}: {problem}", file=sys.stderr)
         return exitcodes.INVALID_GRAPH
-    out = Path(args.out or Path("runs") / Path(args.file).name.split(".")[0])
-    overrides = {k: getattr(args, k) for k in ("epochs", "backend", "seed", "lr", "batch_size",
-                                               "checkpoint", "optimizer")}
+    check_training_memory(doc, _overrides(args), args.max_memory)  # before allocating anything
+    folder, note = open_run_folder(args.out, args.file, args.resume)
+    with folder:  # locked until the run ends: a second run into it is refused
+        if note:
+            print(note, file=sys.stderr)
+        return _train_in(folder.path, doc, args)
+
+
+def _overrides(args) -> dict:
+    return {k: getattr(args, k) for k in ("epochs", "backend", "seed", "lr", "batch_size",
+                                          "checkpoint", "optimizer")}
+
+
+def _train_in(out, doc, args) -> int:
+    overrides = _overrides(args)
     event_sinks = []
     trainer = Trainer(doc, out, overrides, on_event=lambda e: [s(e) for s in event_sinks])
     if trainer.backend_choice:
@@ -102,26 +162,18 @@ def cmd_train(args) -> int:
     if args.resume:
         trainer.resume()
     event_sinks.extend(_sinks(args, trainer, out))
+    stream = next((s for s in event_sinks if isinstance(s, sinks.EventStream)), None)
     try:
-        summary = trainer.run()
-    except NonFiniteLoss as exc:
-        for s in event_sinks:
-            s({"event": "error", "message": str(exc)})
-        print(f"error: {exc}", file=sys.stderr)
-        return exitcodes.TRAINING_FAILED
-    if summary["status"] == "stopped":
-        print(f"interrupted: checkpoint saved to {summary['checkpoint']}; "
-              f"continue with --resume --out {out}", file=sys.stderr)
-        return exitcodes.INTERRUPTED
-    print(f"done: {summary['epochs']} epochs, val_accuracy {summary['val_accuracy']:.4f}, "
-          f"{summary['seconds']:.1f}s; results in {out}", file=sys.stderr)
-    return exitcodes.OK
+        return training.run_training(trainer, event_sinks, stream, out)
+    finally:
+        event_sinks[0].close()  # metrics.jsonl
 
 
 def _sinks(args, trainer, out):
-    chosen = [sinks.MetricsFile(out / "metrics.jsonl", resume=args.resume)]
-    if args.events == "-":
-        chosen.append(sinks.JsonLines(sys.stdout))
+    resume_step = trainer.saved_step if args.resume else None  # later records are dropped
+    chosen = [sinks.MetricsFile(out / "metrics.jsonl", resume_step)]
+    if args.events == "-":  # a closed stdout stops the run with a checkpoint, not a traceback
+        chosen.append(sinks.EventStream(sys.stdout, on_failure=trainer.request_stop))
     elif sys.stderr.isatty():
         steps = -(-len(trainer.train_set.y) // trainer.config["batch_size"])
         chosen.append(sinks.ProgressBar(trainer.config["epochs"], steps))
@@ -133,7 +185,14 @@ def _sinks(args, trainer, out):
 # ---- plan -----------------------------------------------------------------------------------
 
 def cmd_plan(args) -> int:
-    report = plan_report(load(args.file), args.batch, args.checkpoint, args.inference, args.schedule)
+    doc = load(args.file)
+    problems = analyze(doc).problems  # the same checks as `check`: a plan of a broken graph is none
+    for problem in problems:
+        print(f"{args.file}: {problem}", file=sys.stderr)
+    if problems:
+        return exitcodes.INVALID_GRAPH
+    report = plan_report(doc, args.batch, args.checkpoint, args.inference, args.schedule)
+    check_memory(report, args.max_memory)
     if args.json:
         print(json.dumps(report, indent=2, default=str))
     else:

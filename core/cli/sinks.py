@@ -2,7 +2,10 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
+
+from ..runs import json_safe, open_metrics
 
 
 class JsonLines:
@@ -12,19 +15,61 @@ class JsonLines:
         self.stream = stream
 
     def __call__(self, event):
-        self.stream.write(json.dumps(event, default=float) + "\n")
+        # strict JSON: a non-finite number is written as null, never as a bare NaN
+        self.stream.write(json.dumps(json_safe(event), default=float, allow_nan=False) + "\n")
         self.stream.flush()
 
 
-class MetricsFile(JsonLines):
-    """DIR/metrics.jsonl: step and epoch events, appended (a resumed run continues the file)."""
+class EventStream(JsonLines):
+    """`--events -`: when stdout fails (closed pipe, `| head -1`, full disk) the run is asked
+    to stop with a checkpoint (`on_failure`), and the stream is silenced so that neither a
+    later event nor the interpreter's final flush raises again."""
 
-    def __init__(self, path, resume):
-        super().__init__(open(path, "a" if resume else "w"))
+    def __init__(self, stream, on_failure):
+        super().__init__(stream)
+        self.on_failure = on_failure
+        self.failure = None
+
+    def __call__(self, event):
+        if self.failure is not None:
+            return
+        try:
+            super().__call__(event)
+        except OSError as exc:
+            self.failure = exc
+            _silence(self.stream)
+            self.on_failure()
+
+
+def _silence(stream):
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, stream.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):
+        pass  # not a real file: nothing will flush into it at exit either
+
+
+class MetricsFile(JsonLines):
+    """DIR/metrics.jsonl: step and epoch events (see core.runs.open_metrics for resuming).
+    A write that fails raises, naming the file: the run ends keeping the last good checkpoint."""
+
+    def __init__(self, path, resume_step=None):
+        super().__init__(open_metrics(path, resume_step))
+        self.path = path
 
     def __call__(self, event):
         if event["event"] in ("step", "epoch"):
-            super().__call__(event)
+            try:
+                super().__call__(event)
+            except OSError as exc:
+                raise OSError(exc.errno, exc.strerror or str(exc), str(self.path)) from None
+
+    def close(self):
+        try:
+            self.stream.close()
+        except OSError:
+            pass  # the write that failed was already reported
 
 
 class PlainLines:

@@ -80,10 +80,11 @@ def sink_recomputes(schedule):
     """Move every recomputed copy to just before its first consumer: recomputation only
     saves memory if it happens late, when the backward pass needs the value."""
     out, placed = [], set()
+    scheduled = set(schedule)
     recomputes = [n for n in schedule if n.extras.get("recomputed")]
 
     def place(node):
-        for inp in node.inputs:
+        for inp in _scheduled_inputs(node, scheduled):
             if inp.extras.get("recomputed") and inp not in placed:
                 place(inp)
         overwritten = mutated_sources(node)
@@ -97,3 +98,20 @@ def sink_recomputes(schedule):
         if not node.extras.get("recomputed"):
             place(node)
     return out
+
+
+def _scheduled_inputs(node, scheduled):
+    """The scheduled values a node reads: its inputs, or, for an input the compiler dropped
+    (a copy that turned out to be an identity, or a duplicate merged by CSE: an alias), what
+    that input reads in turn. A dropped copy is never put back in the schedule."""
+    found, stack, seen = [], list(reversed(node.inputs)), set()
+    while stack:  # depth first, inputs in order (the order the sunk copies are placed in)
+        inp = stack.pop()
+        if inp in seen:
+            continue
+        seen.add(inp)
+        if inp in scheduled:
+            found.append(inp)
+        else:
+            stack.extend(reversed(inp.inputs))
+    return found

@@ -7,11 +7,17 @@ arrays some ops declare; `assign_roles` labels buffers activation / gradient.
 
 `plan_offsets` is greedy-by-size with best fit (TFLite's `GreedyMemoryPlanner`): largest
 buffers first, each placed in the smallest gap left by the already-placed buffers whose
-lifetimes overlap it. Everything here is a pure function of a schedule and what the caller
-passes in (which inputs a step reads, which it may overwrite): no op table, no device."""
+lifetimes overlap it. The gaps are those of the union of the byte ranges of those buffers,
+so segment trees over schedule steps keep, per node, the union of the byte ranges placed
+there (`_TimeIndex`): a buffer's gaps come from O(log steps) merged range lists instead of
+every buffer placed before it. Everything here is a pure function of a schedule and what the
+caller passes in (which inputs a step reads, which it may overwrite): no op table, no device."""
 from __future__ import annotations
 
+from bisect import bisect_left, bisect_right
 from dataclasses import dataclass
+from functools import cached_property
+from itertools import accumulate
 
 from .shapes import nbytes
 
@@ -27,8 +33,8 @@ class Buffer:
     role: str = "activation"
     offset: int = -1
 
-    @property
-    def size(self) -> int:
+    @cached_property
+    def size(self) -> int:  # nbytes is never changed after construction
         return aligned(self.nbytes)
 
     def overlaps_in_time(self, other: "Buffer") -> bool:
@@ -39,37 +45,174 @@ def aligned(n: int) -> int:
     return max(ALIGN, (int(n) + ALIGN - 1) // ALIGN * ALIGN)
 
 
-def plan_offsets(buffers: list[Buffer]) -> int:
-    """Assign `offset` to every buffer; returns the arena size in bytes."""
-    placed: list[Buffer] = []
-    for buf in sorted(buffers, key=lambda b: (-b.size, b.first, b.name)):
-        buf.offset = _best_fit(buf, [p for p in placed if p.overlaps_in_time(buf)])
-        placed.append(buf)
+# Orders to place buffers in: largest first (TFLite's) and, where that leaves the arena above
+# the lower bound, a few others (largest size × lifetime first, ...); the smallest arena wins.
+ORDERS = (lambda b: (-b.size, b.first, b.name),
+          lambda b: (-b.size * (b.last - b.first + 1), b.first, b.name),
+          lambda b: (-b.size, -b.last, b.name),
+          lambda b: (b.first, -b.size, b.name))
+
+
+def plan_arena(buffers: list[Buffer], tolerance: float = 1e-3) -> int:
+    """Assign `offset` to every buffer; returns the arena size in bytes. Best fit in size
+    order (`plan_offsets`); unless that is within `tolerance` of the lower bound, the other
+    ORDERS are tried too, and the first smallest arena is kept."""
+    arena = plan_offsets(buffers)
+    if arena <= lower_bound(buffers) * (1 + tolerance):
+        return arena
+    best, offsets = arena, [b.offset for b in buffers]
+    for order in ORDERS[1:]:
+        candidate = plan_offsets(buffers, order)
+        if candidate < best:
+            best, offsets = candidate, [b.offset for b in buffers]
+    for b, offset in zip(buffers, offsets):
+        b.offset = offset
+    return best
+
+
+def plan_offsets(buffers: list[Buffer], order=ORDERS[0]) -> int:
+    """Best fit: each buffer, in `order`, at the start of the smallest gap between the placed
+    buffers alive at some step of its lifetime; returns the arena size in bytes. Lifetimes
+    are steps first..last with 0 <= first <= last."""
+    index = _TimeIndex(max((b.last for b in buffers), default=0) + 1)
+    for buf in sorted(buffers, key=order):
+        size = buf.size
+        buf.offset = best_fit(index.occupied(buf.first, buf.last), size)
+        index.add(buf.first, buf.last, buf.offset, buf.offset + size)
     return max((b.offset + b.size for b in buffers), default=0)
 
 
-def _best_fit(buf: Buffer, live: list[Buffer]) -> int:
-    """The start of the smallest gap among `live` that holds buf, else the end of them all."""
+def best_fit(ranges, size: int) -> int:
+    """The start of the smallest gap (lowest first on ties) between byte `ranges` (start,
+    end) sorted by start, that holds `size` bytes; else the end of them all."""
     best, best_gap, cursor = None, None, 0
-    for other in sorted(live, key=lambda b: b.offset):
-        gap = other.offset - cursor
-        if gap >= buf.size and (best_gap is None or gap < best_gap):
+    for start, end in ranges:
+        gap = start - cursor
+        if gap >= size and (best_gap is None or gap < best_gap):
             best, best_gap = cursor, gap
-        cursor = max(cursor, other.offset + other.size)
+        if end > cursor:
+            cursor = end
     return cursor if best is None else best
+
+
+class _TimeIndex:
+    """The byte ranges of the buffers placed so far, by lifetime. A buffer alive at some
+    step of first..last either is alive at `first` or starts after it, by `last`. Two
+    segment trees over steps answer that: `cover` holds a buffer at the O(log steps) nodes
+    whose step ranges tile its lifetime (the buffers alive at a step are those on that
+    leaf's path to the root), `starting` holds it at the leaf of its first step and every
+    node above (the buffers starting within a range are those at the range's tiling nodes).
+    Each node keeps only the union of its buffers' byte ranges (sorted, disjoint, touching
+    ones merged): the gaps between them are all best fit needs."""
+
+    def __init__(self, steps: int):
+        self.leaves = 1 << max(0, steps - 1).bit_length()
+        self.cover: dict[int, tuple[list, list]] = {}
+        self.starting: dict[int, tuple[list, list]] = {}
+
+    def tiling(self, first: int, last: int) -> list[int]:
+        """The fewest tree nodes whose step ranges make up first..last."""
+        nodes, lo, hi = [], first + self.leaves, last + self.leaves + 1
+        while lo < hi:
+            if lo & 1:
+                nodes.append(lo)
+                lo += 1
+            if hi & 1:
+                hi -= 1
+                nodes.append(hi)
+            lo >>= 1
+            hi >>= 1
+        return nodes
+
+    def occupied(self, first: int, last: int):
+        """The byte ranges of the placed buffers alive at some step of first..last, by start."""
+        lists, v = [], first + self.leaves
+        while v:
+            ranges = self.cover.get(v)
+            if ranges:
+                lists.append(ranges)
+            v >>= 1
+        if last > first:
+            lists += [r for r in map(self.starting.get, self.tiling(first + 1, last)) if r]
+        if len(lists) == 1:
+            return zip(*lists[0])
+        starts, ends = [], []
+        for s, e in lists:
+            starts += s
+            ends += e
+        return sorted(zip(starts, ends))
+
+    def add(self, first: int, last: int, start: int, end: int):
+        for v in self.tiling(first, last):
+            _merge_into(self.cover, v, start, end)
+        v = first + self.leaves
+        # a node's `starting` holds its children's: stop where the range is held already
+        while v and _merge_into(self.starting, v, start, end):
+            v >>= 1
+
+
+def _merge_into(table: dict, node: int, start: int, end: int) -> bool:
+    """Add [start, end) to the union of byte ranges table[node] (parallel start/end lists);
+    False where the union held it already."""
+    ranges = table.get(node)
+    if ranges is None:
+        table[node] = ([start], [end])
+        return True
+    starts, ends = ranges
+    i = bisect_left(ends, start)  # the first range ending at or after start (touching merges)
+    j = bisect_right(starts, end, i)  # ranges from i to j - 1 meet [start, end)
+    if i == j:
+        starts.insert(i, start)
+        ends.insert(i, end)
+        return True
+    low, high = starts[i], ends[j - 1]
+    if j == i + 1 and low <= start and end <= high:
+        return False
+    starts[i:j] = [low if low < start else start]
+    ends[i:j] = [high if high > end else end]
+    return True
 
 
 def lower_bound(buffers: list[Buffer]) -> int:
     """The largest total of live bytes at any one step: no arena can be smaller."""
+    return peak_live([(b.first, b.last, b.size) for b in buffers])
+
+
+def peak_live(intervals) -> int:
+    """The largest total of `size` over (first, last, size) intervals alive at one step."""
     events: dict[int, int] = {}
-    for b in buffers:
-        events[b.first] = events.get(b.first, 0) + b.size
-        events[b.last + 1] = events.get(b.last + 1, 0) - b.size
+    get = events.get
+    for first, last, size in intervals:
+        events[first] = get(first, 0) + size
+        events[last + 1] = get(last + 1, 0) - size
     live = peak = 0
     for step in sorted(events):
         live += events[step]
-        peak = max(peak, live)
+        if live > peak:
+            peak = live
     return peak
+
+
+def live_bytes(buffers: list[Buffer], steps: int) -> list[int]:
+    """Bytes alive at each step 0..steps-1 (lower_bound is their maximum)."""
+    change = [0] * (steps + 1)
+    for b in buffers:
+        change[b.first] += b.size
+        change[b.last + 1] -= b.size
+    return list(accumulate(change[:steps]))
+
+
+def largest_chunk(bytes_of, most: int, budget: int) -> int:
+    """The largest chunk in 1..most whose bytes_of(chunk) (growing with it) is within budget;
+    1 where none is."""
+    lo, hi = 1, max(1, most)
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if bytes_of(mid) <= budget:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
 
 
 def no_sharing(buffers: list[Buffer]) -> int:

@@ -1,6 +1,7 @@
 """The compile pipeline, each step a pure function:
 shapes -> checkpointing (recompute) -> identity aliases + CSE -> schedule (topological or
-memory-aware) -> buffer lifetimes with in-place sharing -> arena offsets -> fusion groups.
+memory-aware) -> fusion groups -> buffer lifetimes with in-place sharing -> workspaces (the
+chunk of the batch each convolution's scratch holds) -> arena offsets.
 Produces a `Plan`, a plain description the executor runs."""
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from dataclasses import dataclass, field
 
 from ..graph import topological_order
 from ..ops.base import is_source
-from . import checkpoint as ckpt, cse, fusion, memory, report, schedule as sched
+from . import checkpoint as ckpt, cse, fusion, memory, report, schedule as sched, workspace
 from . import shapes as shape_pass, simplify
 
 
@@ -44,7 +45,7 @@ def compile_plan(order, outputs, source_values, *, schedule="auto", checkpoint=N
     results = {alias.get(o, o) for o in outputs}
     candidates = [n for n in order if not is_source(n) and n not in alias]
     deps, readers = sched.edges(candidates, alias)
-    sizes = {n: shape_pass.nbytes(shapes[n], dtypes[n]) for n in candidates}
+    sizes = _sizes(candidates, shapes, dtypes)
     steps = sched.choose(candidates, schedule, sizes, readers, deps, results)
     if checkpoint not in (None, "none"):
         steps = ckpt.sink_recomputes(steps)
@@ -55,14 +56,44 @@ def compile_plan(order, outputs, source_values, *, schedule="auto", checkpoint=N
     buffers = memory.assign_buffers(steps, last, sizes, dtypes,
                                     _overwritable(alias) if inplace else None)
     memory.assign_roles(buffers, _forward(outputs, alias))
-    workspaces = memory.workspace_buffers(steps, _workspace_specs(alias, shapes, dtypes))
-    unique = memory.distinct(buffers, workspaces)
-    arena = memory.plan_offsets(unique) if plan_memory else memory.plan_unshared(unique)
+    arena, workspaces = _place(buffers, workspace.candidates(steps, buffers, alias, shapes, dtypes,
+                                                             plan_memory), plan_memory)
     plan = Plan(steps, shapes, dtypes, alias, buffers, arena,
                 groups, sched.assign_streams(steps, deps),
                 workspaces=workspaces)
     plan.report = report.memory_report(plan, order, results)
     return plan
+
+
+CHUNK_TOLERANCE = 0.02  # larger chunks (fewer, larger calls) may cost this much more arena
+
+
+def _place(buffers, candidates, plan_memory):
+    """(arena bytes, workspaces): every buffer placed, for each candidate set of workspaces
+    (workspace.candidates, largest chunks first) in turn; the first whose arena is within
+    CHUNK_TOLERANCE of the smallest is kept."""
+    placed = []
+    for workspaces in candidates:
+        unique = memory.distinct(buffers, workspaces)
+        arena = memory.plan_arena(unique) if plan_memory else memory.plan_unshared(unique)
+        placed.append((arena, workspaces, [(b, b.offset) for b in unique]))
+    smallest = min(arena for arena, _, _ in placed)
+    arena, workspaces, offsets = next(p for p in placed if p[0] <= smallest * (1 + CHUNK_TOLERANCE))
+    for b, offset in offsets:
+        b.offset = offset
+    return arena, workspaces
+
+
+def _sizes(nodes, shapes, dtypes) -> dict:
+    """node -> bytes of its value; computed once per (shape, dtype): a deep graph repeats few."""
+    known, sizes = {}, {}
+    for n in nodes:
+        key = (shapes[n], dtypes[n])
+        size = known.get(key)
+        if size is None:
+            size = known[key] = shape_pass.nbytes(*key)
+        sizes[n] = size
+    return sizes
 
 
 def _resolve_chains(alias):
@@ -87,17 +118,6 @@ def _overwritable(alias):
     """The inputs a step may compute into (OpDef.inplace), in order, through aliases."""
     return lambda node: [alias.get(node.inputs[k], node.inputs[k])
                          for k in node.opdef.inplace if k < len(node.inputs)]
-
-
-def _workspace_specs(alias, shapes, dtypes):
-    """node -> the scratch arrays it declares (OpDef.workspace) at its planned shapes, or None."""
-    def specs_of(node):
-        rule = node.opdef.workspace
-        if rule is None:
-            return None
-        in_shapes = [shapes[alias.get(inp, inp)] for inp in node.inputs]
-        return rule(in_shapes, node.attrs, shapes[node], dtypes[node])
-    return specs_of
 
 
 def _forward(outputs, alias) -> set:

@@ -14,11 +14,10 @@ def memory_report(plan, order, results) -> dict:
     state = [n for n in order if n.op == "placeholder" and n.attrs.get("state")]
     params = [n for n in order if n.op == "parameter"]
     size = lambda ns: sum(nbytes(plan.shapes[n], plan.dtypes[n]) for n in ns)  # noqa
-    naive = [memory.Buffer(n.name, nbytes(plan.shapes[n], plan.dtypes[n]), 0, 0)
-             for n in plan.schedule]
+    naive = sum(plan.buffers[n].size for n in plan.schedule)  # a shared buffer has its values' size
     scratch = [b for b in unique if b.role == "workspace"]
     return {
-        "naive_bytes": memory.no_sharing(naive + scratch),
+        "naive_bytes": naive + memory.no_sharing(scratch),
         "workspace_bytes": memory.no_sharing(scratch),
         "planned_bytes": plan.arena_bytes,
         "lower_bound_bytes": memory.lower_bound(unique),
@@ -49,8 +48,9 @@ def plan_tables(plan, node_of=None) -> dict:
                  "group": group_of.get(n, -1), "stream": plan.streams.get(n, 0),
                  "in place": "yes" if plan.buffers[n].name != n.name else ""}
                 for i, n in enumerate(plan.schedule)]
+    step_of = {n: i for i, n in enumerate(plan.schedule)}
     groups = [{"group": i, "ops": " → ".join(n.op for n in g), "nodes": len(g),
-               "first step": plan.schedule.index(g[0])}
+               "first step": step_of[g[0]]}
               for i, g in enumerate(plan.groups) if len(g) > 1]
     buffers = [{"buffer": b.name, "role": b.role, "bytes": b.nbytes, "first": b.first,
                 "last": b.last, "offset": b.offset, "values": len(shared.get(id(b), ()))}

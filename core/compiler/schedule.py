@@ -6,6 +6,7 @@ assignment for independent branches (GPU backend)."""
 from __future__ import annotations
 
 import heapq
+from itertools import accumulate
 
 from ..ops.base import is_source
 from . import memory
@@ -82,13 +83,20 @@ def breadth_first(schedule, deps_of, readers_of):
 def live_peak(schedule, sizes, readers_of, outputs) -> int:
     """Peak live bytes of `schedule` (values die after their last reader)."""
     step = {n: i for i, n in enumerate(schedule)}
-    bufs = []
-    for n in schedule:
-        last = max((step[r] for r in readers_of.get(n, ()) if r in step), default=step[n])
+    change = [0] * (len(schedule) + 2)  # live bytes at step i: the sum of change[:i + 1]
+    for i, n in enumerate(schedule):
+        last = i
         if n in outputs:
             last = len(schedule)
-        bufs.append(memory.Buffer(n.name, sizes[n], step[n], last))
-    return memory.lower_bound(bufs)
+        else:
+            for r in readers_of.get(n, ()):
+                j = step.get(r, -1)
+                if j > last:
+                    last = j
+        size = memory.aligned(sizes[n])
+        change[i] += size
+        change[last + 1] -= size
+    return max(accumulate(change))
 
 
 def memory_aware(schedule, sizes, readers_of, deps_of, outputs):

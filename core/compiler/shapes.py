@@ -1,6 +1,8 @@
 """Shape and dtype inference: one pass over a topological order, from the source values."""
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from ..errors import FeedError, ShapeError
@@ -59,4 +61,6 @@ def show_shape(shape) -> str:
 
 
 def nbytes(shape, dtype) -> int:
-    return int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
+    # exact (Python integers): an int64 product wraps around silently for absurd shapes,
+    # and the size checks must see the real number
+    return math.prod(int(d) for d in shape) * np.dtype(dtype).itemsize

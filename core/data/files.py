@@ -2,12 +2,15 @@
 from __future__ import annotations
 
 import gzip
+import io
+import zipfile
 from pathlib import Path
 
 import numpy as np
 
+from ..limits import MAX_DATASET_BYTES, show_bytes
 from .dataset import Dataset, DatasetError
-from .registry import BUNDLED, existing, register
+from .registry import BUNDLED, existing, open_file, register
 
 
 def _images(x, scale):
@@ -22,7 +25,19 @@ def _from_arrays(x, y, name):
     y = y.astype(np.int64)
     if y.min() < 0:
         raise DatasetError(f"{name}: negative class id {y.min()}")
-    return Dataset(np.asarray(x, dtype=np.float32), y, int(y.max()) + 1, name)
+    with np.errstate(over="ignore"):  # beyond float32 becomes inf, refused just below
+        x = np.asarray(x, dtype=np.float32)
+    _finite(x, name)
+    return Dataset(x, y, int(y.max()) + 1, name)
+
+
+def _finite(x, name):
+    """NaN or ±inf in the inputs (or values beyond float32) would only show up as a NaN loss."""
+    bad = ~np.isfinite(x)
+    if bad.any():
+        sample = int(np.argwhere(bad)[0][0])
+        raise DatasetError(f"{name}: sample {sample + 1} holds a value that is not a finite "
+                           f"float32 number (NaN or infinity)")
 
 
 @register("digits", "8×8 handwritten digits (UCI, 1,797 images, bundled)")
@@ -39,18 +54,20 @@ def mnist_subset():
 
 @register("npz", "any .npz file with arrays x and y", path="")
 def npz(path):
-    p = existing(path, "npz dataset")
-    try:
-        with np.load(p, allow_pickle=False) as d:
-            missing = {"x", "y"} - set(d.files)
-            if missing:
-                raise DatasetError(f"{p}: missing array(s) {', '.join(sorted(missing))} "
-                                   f"(found {', '.join(d.files) or 'none'})")
-            x, y = d["x"], d["y"]
-    except DatasetError:
-        raise
-    except Exception as exc:
-        raise DatasetError(f"{p}: not a readable .npz file ({exc})") from None
+    p = Path(path)
+    with open_file(path, "npz dataset") as f:
+        try:
+            _refuse_zip_bomb(f, p)
+            with np.load(f, allow_pickle=False) as d:
+                missing = {"x", "y"} - set(d.files)
+                if missing:
+                    raise DatasetError(f"{p}: missing array(s) {', '.join(sorted(missing))} "
+                                       f"(found {', '.join(d.files) or 'none'})")
+                x, y = d["x"], d["y"]
+        except DatasetError:
+            raise
+        except Exception as exc:
+            raise DatasetError(f"{p}: not a readable .npz file ({exc})") from None
     if x.ndim == 3:  # bare images: add the channel axis
         x = x[:, None]
     return _from_arrays(x, y, p.name)
@@ -58,17 +75,29 @@ def npz(path):
 
 @register("csv", "a CSV of numbers; one column is the label", path="", label_column=-1)
 def csv(path, label_column=-1):
-    p = existing(path, "csv dataset")
-    try:
-        table = np.genfromtxt(p, delimiter=",", dtype=np.float64, invalid_raise=True)
-    except ValueError as exc:
-        raise DatasetError(f"{p}: malformed CSV ({exc})") from None
+    p = Path(path)
+    with open_file(path, "csv dataset") as f:
+        try:
+            text = io.TextIOWrapper(f, encoding="utf-8")
+            table = np.genfromtxt(text, delimiter=",", dtype=np.float64, invalid_raise=True)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise DatasetError(f"{p}: malformed CSV ({exc})") from None
     table = np.atleast_2d(table)
     if np.isnan(table).any():
         row, col = map(int, np.argwhere(np.isnan(table))[0])
         raise DatasetError(f"{p}: row {row + 1}, column {col + 1} is not a number")
     col = int(label_column) % table.shape[1]
     return _from_arrays(np.delete(table, col, axis=1), table[:, col], p.name)
+
+
+def _refuse_zip_bomb(f, path):
+    """An .npz is a zip: its arrays' sizes are in the zip directory, read before inflating."""
+    with zipfile.ZipFile(f) as z:
+        size = sum(info.file_size for info in z.infolist())
+    f.seek(0)
+    if size > MAX_DATASET_BYTES:
+        raise DatasetError(f"{path}: its arrays take {show_bytes(size)} once decompressed, more "
+                           f"than the {show_bytes(MAX_DATASET_BYTES)} a dataset may have")
 
 
 # ---- MNIST / Fashion-MNIST IDX ------------------------------------------------------------------
@@ -94,12 +123,14 @@ def _idx_file(folder: Path, stem: str) -> Path:
 
 
 def read_idx(path: Path, ndim: int) -> np.ndarray:
-    opener = gzip.open if path.suffix == ".gz" else open
-    try:
-        with opener(path, "rb") as f:
-            raw = f.read()
-    except OSError as exc:
-        raise DatasetError(f"{path}: unreadable ({exc})") from None
+    with open_file(path, "mnist dataset") as f:
+        try:  # a .gz is read up to the cap and one byte more: a gzip bomb stops there
+            stream = gzip.GzipFile(fileobj=f) if path.suffix == ".gz" else f
+            raw = stream.read(MAX_DATASET_BYTES + 1)
+        except (OSError, EOFError) as exc:
+            raise DatasetError(f"{path}: unreadable ({exc})") from None
+    if len(raw) > MAX_DATASET_BYTES:
+        raise DatasetError(f"{path}: more than {show_bytes(MAX_DATASET_BYTES)} once decompressed")
     if len(raw) < 4 or raw[0:2] != b"\0\0" or raw[2] != 0x08 or raw[3] != ndim:
         raise DatasetError(f"{path}: not an IDX file of unsigned bytes with {ndim} dimension(s) "
                            f"(bad magic number)")

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..limits import MAX_DATASET_BYTES, open_regular
 from ..registry import add_unique
 from .dataset import DatasetError
 
@@ -39,3 +40,13 @@ def existing(path, what="dataset") -> Path:
     if not p.exists():
         raise DatasetError(f"{what}: {p} does not exist")
     return p
+
+
+def open_file(path, what="dataset"):
+    """A dataset file opened for reading: only a regular file (not a device, a pipe or a
+    folder) of at most MAX_DATASET_BYTES; anything else is refused naming the path."""
+    p = existing(path, what)
+    try:
+        return open_regular(p, MAX_DATASET_BYTES)
+    except (OSError, ValueError) as exc:
+        raise DatasetError(f"{what}: {p}: {getattr(exc, 'strerror', None) or exc}") from None

@@ -2,10 +2,11 @@
 that could be built, its output shapes, parameter count and multiply-adds per sample."""
 from __future__ import annotations
 
-from ..errors import GraphError, LoomError
+from ..errors import GraphError, LoomError, ShapeError
 from .base import LAYERS
 from .builder import DISPLAY_BATCH, Analysis, NodeInfo, Problem, Walker, compatible, doc_order
 from .common import numel
+from .graph_checks import CHECKS
 
 
 def analyze(doc) -> Analysis:
@@ -23,6 +24,8 @@ def analyze(doc) -> Analysis:
     walker = Walker(doc, training=False, batch=DISPLAY_BATCH, seed=0)
     for node_id in order:
         _analyze_node(walker, doc.nodes[node_id], result)
+    for check in CHECKS:
+        result.problems.extend(check(doc, walker))
     return result
 
 
@@ -66,7 +69,7 @@ def _input_problems(walker, spec, kind):
 
 
 def _upstream_failed(walker, spec):
-    return any(e.src[0] in walker.failed for e in walker.doc.edges if e.dst[0] == spec.id)
+    return any(e.src[0] in walker.failed for e in walker.doc.edges_into(spec.id))
 
 
 def _edge_problems(doc):
@@ -96,7 +99,9 @@ def _port(ports, name):
 
 def _shape_message(exc):
     text = str(exc).replace(str(DISPLAY_BATCH), "N")
-    return text if "shape" in text or "mismatch" in text else f"shape mismatch: {text}"
+    if not isinstance(exc, ShapeError) or "shape" in text or "mismatch" in text:
+        return text  # e.g. a dataset that cannot be read says so itself
+    return f"shape mismatch: {text}"
 
 
 def _info(walker, spec, kind, ctx, outs, attrs):

@@ -5,10 +5,12 @@ editor's inspector form) and a `build` function that turns attribute values and 
 into output nodes. `macs` reports multiply-adds from shapes alone."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from ..graph import parameter
+from ..limits import MAX_INT
 from ..registry import add_unique
 
 # Port types: the editor colours ports by type and only connects equal types.
@@ -32,6 +34,8 @@ class AttrSpec:
     max: float | None = None
     choices: tuple = ()
     help: str = ""
+    # a file or folder name: relative ones are resolved against the graph file's folder
+    path: bool = False
 
     def check(self, value) -> str | None:
         """None if `value` is acceptable, else the reason (shown inline by the inspector)."""
@@ -44,11 +48,14 @@ class AttrSpec:
 
 def _number(kind):
     def check(value, spec):
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-        if kind is int:
-            ok = ok and float(value).is_integer()
+        # an integer attribute takes integers only: 64.0 or 1e308 in a file is a mistake
+        ok = isinstance(value, int if kind is int else (int, float)) and not isinstance(value, bool)
         if not ok:
             return f"expected {'an integer' if kind is int else 'a number'}, got {value!r}"
+        if not math.isfinite(value):
+            return f"expected a finite number, got {value!r}"
+        if kind is int and abs(value) > MAX_INT:
+            return f"{value!r} is too large"
         if spec.min is not None and value < spec.min:
             return f"{value} is below the minimum {spec.min}"
         if spec.max is not None and value > spec.max:
@@ -61,6 +68,8 @@ def _ints(value, spec):
     if not isinstance(value, (list, tuple)) or not all(
             isinstance(v, int) and not isinstance(v, bool) for v in value):
         return f"expected a list of integers, got {value!r}"
+    if any(abs(v) > MAX_INT for v in value):
+        return "an entry is too large"
     if spec.min is not None and any(v < spec.min and v != -1 for v in value):
         return f"every entry must be at least {spec.min} (or -1)"
     return None

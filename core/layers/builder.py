@@ -6,13 +6,13 @@ and so the editor sees every output shape, parameter count and multiply-add coun
 without running anything."""
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 
 import networkx as nx
 
 from ..compiler.shapes import ShapeSpec, infer
 from ..errors import GraphError, LoomError
-from ..graph import topological_order
 from .base import LAYERS, BuildContext
 
 DISPLAY_BATCH = 9973  # a prime no layer uses as a size: shapes show it back as N
@@ -104,9 +104,12 @@ class Walker:
         self.shapes, self.dtypes = {}, {}
         self.built = Built()
         self.failed: set = set()
+        self.attributed: set = set()  # core nodes already credited to a document node
+        self.contexts: dict = {}  # document node id -> (BuildContext, outputs) once built
 
     def shape_of(self, node):
-        infer(topological_order([node]), self.specs, self.shapes, self.dtypes)
+        if node not in self.shapes:
+            infer(unvisited([node], self.shapes), self.specs, self.shapes, self.dtypes)
         return self.shapes[node]
 
     def inputs_of(self, spec):
@@ -120,19 +123,23 @@ class Walker:
     def build_node(self, spec):
         kind = LAYERS[spec.kind]
         attrs = {a.name: spec.attrs.get(a.name, a.default) for a in kind.attrs}
+        base = getattr(self.doc, "base_dir", None)
+        attrs.update({a.name: resolve_path(attrs[a.name], base) for a in kind.attrs if a.path})
         ctx = BuildContext(spec.id, self.shape_of, self.training, self.seed)
         outs = kind.build(ctx, attrs, self.inputs_of(spec))
         for port, node in outs.items():
             self.shape_of(node)  # raises ShapeError here, attributed to this node
             self.built.outputs[(spec.id, port)] = node
         self._record(spec, kind, attrs, ctx, outs)
+        self.contexts[spec.id] = (ctx, outs)
         return ctx, outs, attrs
 
     def _record(self, spec, kind, attrs, ctx, outs):
         b = self.built
         b.parameters.extend(ctx.parameters)
         b.state.extend(ctx.state)
-        for node in topological_order(list(outs.values())):
+        for node in unvisited(list(outs.values()), self.attributed):
+            self.attributed.add(node)
             b.node_of.setdefault(node.name, spec.id)
         if kind.feeds:
             b.feeds = dict(outs)
@@ -143,6 +150,33 @@ class Walker:
                 b.logits = b.loss.inputs[0] if b.loss.inputs else None
             elif port.type == "metric":
                 b.metrics[spec.id] = outs[port.name]
+
+
+def unvisited(roots, known) -> list:
+    """The nodes `roots` depend on that are not in `known`, inputs first. The walk stops at
+    known nodes: building a document node by node stays linear in its size (a full
+    topological order per node made a 4,000-node chain quadratic)."""
+    order, seen = [], set()
+    for root in roots:
+        stack = [(root, False)]
+        while stack:
+            node, expanded = stack.pop()
+            if expanded:
+                order.append(node)
+            elif node not in known and node not in seen:
+                seen.add(node)
+                stack.append((node, True))
+                stack.extend([(i, False) for i in reversed(node.inputs) if i not in known])
+    return order
+
+
+def resolve_path(value, base):
+    """A file attribute as the loader should open it: relative to the graph file's folder
+    (`base`), or as given when absolute, empty or when the document has no folder."""
+    if not isinstance(value, str) or not value or base is None:
+        return value
+    value = os.path.expanduser(value)
+    return value if os.path.isabs(value) else os.path.join(base, value)
 
 
 def build(doc, training=True, batch=None, seed=0) -> Built:

@@ -11,6 +11,8 @@ and optionally
                                             (im2col columns, padded copies…): the planner
                                             places them in the arena like any buffer, and
                                             compute(xp, ins, attrs, out, ws) gets them as views
+                                            (with chunked_workspace, attrs["chunk"] says
+                                            how many samples it holds)
   identity_when(in_shapes, out_shape) -> bool
                                             True where the op is a plain copy of input 0:
                                             the compiler aliases it instead of running it
@@ -24,7 +26,7 @@ from typing import Callable
 
 import numpy as np
 
-from ..errors import ShapeError
+from ..errors import GraphError, ShapeError
 from ..graph import Node, as_node
 from ..registry import add_unique
 
@@ -37,6 +39,14 @@ OPS: dict[str, "OpDef"] = {}
 def not_differentiable(node, g):
     """Explicit gradient rule for ops whose output carries no gradient (ids, masks, metrics)."""
     return [None] * len(node.inputs)
+
+
+def gradient_not_implemented(why: str):
+    """Gradient rule for an op that does depend on its inputs but has no gradient here:
+    `gradients()` raises naming the op, instead of silently treating it as constant."""
+    def rule(node, g):
+        raise GraphError(f"node {node.name}: op {node.op} has no gradient ({why})")
+    return rule
 
 
 @dataclass(frozen=True)
@@ -55,6 +65,10 @@ class OpDef:
     # e.g. functools.partial(np.add, a, b, out=out): the run loop then enters no Python frame.
     bind: Callable | None = None
     workspace: Callable | None = None  # see the module docstring
+    # the workspace holds a chunk of the batch (input 0's first axis), attrs["chunk"] samples
+    # (its rule's default where absent), and the result does not depend on it: the memory
+    # planner picks it
+    chunked_workspace: bool = False
     # indices of source inputs (parameters, optimizer state) the compute overwrites in
     # place: the compiler schedules the op after every other reader of those arrays
     mutates: tuple = ()

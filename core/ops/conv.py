@@ -1,10 +1,16 @@
-"""Convolution and pooling on NCHW tensors. Convolution is im2col + one large GEMM: the
-columns are laid out (C·KH·KW, N·OH·OW) so forward and both gradients are single matmuls."""
+"""Convolution and pooling on NCHW tensors. Convolution is im2col + one GEMM per sample: the
+columns are laid out (N, C·KH·KW, OH·OW), so the (O, C·KH·KW) weight matrix times a sample's
+columns is that sample's NCHW output, and both gradients are per-sample GEMMs too.
+
+On numpy the samples of a chunk are split over CPU threads (`cpu.for_each_run`): each
+sample's result comes from the same calls on any number of threads, bit for bit."""
 from __future__ import annotations
 
 import numpy as np
+from numpy.lib.stride_tricks import as_strided
 
 from ..errors import ShapeError
+from . import cpu
 from .base import OpDef, make, not_differentiable, register, scratch
 
 
@@ -39,8 +45,10 @@ def _padded(x, p, buf, value=0.0):
     """x with a border of p `value`s, written into buf (x itself when p == 0)."""
     if p == 0:
         return x
-    buf.fill(value)
-    buf[:, :, p:p + x.shape[2], p:p + x.shape[3]] = x
+    h, w = x.shape[2], x.shape[3]
+    for border in (buf[:, :, :p], buf[:, :, p + h:], buf[:, :, p:p + h, :p], buf[:, :, p:p + h, p + w:]):
+        border.fill(value)  # only the border: the inside is overwritten next
+    buf[:, :, p:p + h, p:p + w] = x
     return buf
 
 
@@ -62,6 +70,11 @@ def _im2col(x, kh, kw, s, p, oh, ow, cols, xpad):
     n, c = x.shape[:2]
     blocks = cols[:n].reshape(n, c, kh, kw, oh, ow)
     xpad = _padded(x, p, None if xpad is None else xpad[:n])
+    if isinstance(xpad, np.ndarray):  # one copy from a strided view of all kernel offsets
+        sn, sc, sh, sw = xpad.strides
+        np.copyto(blocks, as_strided(xpad, blocks.shape, (sn, sc, sh, sw, sh * s, sw * s),
+                                     writeable=False))
+        return cols[:n]
     for i in range(kh):
         for j in range(kw):
             blocks[:, :, i, j] = xpad[:, :, i:i + s * oh:s, j:j + s * ow:s]
@@ -81,23 +94,45 @@ def _col2im(cols, kh, kw, s, p, oh, ow, out, dxpad):
         out[...] = target[:, :, p:p + h, p:p + w]
 
 
-def _chunks(n, size):
-    """Batch slices of `size` samples: im2col columns are KH·KW times the input, so they are
-    built a chunk at a time and the workspace stays near the size of the output."""
-    return [slice(a, min(a + size, n)) for a in range(0, n, size)]
+def _each_chunk(xp, n, size, run, done=None, sample_bytes=0):
+    """Batches of `size` samples (im2col columns are KH·KW times the input, so they are built
+    a chunk at a time and the workspace stays small): run(lo, hi, row) computes samples lo..hi
+    with the workspace rows from `row` on. On numpy a chunk's samples are split over threads
+    (cpu.for_each_run; `sample_bytes` of columns each). done(lo, hi) follows each chunk, on
+    the calling thread."""
+    for a in range(0, n, size):
+        b = min(a + size, n)
+        if xp is np:
+            cpu.for_each_run(lambda lo, hi: run(lo, hi, lo - a), a, b, (b - a) * sample_bytes)
+        else:
+            run(a, b, 0)
+        if done is not None:
+            done(a, b)
 
 
-CHUNK_BYTES = 1 << 20  # a chunk's columns may take at least this much, however small the output
+def _rows(buf, row):
+    return None if buf is None else buf[row:]
+
+
+CHUNK_BYTES = 1 << 20  # by default a chunk's columns may take this much, however small the output
+
+
+def _default_chunk(x_shape, w_shape, out_shape, dtype) -> int:
+    """Samples whose columns take about as much as the output (at least CHUNK_BYTES)."""
+    n, c, _, _ = x_shape
+    o, _, kh, kw = w_shape
+    pixels, itemsize = out_shape[-2] * out_shape[-1], np.dtype(dtype).itemsize
+    return max(1, max(n * o * pixels * itemsize, CHUNK_BYTES) // (c * kh * kw * pixels * itemsize))
 
 
 def _conv_scratch(x_shape, w_shape, out_shape, attrs, dtype, extra=None):
-    """cols (and xpad) for one chunk of samples, plus `extra` name -> per-sample shape."""
+    """cols (and xpad) for one chunk of samples, plus `extra` name -> per-sample shape. The
+    chunk is attrs["chunk"] samples where the planner chose it (see OpDef.chunked_workspace),
+    else as many as make the columns about the size of the output (at least CHUNK_BYTES)."""
     n, c, h, w = x_shape
     o, _, kh, kw = w_shape
     pixels = out_shape[-2] * out_shape[-1]
-    itemsize = np.dtype(dtype).itemsize
-    budget = max(n * o * pixels * itemsize, CHUNK_BYTES)
-    b = int(max(1, min(n, budget // (c * kh * kw * pixels * itemsize))))
+    b = int(max(1, min(n, attrs.get("chunk") or _default_chunk(x_shape, w_shape, out_shape, dtype))))
     ws = {"cols": ((b, c * kh * kw, pixels), dtype)}
     if attrs["padding"]:
         ws["xpad"] = (_padded_shape((b, c, h, w), attrs["padding"]), dtype)
@@ -127,11 +162,12 @@ def _conv(xp, ins, attrs, out, ws=None):
     x, w = ins
     ws = ws or scratch(_conv_ws, xp, ins, attrs, out)
     n, o, oh, ow = out.shape
-    w2d = w.reshape(o, -1)
-    for part in _chunks(n, ws["cols"].shape[0]):
-        cols = _im2col(x[part], w.shape[2], w.shape[3], attrs["stride"], attrs["padding"], oh, ow,
-                       ws["cols"], ws.get("xpad"))
-        xp.matmul(w2d, cols, out=out[part].reshape(len(cols), o, oh * ow))  # batched GEMM
+    w2d, (kh, kw), s, p = w.reshape(o, -1), w.shape[2:], attrs["stride"], attrs["padding"]
+
+    def run(lo, hi, row):
+        cols = _im2col(x[lo:hi], kh, kw, s, p, oh, ow, ws["cols"][row:], _rows(ws.get("xpad"), row))
+        xp.matmul(w2d, cols, out=out[lo:hi].reshape(hi - lo, o, oh * ow))  # a GEMM per sample
+    _each_chunk(xp, n, ws["cols"].shape[0], run, sample_bytes=ws["cols"][0].nbytes)
 
 
 def _conv_grad(n, g):
@@ -150,11 +186,12 @@ def _conv_grad_input(xp, ins, attrs, out, ws=None):
     ws = ws or scratch(_grad_input_ws, xp, ins, attrs, out)
     o, c, kh, kw = w.shape
     n, _, oh, ow = gy.shape
-    w2d_t = w.reshape(o, -1).T
-    for part in _chunks(n, ws["cols"].shape[0]):
-        g = gy[part].reshape(-1, o, oh * ow)
-        dcols = xp.matmul(w2d_t, g, out=ws["cols"][:len(g)])
-        _col2im(dcols, kh, kw, attrs["stride"], attrs["padding"], oh, ow, out[part], ws.get("xpad"))
+    w2d_t, s, p = w.reshape(o, -1).T, attrs["stride"], attrs["padding"]
+
+    def run(lo, hi, row):
+        dcols = xp.matmul(w2d_t, gy[lo:hi].reshape(hi - lo, o, oh * ow), out=ws["cols"][row:row + hi - lo])
+        _col2im(dcols, kh, kw, s, p, oh, ow, out[lo:hi], _rows(ws.get("xpad"), row))
+    _each_chunk(xp, n, ws["cols"].shape[0], run, sample_bytes=ws["cols"][0].nbytes)
 
 
 def _grad_weight_ws(shapes, attrs, out_shape, dtype):
@@ -167,28 +204,52 @@ def _grad_weight_ws(shapes, attrs, out_shape, dtype):
 def _conv_grad_weight(xp, ins, attrs, out, ws=None):
     gy, x, w = ins
     ws = ws or scratch(_grad_weight_ws, xp, ins, attrs, out)
-    o = w.shape[0]
+    o, _, kh, kw = w.shape
     n, _, oh, ow = gy.shape
-    dw = out.reshape(o, -1)
-    for k, part in enumerate(_chunks(n, ws["cols"].shape[0])):
-        cols = _im2col(x[part], w.shape[2], w.shape[3], attrs["stride"], attrs["padding"], oh, ow,
-                       ws["cols"], ws.get("xpad"))
-        per_sample = xp.matmul(gy[part].reshape(-1, o, oh * ow), cols.transpose(0, 2, 1),
-                               out=ws["per_sample"][:len(cols)])
-        if k == 0:
-            xp.add.reduce(per_sample, axis=0, out=dw)
-        else:
-            xp.add(dw, xp.add.reduce(per_sample, axis=0, out=ws["chunk_sum"]), out=dw)
+    dw, s, p = out.reshape(o, -1), attrs["stride"], attrs["padding"]
+
+    def run(lo, hi, row):
+        cols = _im2col(x[lo:hi], kh, kw, s, p, oh, ow, ws["cols"][row:], _rows(ws.get("xpad"), row))
+        xp.matmul(gy[lo:hi].reshape(hi - lo, o, oh * ow), cols.transpose(0, 2, 1),
+                  out=ws["per_sample"][row:row + hi - lo])
+
+    group = _default_chunk(x.shape, w.shape, gy.shape, out.dtype)
+
+    def add_up(lo, hi):
+        """Samples lo..hi (rows of per_sample) into dw: in order within groups of `group`
+        samples, then group by group. The sums do not depend on the chunk: they are the ones
+        chunks of `group` samples make, as every earlier version computed them."""
+        a = lo
+        while a < hi:
+            start = a // group * group
+            end = min(start + group, hi)
+            target, part = (dw if start == 0 else ws["chunk_sum"]), ws["per_sample"][a - lo:end - lo]
+            if a == start:
+                xp.add.reduce(part, axis=0, out=target)
+            else:  # the group began in the chunk before: one sample at a time, in order
+                for row in part:
+                    xp.add(target, row, out=target)
+            if start > 0 and end == min(start + group, n):
+                xp.add(dw, target, out=dw)
+            a = end
+    _each_chunk(xp, n, ws["cols"].shape[0], run, add_up, sample_bytes=ws["cols"][0].nbytes)
 
 
 register(OpDef("conv2d", "opaque", _conv_shape, _conv, _conv_grad, workspace=_conv_ws,
-               epilogue_head=True, doc="2-D convolution, NCHW, square stride and zero padding"))
+               chunked_workspace=True, epilogue_head=True,
+               doc="2-D convolution, NCHW, square stride and zero padding"))
 register(OpDef("conv2d_grad_input", "opaque", lambda s, a: tuple(s[2]), _conv_grad_input,
-               not_differentiable, shape_only=(2,), workspace=_grad_input_ws,
-               doc="gradient of conv2d w.r.t. its input"))
+               # linear in gy and w: <G, dx(gy, w)> = <conv2d(G, w), gy>
+               lambda n, g: [make("conv2d", g, n.inputs[1], **n.attrs),
+                             make("conv2d_grad_weight", n.inputs[0], g, n.inputs[1], **n.attrs),
+                             None], shape_only=(2,), workspace=_grad_input_ws,
+               chunked_workspace=True, doc="gradient of conv2d w.r.t. its input"))
 register(OpDef("conv2d_grad_weight", "opaque", lambda s, a: tuple(s[2]), _conv_grad_weight,
-               not_differentiable, shape_only=(2,), workspace=_grad_weight_ws,
-               doc="gradient of conv2d w.r.t. its weight"))
+               # linear in gy and x: <G, dw(gy, x)> = <conv2d(x, G), gy>
+               lambda n, g: [make("conv2d", n.inputs[1], g, **n.attrs),
+                             make("conv2d_grad_input", n.inputs[0], g, n.inputs[1], **n.attrs),
+                             None], shape_only=(2,), workspace=_grad_weight_ws,
+               chunked_workspace=True, doc="gradient of conv2d w.r.t. its weight"))
 
 
 # ---- pooling -------------------------------------------------------------------------------------
@@ -212,13 +273,26 @@ def _pool_ws(shapes, attrs, out_shape, dtype):
     return _pad_ws(shapes[0], attrs, dtype)
 
 
+def _by_samples(xp, n, run, nbytes):
+    """run(lo, hi) over the batch: split over threads on numpy (samples are independent)."""
+    if xp is np:
+        cpu.for_each_run(run, 0, n, nbytes)
+    else:
+        run(0, n)
+
+
 def _max_pool(xp, ins, attrs, out, ws=None):
     ws = ws if ws is not None else scratch(_pool_ws, xp, ins, attrs, out)
     k, s, p = attrs["kernel"], attrs["stride"], attrs["padding"]
-    xpad = _padded(ins[0], p, ws.get("xpad"), value=-xp.inf)
-    out.fill(-xp.inf)
-    for _, _, win in _windows(xpad, k, s, out.shape[2], out.shape[3]):
-        xp.maximum(out, win, out=out)
+
+    def run(lo, hi):
+        xpad = _padded(ins[0][lo:hi], p, ws["xpad"][lo:hi] if p else None, value=-xp.inf)
+        part = out[lo:hi]
+        windows = _windows(xpad, k, s, out.shape[2], out.shape[3])
+        part[...] = next(windows)[2]  # = maximum(-inf, first window), NaN and -0 included
+        for _, _, win in windows:
+            xp.maximum(part, win, out=part)
+    _by_samples(xp, out.shape[0], run, ins[0].nbytes)
 
 
 def _max_pool_grad_ws(shapes, attrs, out_shape, dtype):
@@ -229,20 +303,39 @@ def _max_pool_grad_ws(shapes, attrs, out_shape, dtype):
 
 
 def _max_pool_grad(xp, ins, attrs, out, ws=None):
-    x, y, gy = ins
     ws = ws or scratch(_max_pool_grad_ws, xp, ins, attrs, out)
+    _by_samples(xp, out.shape[0], lambda lo, hi: _max_pool_grad_rows(
+        xp, [i[lo:hi] for i in ins], attrs, out[lo:hi],
+        {name: buf[lo:hi] for name, buf in ws.items()}), out.nbytes)
+
+
+def _max_pool_grad_rows(xp, ins, attrs, out, ws):
+    x, y, gy = ins
     k, s, p = attrs["kernel"], attrs["stride"], attrs["padding"]
+    oh, ow = y.shape[2], y.shape[3]
     xpad = _padded(x, p, ws.get("xpad"), value=-xp.inf)
     dxpad = ws["dxpad"] if p else out
-    taken, hit, part = ws["taken"], ws["hit"], ws["part"]
-    dxpad.fill(0)
-    taken.fill(False)  # ties: the first maximum in the window gets it
-    for i, j, win in _windows(xpad, k, s, y.shape[2], y.shape[3]):
-        xp.equal(win, y, out=hit)
-        xp.greater(hit, taken, out=hit)  # hit and not yet taken
-        xp.logical_or(taken, hit, out=taken)
-        xp.multiply(gy, hit, out=part)
-        dxpad[:, :, i:i + s * y.shape[2]:s, j:j + s * y.shape[3]:s] += part
+    taken, part = ws["taken"], ws["part"]
+    # windows that tile the image without overlap: each position gets one value, written
+    # straight in (0 + gy·hit, as the general loop computes it, once the loop adds 0 below)
+    tiled = k == s and dxpad.shape[2] == k * oh and dxpad.shape[3] == k * ow
+    if not tiled:
+        dxpad.fill(0)
+    for i, j, win in _windows(xpad, k, s, oh, ow):
+        target = dxpad[:, :, i:i + s * oh:s, j:j + s * ow:s]
+        if i == j == 0:  # ties: the first maximum in the window gets it
+            hit = xp.equal(win, y, out=taken)
+        else:
+            hit = xp.equal(win, y, out=ws["hit"])
+            xp.greater(hit, taken, out=hit)  # hit and not yet taken
+            if (i, j) != (k - 1, k - 1):
+                xp.logical_or(taken, hit, out=taken)
+        if tiled:
+            xp.multiply(gy, hit, out=target)
+        else:
+            target += xp.multiply(gy, hit, out=part)
+    if tiled:
+        xp.add(dxpad, 0.0, out=dxpad)  # 0 + v: -0 becomes 0, as in the general loop
     if p:
         out[...] = dxpad[:, :, p:p + x.shape[2], p:p + x.shape[3]]
 
@@ -283,7 +376,10 @@ register(OpDef("max_pool2d", "opaque", _pool_shape, _max_pool,
                lambda n, g: [make("max_pool2d_grad", n.inputs[0], n, g, **n.attrs)],
                workspace=_pool_ws, doc="maximum over k×k windows"))
 register(OpDef("max_pool2d_grad", "opaque", lambda s, a: tuple(s[0]), _max_pool_grad,
-               not_differentiable, workspace=_max_pool_grad_ws,
+               # linear in gy (x, y only pick the positions): its transpose gathers there
+               lambda n, g: [None, None,
+                             make("max_pool2d_grad_transpose", *n.inputs[:2], g, **n.attrs)],
+               workspace=_max_pool_grad_ws,
                doc="route each window's gradient to its (first) maximum"))
 register(OpDef("avg_pool2d", "opaque", _pool_shape, _avg_pool,
                lambda n, g: [make("avg_pool2d_grad", g, n.inputs[0], **n.attrs)],

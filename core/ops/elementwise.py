@@ -118,11 +118,14 @@ register(OpDef("relu_grad", "elementwise", like_shape,
 
 
 def _sigmoid(xp, ins, attrs, out):
-    # 1/(1+e^-x) written to stay finite for large |x|: 0.5 * (1 + tanh(x/2)).
-    xp.multiply(ins[0], 0.5, out=out)
-    xp.tanh(out, out=out)
-    out += 1
-    out *= 0.5
+    # 1/(1+e^-x) = exp(-softplus(-x)), softplus(z) = logaddexp(0, z) (log1p inside): no
+    # overflow, and no cancellation for negative x (0.5 * (1 + tanh(x/2)) gave 5.96e-8 for
+    # float32 sigmoid(-17), not 4.14e-8, and 0 for float64 sigmoid(-40)). Each step reads
+    # only `out`, so it may overwrite x (in place).
+    xp.negative(ins[0], out=out)
+    xp.logaddexp(0, out, out=out)
+    xp.negative(out, out=out)
+    xp.exp(out, out=out)
 
 
 def _sigmoid_grad(xp, ins, attrs, out):

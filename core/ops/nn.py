@@ -6,7 +6,7 @@ import numpy as np
 from ..errors import ShapeError
 from ..graph import Node
 from .base import OpDef, first_dtype, make, normalize_axes, not_differentiable, register
-from .elementwise import add, div, exp, mul, sqrt, sub
+from .elementwise import add, div, exp, mul, neg, oneslike, sqrt, sub
 from .reduce import reduce_mean, reduce_sum
 
 
@@ -93,12 +93,38 @@ def _sce_grad_compute(xp, ins, attrs, out):
     out *= g / logits.shape[0]
 
 
+def _sce_grad_grad(n, G):
+    """Second order: out = (s - y) * g / N with s = softmax(logits). Towards the logits it is
+    softmax's Jacobian applied to G, scaled by g / N; towards g, <G, (s - y) / N>; towards
+    (soft) labels, -G * g / N."""
+    logits, labels, g = n.inputs
+    s = softmax(logits, axis=1)
+    scale = batch_mean_grad(g, logits)
+    return [mul(_softmax_grad(s, G)[0], scale), mul(neg(G), scale),
+            reduce_sum(mul(G, make("softmax_cross_entropy_grad", logits, labels, oneslike(g))))]
+
+
 register(OpDef("softmax_cross_entropy", "opaque", _sce_shape, _sce,
                lambda n, g: [make("softmax_cross_entropy_grad", *n.inputs, g), None],
                dtype=first_dtype, doc="mean cross-entropy of softmax(logits) and labels"))
 register(OpDef("softmax_cross_entropy_grad", "opaque", lambda s, a: tuple(s[0]),
-               _sce_grad_compute, not_differentiable, dtype=first_dtype,
+               _sce_grad_compute, _sce_grad_grad, dtype=first_dtype,
                doc="(softmax(logits) - onehot(labels)) * g / batch"))
+
+
+def batch_mean_grad(g, x, name=None):
+    """g / (x's batch size): the gradient of a mean over the batch, for gradient rules
+    built before shapes (so N) are known."""
+    return make("batch_mean_grad", g, x, name=name)
+
+
+def _batch_mean_grad(xp, ins, attrs, out):
+    xp.multiply(ins[0], 1.0 / ins[1].shape[0], out=out)
+
+
+register(OpDef("batch_mean_grad", "opaque", lambda s, a: tuple(s[0]), _batch_mean_grad,
+               lambda n, g: [batch_mean_grad(g, n.inputs[1]), None], shape_only=(1,),
+               dtype=first_dtype, inplace=(0,), doc="g divided by the batch size of x"))
 
 
 def mse(pred, target, name=None):

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 
-from .base import OpDef, not_differentiable, register, scratch
+from .base import OpDef, gradient_not_implemented, register, scratch
 
 SLOTS = {"sgd_update": (), "momentum_update": ("velocity",), "nesterov_update": ("velocity",),
          "adam_update": ("m", "v")}
@@ -107,7 +107,8 @@ def _shape(shapes, attrs):
 def _register(name, rule, doc):
     n_state = len(SLOTS[name])
     workspace = _workspace_for(name)
-    register(OpDef(name, "opaque", _shape, _chunked(rule, workspace), not_differentiable,
+    register(OpDef(name, "opaque", _shape, _chunked(rule, workspace),
+                   gradient_not_implemented("an optimizer step is not differentiated"),
                    dtype=lambda d, a: d[0], workspace=workspace,  # the parameter's dtype
                    mutates=(0, *range(4, 4 + n_state)), doc=doc))
 

@@ -80,8 +80,12 @@ def _transpose_shape(shapes, attrs):
 
 def _transpose_grad(n, g):
     axes = n.attrs["axes"]
-    inverse = None if axes is None else tuple(int(i) for i in np.argsort(axes))
-    return [transpose(g, inverse)]
+    if axes is None:
+        return [transpose(g, None)]  # reversing is its own inverse
+    # A permutation lists every axis once, so its length is the rank: normalise negative
+    # axes before inverting (argsort of (-1, 0) would invert the wrong permutation).
+    inverse = np.argsort([a % len(axes) for a in axes])
+    return [transpose(g, tuple(int(i) for i in inverse))]
 
 
 register(OpDef("transpose", "injective", _transpose_shape,

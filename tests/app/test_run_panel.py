@@ -204,3 +204,24 @@ def test_runs_go_to_a_named_folder_beside_the_graph_and_the_panel_shows_it(windo
 def test_runs_of_an_unsaved_graph_go_to_the_user_runs_folder(window, panel, tmp_path):
     assert window.current_path is None
     assert panel.runs_root() == tmp_path / "runs"
+
+
+def test_a_relative_dataset_path_still_resolves_when_training_from_the_editor(window, panel, qtbot, tmp_path):
+    """The Run panel trains a copy saved in the run folder: relative paths are rebased."""
+    import numpy as np
+    data = tmp_path / "proj" / "data"
+    data.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    np.savez(data / "tiny.npz", x=rng.standard_normal((200, 1, 8, 8)).astype("float32"),
+             y=rng.integers(0, 10, 200))
+    from app.main_window import DEFAULT_EXAMPLE
+    graph = graphfile.load(DEFAULT_EXAMPLE).to_dict()
+    dataset = next(n for n in graph["nodes"] if n["kind"] == "Dataset")
+    dataset["attrs"].update(name="npz", path="data/tiny.npz")
+    graph["training"].update(epochs=1)
+    path = tmp_path / "proj" / "tiny.loom.json"
+    path.write_text(json.dumps(graph))
+    assert window.open_path(path)
+    panel.train_button.click()
+    qtbot.waitUntil(lambda: not panel.process.running(), timeout=60_000)
+    assert "completed" in panel.progress_label.text(), panel.message.text()

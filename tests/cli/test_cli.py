@@ -98,7 +98,35 @@ def test_resume_matches_an_uninterrupted_run(small_digits, tmp_path, device):
     resumed = run_cli("train", small_digits, "--out", tmp_path / "r", "--events", "-", "--resume",
                       device=device)
     last = lambda r: [e for e in events(r.stdout) if e["event"] == "epoch"][-1]  # noqa: E731
-    assert last(straight)["loss"] == pytest.approx(last(resumed)["loss"], rel=1e-6)
+    assert last(straight)["loss"] == last(resumed)["loss"]  # bit for bit, not approximately
+    for key, value in _params(tmp_path / "s").items():
+        np.testing.assert_array_equal(_params(tmp_path / "r")[key], value)
+
+
+def test_ctrl_c_mid_epoch_then_resume_is_exact(small_digits, tmp_path, device):
+    """The checkpoint saved on Ctrl-C keeps the position inside the epoch: the resumed run
+    neither repeats nor skips a batch (23 steps an epoch here; stopped inside epoch 2)."""
+    straight = run_cli("train", small_digits, "--out", tmp_path / "s", device=device)
+    assert straight.returncode == 0, straight.stderr
+    proc = subprocess.Popen(cli_command("train", small_digits, "--out", tmp_path / "r", "--events", "-",
+                                        device=device),
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    steps = (e for e in map(json.loads, proc.stdout) if e["event"] == "step" and e["step"] >= 30)
+    next(steps)
+    proc.send_signal(signal.SIGINT)
+    proc.communicate(timeout=120)
+    assert proc.returncode == 130
+    resumed = run_cli("train", small_digits, "--out", tmp_path / "r", "--resume", device=device)
+    assert resumed.returncode == 0, resumed.stderr
+    for key, value in _params(tmp_path / "s").items():
+        np.testing.assert_array_equal(_params(tmp_path / "r")[key], value)
+    records = events((tmp_path / "r" / "metrics.jsonl").read_text())
+    assert [e["step"] for e in records if e["event"] == "step"] == list(range(1, 47))
+
+
+def _params(run):
+    with np.load(run / "checkpoint.npz", allow_pickle=False) as data:
+        return {k: data[k] for k in data.files if k.startswith("param/")}
 
 
 def test_non_finite_loss_names_a_node_and_exits_3(small_digits, tmp_path, device):

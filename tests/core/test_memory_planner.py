@@ -1,8 +1,8 @@
 """The memory planner is a pure function of intervals: tested with no device (tinygrad-style)."""
 from hypothesis import given, settings, strategies as st
 
-from core.compiler.memory import (Buffer, assign_buffers, distinct, last_reads, lower_bound,
-                                  no_sharing, overlapping_pairs, plan_offsets)
+from core.compiler.memory import (Buffer, assign_buffers, best_fit, distinct, last_reads,
+                                  lower_bound, no_sharing, overlapping_pairs, plan_offsets)
 
 intervals = st.lists(st.tuples(st.integers(1, 10_000), st.integers(0, 40), st.integers(0, 15)),
                      min_size=1, max_size=40)
@@ -53,3 +53,56 @@ def test_lifetimes_and_in_place_sharing_of_a_hand_built_schedule():
     assert plan_offsets(distinct(buffers, {})) == 512
     alone = assign_buffers(steps, last, sizes, dtypes)  # no in-place: one buffer per value
     assert len(distinct(alone, {})) == 4
+
+
+def _reference_plan(buffers):
+    """The planner as first written, O(n²): each buffer, largest first, into the smallest gap
+    between the placed buffers whose lifetimes overlap it, sorted by offset."""
+    placed = []
+    for buf in sorted(buffers, key=lambda b: (-b.size, b.first, b.name)):
+        best, best_gap, cursor = None, None, 0
+        for other in sorted((p for p in placed if p.overlaps_in_time(buf)), key=lambda b: b.offset):
+            gap = other.offset - cursor
+            if gap >= buf.size and (best_gap is None or gap < best_gap):
+                best, best_gap = cursor, gap
+            cursor = max(cursor, other.offset + other.size)
+        buf.offset = cursor if best is None else best
+        placed.append(buf)
+    return max((b.offset + b.size for b in buffers), default=0)
+
+
+# few distinct sizes and long lifetimes make ties, shared gaps and nested lifetimes common
+many_intervals = st.lists(st.tuples(st.sampled_from([64, 128, 1000, 4096, 4100, 9000]) | st.integers(1, 20_000),
+                                    st.integers(0, 300), st.integers(0, 60) | st.integers(0, 300)),
+                          min_size=1, max_size=150)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(intervals, many_intervals))
+def test_segment_tree_planner_places_every_buffer_as_the_quadratic_one(spec):
+    """Same offsets for every buffer, so the same arena, as the reference best fit."""
+    fast = [Buffer(f"b{i}", size, first, first + length) for i, (size, first, length) in enumerate(spec)]
+    slow = [Buffer(f"b{i}", size, first, first + length) for i, (size, first, length) in enumerate(spec)]
+    assert plan_offsets(fast) == _reference_plan(slow)
+    assert [b.offset for b in fast] == [b.offset for b in slow]
+
+
+def test_best_fit_takes_the_smallest_gap_lowest_first_else_the_end():
+    ranges = [(0, 64), (192, 256), (320, 448), (576, 640)]  # gaps: 128 at 64, 64 at 256, 128 at 448
+    assert best_fit(ranges, 64) == 256
+    assert best_fit(ranges, 128) == 64
+    assert best_fit(ranges, 192) == 640
+    assert best_fit([(0, 128), (64, 256), (320, 384)], 64) == 256  # overlapping ranges merge
+    assert best_fit([], 64) == 0
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.one_of(intervals, many_intervals))
+def test_trying_other_orders_never_loses_to_size_order(spec):
+    from core.compiler.memory import plan_arena
+    tried = [Buffer(f"b{i}", size, first, first + length) for i, (size, first, length) in enumerate(spec)]
+    by_size = [Buffer(f"b{i}", size, first, first + length) for i, (size, first, length) in enumerate(spec)]
+    arena = plan_arena(tried, tolerance=0.0)
+    assert overlapping_pairs(tried) == []
+    assert lower_bound(tried) <= arena <= plan_offsets(by_size)
+    assert all(b.offset + b.size <= arena for b in tried)

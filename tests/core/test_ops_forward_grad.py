@@ -32,6 +32,16 @@ def _im2col_conv(x, w, s, p):
     return out
 
 
+def _at_window_max(x, g):
+    """g at the maximum of each 2×2 window of x (stride 2)."""
+    n, c, h, w = x.shape
+
+    def windows(a):
+        return a.reshape(n, c, h // 2, 2, w // 2, 2).transpose(0, 1, 2, 4, 3, 5).reshape(n, c, h // 2, w // 2, 4)
+    first_max = windows(x).argmax(-1)[..., None]
+    return np.take_along_axis(windows(g), first_max, -1)[..., 0]
+
+
 def _pool(x, k, s, fn):
     n, c, h, w = x.shape
     oh, ow = (h - k) // s + 1, (w - k) // s + 1
@@ -79,7 +89,7 @@ def cases():
         (lambda x, y: core.softmax_cross_entropy(x, y), [a34, onehot], ref_ce, True)]
     c["softmax_cross_entropy_grad"] = [
         (lambda x, y, g: core.Node("softmax_cross_entropy_grad", [x, y, g]), [a34, labels, np.array(2.0)],
-         lambda x, y, g: (_softmax(x) - onehot) * g / 3, False)]
+         lambda x, y, g: (_softmax(x) - onehot) * g / 3, True)]
     c["reduce_sum"] = [(lambda x: core.reduce_sum(x), [a34], np.sum, True),
                        (lambda x: core.reduce_sum(x, axis=0, keepdims=True), [a34],
                         lambda x: x.sum(0, keepdims=True), True),
@@ -124,16 +134,21 @@ def cases():
                    for s, p in ((1, 0), (2, 1))]
     gy = rand(2, 4, 5, 5)
     c["conv2d_grad_input"] = [(lambda g, w, x: core.Node("conv2d_grad_input", [g, w, x], {"stride": 1, "padding": 0}),
-                               [gy, w4, x4], None, False)]
+                               [gy, w4, x4], None, True)]
     c["conv2d_grad_weight"] = [(lambda g, x, w: core.Node("conv2d_grad_weight", [g, x, w], {"stride": 1, "padding": 0}),
-                                [gy, x4, w4], None, False)]
+                                [gy, x4, w4], None, True)]
     xp = rand(2, 3, 6, 6)
     c["max_pool2d"] = [(lambda x: core.max_pool2d(x, 2), [xp], lambda x: _pool(x, 2, 2, np.max), True),
                        (lambda x: core.max_pool2d(x, 3, 1), [xp], lambda x: _pool(x, 3, 1, np.max), True)]
     c["avg_pool2d"] = [(lambda x: core.avg_pool2d(x, 2), [xp], lambda x: _pool(x, 2, 2, np.mean), True),
                        (lambda x: core.avg_pool2d(x, 3, 1), [xp], lambda x: _pool(x, 3, 1, np.mean), True)]
     c["max_pool2d_grad"] = [(lambda x, y, g: core.Node("max_pool2d_grad", [x, y, g], {"kernel": 2, "stride": 2, "padding": 0}),
-                             [xp, _pool(xp, 2, 2, np.max), rand(2, 3, 3, 3)], None, False)]
+                             [xp, _pool(xp, 2, 2, np.max), rand(2, 3, 3, 3)], None, True)]
+    gx = rand(2, 3, 6, 6)
+    c["max_pool2d_grad_transpose"] = [
+        (lambda x, y, g: core.Node("max_pool2d_grad_transpose", [x, y, g], {"kernel": 2, "stride": 2, "padding": 0}),
+         [xp, _pool(xp, 2, 2, np.max), gx], lambda x, y, g: _at_window_max(x, g), True)]
+    c["batch_mean_grad"] = [(lambda g, x: core.ops.nn.batch_mean_grad(g, x), [b4, a34], lambda g, x: g / 3, True)]
     c["avg_pool2d_grad"] = [(lambda g, x: core.Node("avg_pool2d_grad", [g, x], {"kernel": 2, "stride": 2, "padding": 0}),
                              [rand(2, 3, 3, 3), xp], None, True)]
     for name, slots in (("sgd_update", 0), ("momentum_update", 1), ("nesterov_update", 1), ("adam_update", 2)):
@@ -150,7 +165,10 @@ SOURCES = {"placeholder", "parameter", "constant"}
 # inputs that carry no gradient by definition (labels), or are read only for their shape
 NO_GRAD_INPUTS = {"softmax_cross_entropy": {1}, "sum_to_like": {1}, "broadcast_like": {1},
                   "expand_like": {1}, "reshape_like": {1}, "concat_part": {1, 2},
-                  "slice_grad": {1}, "avg_pool2d_grad": {1}}
+                  "slice_grad": {1}, "avg_pool2d_grad": {1}, "conv2d_grad_input": {2},
+                  "conv2d_grad_weight": {2}, "batch_mean_grad": {1},
+                  # x and y only say where each window's maximum is (moving y breaks that)
+                  "max_pool2d_grad": {0, 1}, "max_pool2d_grad_transpose": {0, 1}}
 PARAMS = [(name, i) for name, cs in CASES.items() for i in range(len(cs))]
 
 

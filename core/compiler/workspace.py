@@ -1,0 +1,58 @@
+"""Workspaces: the scratch arrays ops declare (OpDef.workspace), as buffers of one step each.
+
+An op whose workspace holds a chunk of the batch (OpDef.chunked_workspace: im2col columns
+of a convolution; the batch is input 0's first axis) lets the planner pick the chunk, since
+its result does not depend on it: one sample per chunk needs least memory, the whole batch
+fewest calls. `candidates` offers the pipeline two choices, each giving every such op as
+many samples as fit in the room its step leaves under the peak the plan has with one sample
+per chunk everywhere (so the chunks never raise that peak): at most the whole batch, and at
+most the op's default chunk; and a third with one sample everywhere (smaller buffers pack
+better). The pipeline keeps the one with the smallest arena, the first of equal ones. Where memory is tight (a CNN's first convolution in inference) chunks
+shrink to fit; where it is not they grow."""
+from __future__ import annotations
+
+from . import memory
+from .shapes import nbytes
+
+
+def specs(alias, shapes, dtypes, chunks=None):
+    """node -> the scratch arrays it declares at its planned shapes ({name: (shape, dtype)}),
+    or None; `chunks`: node -> samples per chunk, for ops with OpDef.chunked_workspace."""
+    chunks = chunks or {}
+
+    def specs_of(node, chunk=None):
+        rule = node.opdef.workspace
+        if rule is None:
+            return None
+        in_shapes = [shapes[alias.get(inp, inp)] for inp in node.inputs]
+        chunk = chunk or chunks.get(node)
+        attrs = node.attrs if chunk is None else {**node.attrs, "chunk": chunk}
+        return rule(in_shapes, attrs, shapes[node], dtypes[node])
+    return specs_of
+
+
+def candidates(steps, buffers, alias, shapes, dtypes, plan_memory) -> list[dict]:
+    """Workspace sets to place (memory.workspace_buffers of each): the ops' own defaults
+    where no op has a chunked workspace (or memory is not planned), else the two choices the
+    module docstring describes (fewer where they coincide)."""
+    chunked = [n for n in steps if n.opdef.chunked_workspace]
+    default = specs(alias, shapes, dtypes)
+    if not chunked or not plan_memory:
+        return [memory.workspace_buffers(steps, default)]
+    smallest = memory.workspace_buffers(steps, specs(alias, shapes, dtypes, dict.fromkeys(chunked, 1)))
+    live = memory.live_bytes(memory.distinct(buffers, smallest), len(steps) + 1)
+    peak, position = max(live), {n: i for i, n in enumerate(steps)}
+    choices = ({}, {}, dict.fromkeys(chunked, 1))
+    for node in chunked:
+        room = peak - live[position[node]] + sum(buf.size for buf, _, _ in smallest[node].values())
+        batch = shapes[alias.get(node.inputs[0], node.inputs[0])][0]
+        bytes_of = lambda b, node=node: _bytes(default(node, b))  # noqa: E731
+        choices[0][node] = memory.largest_chunk(bytes_of, batch, room)
+        choices[1][node] = memory.largest_chunk(bytes_of, batch, min(room, _bytes(default(node))))
+    unique = [c for k, c in enumerate(choices) if c not in choices[:k]]
+    return [smallest if c == choices[2] else memory.workspace_buffers(steps, specs(alias, shapes, dtypes, c))
+            for c in unique]
+
+
+def _bytes(specs_of_node) -> int:
+    return sum(memory.aligned(nbytes(shape, dtype)) for shape, dtype in specs_of_node.values())
