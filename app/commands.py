@@ -112,6 +112,18 @@ class RemoveEdge(QUndoCommand):
         self.doc.add_edge(self.edge.src, self.edge.dst, self.index)
 
 
+class RenameNode(QUndoCommand):
+    def __init__(self, doc, old, new):
+        super().__init__(f"Rename {old} → {new}")
+        self.doc, self.old, self.new = doc, old, new
+
+    def redo(self):
+        self.doc.rename_node(self.old, self.new)
+
+    def undo(self):
+        self.doc.rename_node(self.new, self.old)
+
+
 class SetTraining(QUndoCommand):
     """Consecutive settings edits merge into one undo step (typing "400" is one edit)."""
     ID = 1001

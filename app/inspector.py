@@ -8,6 +8,7 @@ from PySide6.QtGui import QKeySequence
 from PySide6.QtWidgets import (QCheckBox, QComboBox, QFormLayout, QLabel, QLineEdit,
                                QVBoxLayout, QWidget)
 
+from core.document import id_problem
 from core.layers import LAYERS
 
 from . import commands
@@ -73,8 +74,37 @@ class Inspector(QWidget):
         spec = self.doc.nodes[self.node_id]
         kind = LAYERS.get(spec.kind)
         self.title.setText(f"<b>{spec.kind}</b> · {spec.id}<br><i>{kind.help if kind else 'unknown kind'}</i>")
+        self._add_name_row(spec.id)
         for attr in (kind.attrs if kind else ()):
             self._add_row(attr, spec.attrs.get(attr.name, attr.default))
+
+    def _add_name_row(self, node_id):
+        """The node's name (its id): what errors, plans and profiles call it."""
+        editor = QLineEdit(node_id)
+        editor.setToolTip("The node's name, used in problems, plans and profiles (F2 on the canvas)")
+        editor.editingFinished.connect(lambda e=editor: self.rename(e.text().strip()))
+        editor.installEventFilter(self.document_undo_keys)
+        error = QLabel("")
+        error.setObjectName("error")
+        error.hide()
+        box = QWidget()
+        col = QVBoxLayout(box)
+        col.setContentsMargins(0, 0, 0, 0)
+        col.addWidget(editor)
+        col.addWidget(error)
+        self.form.addRow("name", box)
+        self.name_editor, self.errors["name"] = editor, error
+
+    def rename(self, new) -> bool:
+        old = self.node_id
+        if old is None or new == old:
+            return True
+        problem = id_problem(new, self.doc.nodes, old)
+        if problem:
+            return self._refuse("name", problem)
+        self.errors["name"].hide()
+        self.stack.push(commands.RenameNode(self.doc, old, new))
+        return True
 
     def _add_row(self, attr, value):
         editor = self._editor(attr, value)
@@ -140,5 +170,7 @@ class Inspector(QWidget):
             value = self.doc.nodes[self.node_id].attrs.get(payload["attr"])
             if isinstance(editor, QLineEdit) and value is not None:
                 editor.setText(show(value))
+        elif event == "node_renamed" and payload["old"] == self.node_id:
+            self.show_node(payload["new"])
         elif event in ("node_removed", "reset") and (payload.get("node") == self.node_id or event == "reset"):
             self.show_node(None)

@@ -131,6 +131,7 @@ class MainWindow(QMainWindow):
         self.add_node_action = a("Add Node…\tTab", self.open_search_at_cursor, None, edit_menu)
         self.frame_action = a("Frame Selection", self.view.frame_selection, "F", view_menu)
         self.frame_all_action = a("Frame All", self.view.frame_all, "Home", view_menu)
+        self.rename_action = a("Rename Node", self.rename_selected, "F2", edit_menu)
         self.layout_action = a("Auto Layout", self.auto_layout, "L", view_menu)
         self.top_down_action = a("Lay Out Top-Down", self._set_top_down, None, view_menu)
         self.top_down_action.setCheckable(True)
@@ -340,6 +341,14 @@ class MainWindow(QMainWindow):
     def open_example(self, path):
         if self.confirm_discard():
             self.open_path(path, remember=False)
+
+    def rename_selected(self):
+        """F2: the inspector's name field, selected, for the one selected node."""
+        ids = self.scene.selected_node_ids()
+        if len(ids) == 1 and self.inspector.node_id == ids[0]:
+            self.inspector.parentWidget().show()
+            self.inspector.name_editor.setFocus()
+            self.inspector.name_editor.selectAll()
 
     def layout_direction(self) -> str:
         return "TB" if self.top_down_action.isChecked() else "LR"

@@ -4,12 +4,14 @@ it emits change events, and Qt views subscribe to them (napari's model/view spli
 from __future__ import annotations
 
 import copy
+import re
 from dataclasses import dataclass, field
 from typing import Callable
 
 from .errors import GraphError
 
 # What `to_dict` writes; core.graphfile validates and migrates against the same two.
+ID_PATTERN = re.compile(r"[A-Za-z0-9_\-]+")  # node ids: safe in file names, plans, messages
 FORMAT = "loom.graph"
 VERSION = 1
 
@@ -30,8 +32,8 @@ class Edge:
 
 class GraphDocument:
     """Every mutation goes through a method that emits `(event_name, payload)` to listeners.
-    Events: node_added, node_removed, attr_changed, node_moved, edge_added, edge_removed,
-    training_changed, reset."""
+    Events: node_added, node_removed, node_renamed, attr_changed, node_moved, edge_added,
+    edge_removed, training_changed, reset."""
 
     def __init__(self, name: str = "untitled"):
         self.name = name
@@ -87,6 +89,19 @@ class GraphDocument:
         del self.nodes[node_id]
         self._emit("node_removed", node=node_id)
         return removed
+
+    def rename_node(self, old: str, new: str):
+        """Give a node another id (its name in errors, plans and profiles); its wires and
+        its place in the order stay."""
+        problem = id_problem(new, self.nodes, old)
+        if problem:
+            raise GraphError(problem)
+        self.nodes = {(new if k == old else k): v for k, v in self.nodes.items()}
+        self.nodes[new].id = new
+        rename = lambda end: (new, end[1]) if end[0] == old else end  # noqa: E731
+        self.edges = [Edge(rename(e.src), rename(e.dst)) for e in self.edges]
+        self._index_edges()
+        self._emit("node_renamed", old=old, new=new)
 
     def set_attr(self, node_id: str, name: str, value):
         self.nodes[node_id].attrs[name] = value
@@ -166,3 +181,12 @@ class GraphDocument:
         doc = cls()
         doc.load_dict(data)
         return doc
+
+
+def id_problem(new: str, nodes, old=None) -> str | None:
+    """Why `new` cannot name a node (None if it can): ids are letters, digits, _ and -."""
+    if not new or not ID_PATTERN.fullmatch(new):
+        return f"node name {new!r}: use letters, digits, _ and - only"
+    if new != old and new in nodes:
+        return f"node name {new!r} is taken"
+    return None

@@ -17,7 +17,7 @@ from pathlib import Path
 import jsonschema
 
 from .atomic import atomic_write
-from .document import FORMAT, VERSION, GraphDocument
+from .document import FORMAT, ID_PATTERN, VERSION, GraphDocument
 from .errors import LoomError
 from .layers import LAYERS  # the layer table says which attributes are file paths
 from .limits import MAX_GRAPH_BYTES, MAX_INT_DIGITS, MAX_JSON_DEPTH, open_regular
@@ -55,7 +55,7 @@ SCHEMA = {
         "name": {"type": "string"},
         "nodes": {"type": "array", "items": {
             "type": "object", "required": ["id", "kind"], "additionalProperties": False,
-            "properties": {"id": {"type": "string", "minLength": 1, "pattern": r"^[A-Za-z0-9_\-]+$"},
+            "properties": {"id": {"type": "string", "minLength": 1, "pattern": f"^{ID_PATTERN.pattern}$"},
                            "kind": {"type": "string", "minLength": 1},
                            "attrs": {"type": "object"},
                            "pos": {"type": "array", "items": {"type": "number"},

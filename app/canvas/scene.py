@@ -33,7 +33,8 @@ class GraphScene(QGraphicsScene):
         self.setSceneRect(-5000, -5000, 10000, 10000)
         self._handlers = {"node_added": self._on_node_added, "node_removed": self._on_node_removed,
                           "node_moved": self._on_node_moved, "edge_added": self._on_edge_added,
-                          "edge_removed": self._on_edge_removed, "reset": self._on_reset}
+                          "edge_removed": self._on_edge_removed, "reset": self._on_reset,
+                          "node_renamed": self._on_node_renamed}
         observe(self, doc, self.on_document_event)
         self.rebuild()
 
@@ -72,6 +73,12 @@ class GraphScene(QGraphicsScene):
 
     def _on_edge_removed(self, edge):
         self.removeItem(self.wires.pop(edge))
+
+    def _on_node_renamed(self, old, new):
+        selected = old in self.selected_node_ids()
+        self.rebuild()  # ids key every item and wire: build them again
+        if selected:
+            self.select_node(new)
 
     def _on_reset(self):
         self.rebuild()

@@ -345,3 +345,29 @@ def test_a_wire_from_a_loss_dropped_on_empty_canvas_explains_instead_of_an_empty
     window.open_search_for_wire(port, QPointF(2000, 2000))
     assert getattr(window, "last_popup", None) is popups  # no empty list
     assert "a loss is where the graph ends" in window.statusBar().currentMessage()
+
+
+def test_f2_renames_a_node_everywhere_and_undo_restores_it(window, qtbot):
+    window.scene.select_node("linear1")
+    window.rename_action.trigger()  # F2
+    field = window.inspector.name_editor
+    qtbot.waitUntil(field.hasFocus)
+    field.setText("hidden")
+    field.editingFinished.emit()
+    doc = window.document
+    assert "hidden" in doc.nodes and "linear1" not in doc.nodes
+    assert doc.edge_into("relu1", "in").src == ("hidden", "out")
+    assert window.scene.selected_node_ids() == ["hidden"] and "hidden" in window.scene.nodes
+    window.run_panel.memory.refresh()  # plans name the node by its new name
+    assert "hidden" in window.run_panel.memory.report["node_of"].values()
+    window.undo_stack.undo()
+    assert "linear1" in doc.nodes and doc.edge_into("relu1", "in").src == ("linear1", "out")
+
+
+def test_a_bad_or_taken_name_is_refused_in_the_inspector(window):
+    window.scene.select_node("linear1")
+    assert not window.inspector.rename("relu1")
+    assert "taken" in window.inspector.errors["name"].text()
+    assert not window.inspector.rename("two words")
+    assert "letters, digits" in window.inspector.errors["name"].text()
+    assert "linear1" in window.document.nodes
