@@ -161,7 +161,9 @@ class GraphDocument:
         return {
             "format": FORMAT, "version": VERSION, "name": self.name,
             "nodes": [{"id": n.id, "kind": n.kind, "attrs": copy.deepcopy(n.attrs),
-                       "pos": [float(n.pos[0]), float(n.pos[1])]} for n in self.nodes.values()],
+                       # a tenth of a pixel is plenty: 15 decimals of drag noise are not
+                       "pos": [round(float(n.pos[0]), 1), round(float(n.pos[1]), 1)]}
+                      for n in self.nodes.values()],
             "edges": [{"src": list(e.src), "dst": list(e.dst)} for e in self.edges],
             "training": copy.deepcopy(self.training),
         }

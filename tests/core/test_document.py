@@ -31,3 +31,11 @@ def test_rename_refuses_names_a_file_could_not_hold(name, why):
     with pytest.raises(GraphError, match=why):
         doc.rename_node("tanh1", name)
     assert list(doc.nodes) == ["relu1", "tanh1"]
+
+
+def test_saved_positions_are_rounded_to_a_tenth(tmp_path):
+    doc = GraphDocument()
+    doc.add_node("ReLU", pos=(10.123456789012345, -3.0000000000001))
+    graphfile.save(doc, tmp_path / "g.loom.json")
+    text = (tmp_path / "g.loom.json").read_text()
+    assert "10.1" in text and "10.12" not in text and "-3.0" in text
