@@ -35,7 +35,8 @@ def _signature(walker):
 
 
 def classes_fit(doc, walker) -> list:
-    """A loss reading the dataset's labels needs a logit per class (labels index them)."""
+    """A loss reading the dataset's labels needs exactly a logit per class: labels index
+    them, and a logit no label names only dilutes the softmax."""
     sig = _signature(walker)
     if sig is None:
         return []
@@ -44,7 +45,7 @@ def classes_fit(doc, walker) -> list:
         for port, src in _loss_logits(doc, walker, spec):
             shape = walker.shapes[walker.built.outputs[src]]
             width = shape[-1] if shape else 1
-            if width < sig.classes:
+            if width != sig.classes:  # fewer: labels index past them; more: never matched
                 out.append(Problem(spec.id, port, f"{width} logits from node {src[0]} for the "
                                    f"{sig.classes} classes of dataset "
                                    f"{walker.built.dataset.get('name')!r}: node {src[0]} must "

@@ -371,3 +371,11 @@ def test_a_bad_or_taken_name_is_refused_in_the_inspector(window):
     assert not window.inspector.rename("two words")
     assert "letters, digits" in window.inspector.errors["name"].text()
     assert "linear1" in window.document.nodes
+
+
+def test_more_logits_than_classes_is_a_problem_in_the_editor(window):
+    window.scene.select_node("linear2")
+    assert window.inspector.commit("out_features", 64)
+    window.scene.refresh_analysis()
+    assert "1 problem" in window.summary.text()
+    assert any("64 logits" in row for row in window.problems.rows())

@@ -41,6 +41,9 @@ CASES = {  # name -> (edit of the digits MLP, node named, words of the problem)
     "out_features 5 on 10 classes": (
         lambda d, tmp: _node(d, "linear2")["attrs"].update(out_features=5),
         "loss", "5 logits from node linear2 for the 10 classes"),
+    "out_features 64 on 10 classes (never-matched logits)": (
+        lambda d, tmp: _node(d, "linear2")["attrs"].update(out_features=64),
+        "loss", "64 logits from node linear2 for the 10 classes"),
     "CSV labels beyond the logits": (
         lambda d, tmp: _csv_labels(d, tmp, classes=12), "loss", "for the 12 classes"),
     "two Dataset nodes": (
