@@ -143,7 +143,8 @@ class MemoryPlanView(QWidget):
         self.summary.setText(
             f"{len(self.rects)} buffers · arena {mib(mem['planned_bytes'])} (lower bound "
             f"{mib(mem['lower_bound_bytes'])}, no sharing {mib(mem['naive_bytes'])}) · "
-            f"parameters {mib(kept['parameter'])} · optimizer state {mib(kept['optimizer'])}")
+            f"parameters {mib(kept['parameter'])} · optimizer state {mib(kept['optimizer'])}"
+            + "".join(f"\n{note}" for note in report.get("notes", ())))
 
     def _clicked(self, buffer_name):
         persistent = {b["name"]: b["node"] for b in (self.report or {}).get("persistent", [])}

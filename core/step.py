@@ -98,7 +98,23 @@ def plan_report(doc, batch, checkpoint=None, inference=False, schedule="auto") -
               "node_of": dict(built.node_of)}
     report.update(plan_tables(plan, built.node_of))
     report["persistent"] = persistent_allocations(built, optimizer)
+    report["notes"] = budget_notes(report)
     return report
+
+
+def budget_notes(report) -> list[str]:
+    """A checkpoint budget the plan cannot keep, said plainly (the greedy keeps a value
+    once the unkept bytes pass the budget, so one large layer output already exceeds it)."""
+    mode = report["checkpoint"]
+    if not str(mode).startswith("budget="):
+        return []
+    budget, mem = int(mode.split("=", 1)[1]), report["memory"]
+    stored = mem.get("stored_activation_bytes", 0)
+    if stored <= budget:
+        return []
+    return [f"checkpoint budget {budget:,} bytes is not met: {stored:,} bytes of forward values "
+            f"are still stored when the backward pass starts (the arena peaks at "
+            f"{mem['planned_bytes']:,} bytes); no recomputation order gets below one layer's output"]
 
 
 def source_specs(order, batch) -> dict:

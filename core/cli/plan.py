@@ -29,6 +29,8 @@ def print_report(report):
                     _bytes(mem.get("workspace_bytes", 0)),
                     _bytes(mem["param_bytes"]), _bytes(optimizer), _bytes(mem["feed_bytes"]))
     console.print(summary)
+    for note in report.get("notes", ()):
+        console.print(f"[yellow]note:[/yellow] {note}")
 
 
 def _numeric(v):
