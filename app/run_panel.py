@@ -10,7 +10,7 @@ from pathlib import Path
 from PySide6.QtCore import QStandardPaths, Qt, QUrl
 from PySide6.QtGui import QDesktopServices
 from PySide6.QtWidgets import (QComboBox, QFileDialog, QFormLayout, QHBoxLayout, QLabel,
-                               QLineEdit, QProgressBar, QPushButton, QSpinBox, QTabWidget,
+                               QLineEdit, QProgressBar, QPushButton, QSizePolicy, QSpinBox, QTabWidget,
                                QVBoxLayout, QWidget)
 
 from core import backend as backends, graphfile
@@ -48,8 +48,10 @@ class RunPanel(QWidget):
         left.addLayout(self.buttons)
         left.addWidget(self.progress)
         left.addWidget(self.progress_label)
-        left.addWidget(self.folder_label)
-        left.addWidget(self.open_folder)
+        folder_row = QHBoxLayout()  # one row: the settings column must not push the canvas up
+        folder_row.addWidget(self.folder_label, 1)
+        folder_row.addWidget(self.open_folder)
+        left.addLayout(folder_row)
         left.addWidget(self.message)
         left.addStretch(1)
         settings = QWidget()  # narrow, so the plots get the width
@@ -148,13 +150,15 @@ class RunPanel(QWidget):
         self.folder_label = QLabel("")  # where the current run writes (set at Train)
         self.folder_label.setTextInteractionFlags(Qt.TextSelectableByMouse)
         self.folder_label.setObjectName("dim")
-        self.open_folder = QPushButton("Open run folder")
+        self.folder_label.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Preferred)  # clip long paths
+        self.open_folder = QPushButton("Open folder")
         self.open_folder.setEnabled(False)
         self.open_folder.clicked.connect(self.open_run_folder)
         self.message = QLabel()
         self.message.setObjectName("error")
         self.message.setWordWrap(True)
         self.message.setTextInteractionFlags(Qt.TextSelectableByMouse)
+        self.message.hide()  # shown with an error only
         self.train_button.clicked.connect(self.start)
         self.pause_button.clicked.connect(self.toggle_pause)
         self.stop_button.clicked.connect(self.process.stop)
@@ -188,6 +192,7 @@ class RunPanel(QWidget):
         self.epochs = cfg["epochs"]
         self.started = time.time()
         self.message.clear()
+        self.message.hide()
         self.plots.new_run(f"run {len(self.plots.runs) + 1}")
         self.progress.setValue(0)
         self.progress_label.setText("starting…")
@@ -243,6 +248,7 @@ class RunPanel(QWidget):
 
     def show_error(self, message):
         self.message.setText(message)
+        self.message.setVisible(bool(message))
         if self.window is not None:
             self.window.statusBar().showMessage(f"Training failed: {message.splitlines()[0]}", 10000)
 
