@@ -363,6 +363,7 @@ class MainWindow(QMainWindow):
                  if tuple(self.document.nodes[n].pos) != p}
         if moves:
             self.undo_stack.push(commands.MoveNodes(self.document, moves, "Lay out"))
+        self.scene.flush_routes()
         self.view.frame_all()
 
     def open_search_at_cursor(self):

@@ -3,6 +3,7 @@ from one run, printed as tables with ratios. `python bench/run.py [--quick]`."""
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -11,7 +12,6 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import core  # noqa: E402
-from core.ops import cpu  # noqa: E402
 from core.optim import make_optimizer  # noqa: E402
 from bench import growth, numpy_ref  # noqa: E402
 from bench.graphs import wide_cnn  # noqa: E402
@@ -23,6 +23,7 @@ try:
 except ImportError:  # the PyTorch columns say n/a
     torch = None
 TORCH_THREADS = torch.get_num_threads() if torch else 0
+CORES = os.cpu_count() or 1
 
 
 def compare(fns, repeat, warmup=3, rounds=7):
@@ -105,6 +106,7 @@ def speed_table(quick):
     for name, graph, ref, kind, repeat in cases:
         repeat = max(1, repeat // (4 if quick else 1))
         loom, hand = compare([loom_step(graph), numpy_step(graph, ref)], repeat)
+        threaded = loom_threaded(graph, repeat) if kind in ("cnn", "wide") else None
         # PyTorch on its own: its OpenMP workers spin on after a call and would slow
         # whichever contender ran next. Once with all cores, once with one thread.
         step = torch_step(graph, kind)
@@ -116,16 +118,33 @@ def speed_table(quick):
             pt1 = compare([step], repeat)[0]
             torch.set_num_threads(threads)
         ratio = lambda t: f"{loom / t:.2f}×" if t else "n/a"  # noqa: E731
-        rows.append([name, f"{loom:.3f}", f"{hand:.3f}", f"{pt:.3f}" if pt else "n/a",
-                     f"{pt1:.3f}" if pt1 else "n/a", f"{loom / hand:.2f}×", ratio(pt), ratio(pt1)])
-    return ["training step", "Loom ms", "numpy ms", f"PyTorch ms ({TORCH_THREADS} threads)",
-            "PyTorch ms (1 thread)", "Loom/numpy", "Loom/PyTorch", "Loom/PyTorch 1 thread"], rows
+        rows.append([name, f"{loom:.3f}", f"{threaded:.3f}" if threaded else "", f"{hand:.3f}",
+                     f"{pt:.3f}" if pt else "n/a", f"{pt1:.3f}" if pt1 else "n/a",
+                     f"{loom / hand:.2f}×", ratio(pt), f"{threaded / pt:.2f}×" if threaded and pt else "",
+                     ratio(pt1)])
+    return ["training step", "Loom ms", f"Loom {CORES}T ms", "numpy ms", f"PyTorch {TORCH_THREADS}T ms",
+            "PyTorch 1T ms", "Loom/numpy", "Loom/PyTorch", f"Loom {CORES}T/PyTorch",
+            "Loom/PyTorch 1T"], rows
 
 
-SPEED_NOTE = f"""Loom: matmuls on numpy's BLAS threads; convolutions one GEMM per sample on one BLAS
-thread, with the batch on {cpu.thread_count()} thread(s) (LOOM_CPU_THREADS). PyTorch: all
-{TORCH_THREADS} cores, then one thread. On a machine where other work holds a core, a
-contender that splits every op over all cores waits for that core at every op."""
+def loom_threaded(graph, repeat):
+    """The same step with LOOM_CPU_THREADS = the cores (convolutions' batches split)."""
+    saved = os.environ.get("LOOM_CPU_THREADS")
+    os.environ["LOOM_CPU_THREADS"] = str(CORES)
+    try:
+        return compare([loom_step(graph)], repeat)[0]
+    finally:
+        if saved is None:
+            del os.environ["LOOM_CPU_THREADS"]
+        else:
+            os.environ["LOOM_CPU_THREADS"] = saved
+
+
+SPEED_NOTE = f"""nT: n threads. Loom: convolutions one GEMM per sample on one BLAS thread, other GEMMs
+on numpy's BLAS threads; {CORES}T: LOOM_CPU_THREADS={CORES}, the batch of each large convolution and pool is split over
+{CORES} threads and BLAS keeps one thread for the whole step. PyTorch: all {TORCH_THREADS} cores, then
+one thread. Where other work holds a core, whatever splits every op over all cores waits for
+that core at every op: compare the 1-thread columns then."""
 
 
 # ---- memory --------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ from . import backend as backends
 from .compiler import compile_plan, fusion, hazards
 from .errors import FeedError
 from .graph import Node, init_value, verify
+from .ops import cpu
 
 
 class Executor:
@@ -49,7 +50,13 @@ class Executor:
             program = self._programs[signature] = _Program(self, sources)
             self.arena_allocations += 1
         self._last = program
-        results = program.execute(sources, self._times if self.profiling else None)
+        if self.backend.name == "numpy" and cpu.thread_count() > 1:
+            # convolutions split over threads: BLAS stays on one thread for the whole step, as
+            # BLAS threads left spinning after a matmul would hold the cores those threads need
+            with cpu.one_blas_thread():
+                results = program.execute(sources, self._times if self.profiling else None)
+        else:
+            results = program.execute(sources, self._times if self.profiling else None)
         if to_numpy:
             return [np.array(self.backend.to_numpy(r)) for r in results]
         return results

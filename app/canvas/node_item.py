@@ -57,6 +57,7 @@ class NodeItem(QGraphicsObject):
         super().__init__()
         self.node_id, self.kind = node_id, kind
         self.info_lines: list[str] = []
+        self._bounds = None  # cached boundingRect
         self.problems: list[str] = []
         self.heat = None  # 0..1 share of step time (profile overlay), None = off
         self.inputs = {p.name: PortItem(self, p, True) for p in kind.inputs}
@@ -80,11 +81,15 @@ class NodeItem(QGraphicsObject):
         return HEADER + ROW * max(ports, 1) + ROW * max(len(self.info_lines), 1) + 8
 
     def boundingRect(self):
-        return QRectF(-PORT_R - 2, -10, WIDTH + 2 * PORT_R + 4, self.height() + 12)
+        # Qt asks for this very often (scene index, routing): computed once per info change
+        if self._bounds is None:
+            self._bounds = QRectF(-PORT_R - 2, -10, WIDTH + 2 * PORT_R + 4, self.height() + 12)
+        return self._bounds
 
     def set_info(self, lines, problems):
         self.prepareGeometryChange()
         self.info_lines, self.problems = list(lines), list(problems)
+        self._bounds = None
         self.setToolTip("\n".join(self.problems) or f"{self.kind.name} · {self.node_id}")
         self.update()
 

@@ -29,6 +29,9 @@ class GraphScene(QGraphicsScene):
         self._cut = None  # (start, dashed line item) during a Ctrl+right-drag cut
         self._press_positions = {}
         self._refresh = QTimer(self, singleShot=True, interval=0, timeout=self.refresh_analysis)
+        # wires are re-routed once per batch of moves (a layout moves every node), not per move
+        self._moved: set = set()
+        self._reroute = QTimer(self, singleShot=True, interval=0, timeout=self.flush_routes)
         self.setBackgroundBrush(QColor(style.CANVAS_BG))
         self.setSceneRect(-5000, -5000, 10000, 10000)
         self._handlers = {"node_added": self._on_node_added, "node_removed": self._on_node_removed,
@@ -64,12 +67,13 @@ class GraphScene(QGraphicsScene):
         if (item.pos().x(), item.pos().y()) != tuple(pos):
             item.setPos(*pos)
 
-    def _on_edge_added(self, edge):
+    def _on_edge_added(self, edge, route=True):
         src = self.nodes[edge.src[0]].outputs.get(edge.src[1])
         wire = WireItem(edge, src.port.type if src else "data")
         self.addItem(wire)
         self.wires[edge] = wire
-        self._route(wire)
+        if route:
+            self._route(wire)
 
     def _on_edge_removed(self, edge):
         self.removeItem(self.wires.pop(edge))
@@ -91,7 +95,10 @@ class GraphScene(QGraphicsScene):
         for node in self.doc.nodes:
             self._on_node_added(node)
         for edge in self.doc.edges:
-            self._on_edge_added(edge)
+            self._on_edge_added(edge, route=False)
+        for wire in self.wires.values():  # once every card is in place
+            self._route(wire)
+        self._moved.clear()
         self.refresh_analysis()
 
     # ---- geometry --------------------------------------------------------------------------
@@ -100,6 +107,8 @@ class GraphScene(QGraphicsScene):
         if node is None:
             return None
         return (node.inputs if is_input else node.outputs).get(key[1])
+
+    MAX_BLOCKERS = 12  # a heap of overlapping cards cannot be routed around: draw it plainly
 
     def _route(self, wire):
         """The wire's curve; where it would cross other cards, a detour around them."""
@@ -112,19 +121,37 @@ class GraphScene(QGraphicsScene):
         ends = (wire.edge.src[0], wire.edge.dst[0])
         path, blockers = bezier(start, end), []
         for _ in range(3):  # a detour may meet other cards: widen it around them too
-            found = [i.sceneBoundingRect() for i in self.items(stroke(path, 2.0))
-                     if isinstance(i, NodeItem) and i.node_id not in ends]
-            new = [r for r in found if r not in blockers]
-            if not new:
+            new = [r for r in self._cards_on(path, ends) if r not in blockers]
+            if not new or len(blockers) + len(new) > self.MAX_BLOCKERS:
                 break
             blockers += new
             path = detour(start, end, blockers)
-        wire.setPath(path)
+        wire.setPath(path if len(blockers) <= self.MAX_BLOCKERS else bezier(start, end))
+
+    def _cards_on(self, path, ends) -> list:
+        """Scene rectangles of the cards (other than the wire's own ends) the path crosses:
+        candidates from the scene index by bounding box, then an exact test."""
+        near = [i for i in self.items(path.boundingRect(), Qt.IntersectsItemBoundingRect)
+                if isinstance(i, NodeItem) and i.node_id not in ends]
+        if len(near) > 4 * self.MAX_BLOCKERS:  # a heap (a generated graph before layout)
+            return []
+        line = stroke(path, 2.0)
+        rects = (i.sceneBoundingRect() for i in near)
+        return [r for r in rects if line.intersects(r)]
 
     def node_geometry_changed(self, item):
-        for edge, wire in self.wires.items():
-            if item.node_id in (edge.src[0], edge.dst[0]):
-                self._route(wire)
+        self._moved.add(item.node_id)
+        self._reroute.start()
+
+    def flush_routes(self):
+        """Re-route the wires of the cards that moved, and the wires now running over them."""
+        moved, self._moved = self._moved, set()
+        wires = {w for e, w in self.wires.items() if e.src[0] in moved or e.dst[0] in moved}
+        for node_id in moved & set(self.nodes):
+            wires.update(i for i in self.items(self.nodes[node_id].sceneBoundingRect())
+                         if isinstance(i, WireItem) and i.edge is not None)
+        for wire in wires:
+            self._route(wire)
 
     # ---- live analysis ---------------------------------------------------------------------
     def refresh_analysis(self):

@@ -10,7 +10,10 @@ buffers first, each placed in the smallest gap left by the already-placed buffer
 lifetimes overlap it. The gaps are those of the union of the byte ranges of those buffers,
 so segment trees over schedule steps keep, per node, the union of the byte ranges placed
 there (`_TimeIndex`): a buffer's gaps come from O(log steps) merged range lists instead of
-every buffer placed before it. Everything here is a pure function of a schedule and what the
+every buffer placed before it, and a 20,000-step plan takes a fraction of a second instead
+of minutes, with the same offsets. `plan_arena` (what the pipeline calls) keeps that result
+where it is within 0.1% of the lower bound, and else also tries a few other placement
+orders and keeps the smallest arena. Everything here is a pure function of a schedule and what the
 caller passes in (which inputs a step reads, which it may overwrite): no op table, no device."""
 from __future__ import annotations
 

@@ -1,18 +1,25 @@
-"""CPU threads for the numpy backend's convolutions and pools (opt-in: LOOM_CPU_THREADS=N).
+"""CPU threads for the numpy backend's convolutions and pools.
 
-Convolution and pooling work sample by sample: im2col, one GEMM per sample, col2im, window
-maxima. With N > 1 the batch of a large enough op is split into N contiguous runs of samples,
-one per thread: numpy releases the GIL inside its loops and BLAS calls, and each sample's
-result comes from exactly the same calls, bit for bit, as long as every per-sample GEMM runs
-on one BLAS thread (`one_blas_thread`: OpenBLAS's result depends on how many threads share a
-GEMM, and N threads each waking BLAS threads would oversubscribe the cores).
+Convolution works sample by sample: im2col, one GEMM per sample, col2im. Every per-sample GEMM
+runs on one BLAS thread (`one_blas_thread`). OpenBLAS otherwise splits a GEMM above its size
+threshold over its thread pool, once per sample: on 2 cores that made the wide CNN's step
+14% faster with both cores free (68 vs 78 ms) but 5-8× slower whenever another process held a
+core (390-630 ms), and its result depends on the number of threads. Pinned, a convolution
+gives the same bits on every machine; below the threshold (every bundled example) that is
+what it computed before, and above it float32 results moved by at most 7e-7 relative
+(float64 unchanged).
 
-Off by default (N = 1: one run, BLAS threads as numpy has them, as before). Measured on 2
-cores: per op of the LeNet-like CNN, 2 threads were 1.6-1.9× faster with both cores free and
-1.25× slower with another process holding a core; over a whole training step they were slower
-even on a free machine (12.9 vs 11.0 ms), as the dense layers' BLAS threads keep spinning on
-the second core after each matmul. Splitting into more, smaller runs that idle threads take
-in turn was 2.4× slower under load."""
+`LOOM_CPU_THREADS=N` (default 1) splits the batch of each large op (MIN_BYTES of columns or
+more) into N contiguous runs of samples on N threads: numpy releases the GIL inside its loops
+and BLAS calls, and each sample's result comes from exactly the same calls, bit for bit. The
+executor then keeps BLAS on one thread for the whole step (BLAS threads spin on after a
+matmul, holding the very cores these threads need), so dense layers lose their BLAS threads
+and their float32 GEMMs round as one thread does. Measured on 2 free cores: the wide CNN's
+step 77 -> 57 ms with 2 threads (without the whole-step BLAS pin: no gain, 80 ms); the
+LeNet-like one 10.5 -> 11.2 ms (its ops are too small). With another process holding a core,
+ops ran 1.25× slower on 2 threads, and splitting into more, smaller runs that idle threads
+take in turn 2.4× slower. So it is off by default, and on where cores are free and
+convolutions large."""
 from __future__ import annotations
 
 import os
@@ -20,7 +27,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 
-MIN_BYTES = 256 << 10  # smaller ops run on one thread: a handoff costs more than it saves
+MIN_BYTES = 2 << 20  # smaller ops run on one thread: a handoff costs more than it saves
 
 
 def thread_count() -> int:
@@ -79,10 +86,10 @@ def for_each_run(fn, lo: int, hi: int, nbytes: int = MIN_BYTES, threads: int | N
     thread, each with one BLAS thread. Returns when all are done, raising the first error."""
     threads = thread_count() if threads is None else threads
     runs = split(lo, hi, threads if nbytes >= MIN_BYTES else 1)
-    if len(runs) == 1:
-        fn(lo, hi)
-        return
     with one_blas_thread():
+        if len(runs) == 1:
+            fn(lo, hi)
+            return
         futures = [_workers(len(runs) - 1).submit(fn, a, b) for a, b in runs[1:]]
         fn(*runs[0])  # the calling thread takes the first run
         for f in futures:

@@ -295,6 +295,7 @@ def cards_crossed(window):
     """(wire, node) pairs where a wire's curve runs through a card other than its ends."""
     from app.canvas.node_item import NodeItem
     from app.canvas.wire_item import stroke
+    window.scene.flush_routes()
     bad = []
     for edge, wire in window.scene.wires.items():
         for item in window.scene.items(stroke(wire.path(), 2.0)):
