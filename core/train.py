@@ -27,7 +27,7 @@ from .memory_probe import process_memory
 from .ops.base import is_source
 from .optim import learning_rate, make_optimizer
 from .runs import json_safe
-from .settings import DEFAULTS, training_config  # noqa: F401  (re-exported for callers)
+from .settings import training_config
 from .step import accuracy_node, training_step
 
 

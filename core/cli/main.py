@@ -11,7 +11,6 @@ from pathlib import Path
 
 from . import exitcodes, plan, sinks, training
 from .gui import display_problem
-from .. import backend as backends
 from ..errors import LoomError
 from ..graphfile import load
 from ..layers import analyze

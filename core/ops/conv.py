@@ -11,7 +11,7 @@ from numpy.lib.stride_tricks import as_strided
 
 from ..errors import ShapeError
 from . import cpu
-from .base import OpDef, make, not_differentiable, register, scratch
+from .base import OpDef, make, register, scratch
 
 
 def conv2d(x, w, stride=1, padding=0, name=None):

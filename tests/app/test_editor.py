@@ -2,7 +2,6 @@
 inspector, undo/redo, saving and reopening, and what the canvas shows."""
 import json
 
-import pytest
 from PySide6.QtCore import QMimeData, QPoint, QPointF, Qt
 from PySide6.QtGui import QDropEvent
 from PySide6.QtTest import QTest
