@@ -11,7 +11,7 @@ import networkx as nx
 
 from core.layers import LAYERS
 
-LAYER_GAP = 80.0  # between a layer's widest card and the next layer
+LAYER_GAP = 80.0  # between a layer's cards and the next: room for a detouring wire to bend
 CARD_WIDTH = 190.0
 NODE_GAP = 40.0  # between cards in one layer
 LANE = 30.0  # room a passing wire keeps in a layer

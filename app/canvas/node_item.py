@@ -9,7 +9,7 @@ from PySide6.QtWidgets import QGraphicsEllipseItem, QGraphicsItem, QGraphicsObje
 from .. import style
 
 WIDTH, HEADER, ROW, PORT_R = 190.0, 24.0, 18.0, 6.0
-LEGIBLE_ZOOM = 0.55  # below this scale port names and shapes are drawn as titles only
+LEGIBLE_ZOOM = 0.45  # below this scale port names and shapes are drawn as titles only
 
 
 def human(n: int) -> str:
