@@ -84,16 +84,8 @@ class Inspector(QWidget):
         editor.setToolTip("The node's name, used in problems, plans and profiles (F2 on the canvas)")
         editor.editingFinished.connect(lambda e=editor: self.rename(e.text().strip()))
         editor.installEventFilter(self.document_undo_keys)
-        error = QLabel("")
-        error.setObjectName("error")
-        error.hide()
-        box = QWidget()
-        col = QVBoxLayout(box)
-        col.setContentsMargins(0, 0, 0, 0)
-        col.addWidget(editor)
-        col.addWidget(error)
-        self.form.addRow("name", box)
-        self.name_editor, self.errors["name"] = editor, error
+        self._add_field("name", editor)
+        self.name_editor = editor
 
     def rename(self, new) -> bool:
         old = self.node_id
@@ -109,6 +101,11 @@ class Inspector(QWidget):
     def _add_row(self, attr, value):
         editor = self._editor(attr, value)
         editor.setToolTip(attr.help)
+        self._add_field(attr.name, editor)
+        self.editors[attr.name] = editor
+
+    def _add_field(self, name, editor):
+        """A form row: the editor with its inline error line under it (hidden until refused)."""
         error = QLabel("")
         error.setObjectName("error")
         error.setWordWrap(True)
@@ -118,8 +115,8 @@ class Inspector(QWidget):
         col.setContentsMargins(0, 0, 0, 0)
         col.addWidget(editor)
         col.addWidget(error)
-        self.form.addRow(attr.name, box)
-        self.editors[attr.name], self.errors[attr.name] = editor, error
+        self.form.addRow(name, box)
+        self.errors[name] = error
 
     def _editor(self, attr, value):
         if attr.type == "bool":

@@ -128,6 +128,7 @@ class _Program:
         self.staging: dict = {}  # fed placeholder -> its fixed device buffer (capture only)
         self.replay = None
         self.warm = False
+        self._deps = None  # step dependencies for the stream runner
         self._bind_steps(be, sources)
 
     def _bind_steps(self, be, sources):
@@ -228,7 +229,7 @@ class _Program:
         self.run_step = self._run_in_order
         if self.streamed:
             live = [i for i, step in enumerate(self.steps) if step is not None]
-            if getattr(self, "_deps", None) is None:  # a property of the plan: computed once
+            if self._deps is None:  # a property of the plan: computed once
                 self._deps = hazards.step_dependencies(self.plan, live, self.fused)
             deps = self._deps
             streams = [self.plan.streams.get(self.plan.schedule[i], 0) for i in live]

@@ -76,8 +76,10 @@ class Trainer:
             raise LoomError("the graph has no loss node: add SoftmaxCrossEntropy or MSELoss")
         data = load_dataset(self.built.dataset)
         self.train_set, self.val_set = data.split(cfg["val_fraction"], seed=cfg["seed"])
-        self.backend_choice = backends.resolve_auto() if cfg["backend"] == "auto" else None
-        self.backend = backends.get(self.backend_choice[0] if self.backend_choice else cfg["backend"])
+        name, self.auto_reason = cfg["backend"], None  # why "auto" chose what it chose
+        if name == "auto":
+            name, self.auto_reason = backends.resolve_auto()
+        self.backend = backends.get(name)
         rng = np.random.default_rng(cfg["seed"])
         self.params = {p.name: self.backend.asarray(init_value(p, rng)) for p in self.built.parameters}
         self.optimizer = make_optimizer(cfg, self.backend)
@@ -275,7 +277,7 @@ class Trainer:
 
     def _summary(self, status, seconds):
         last = self.run_state.history[-1] if self.run_state.history else {}
-        backend = self.backend.name + (f" ({self.backend_choice[1]})" if self.backend_choice else "")
+        backend = self.backend.name + (f" ({self.auto_reason})" if self.auto_reason else "")
         return {"status": status, "epochs": self.run_state.epoch, "steps": self.run_state.step,
                 "backend": backend,
                 "seconds": seconds, "val_accuracy": last.get("val_accuracy"),

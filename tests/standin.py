@@ -172,17 +172,14 @@ class _Ufunc:
 
 
 def _device_ufunc_call(ufunc, args, kwargs):
-    out = kwargs.get("out")
-    if out is not None:
-        out = out if isinstance(out, tuple) else (out,)
-        if not all(isinstance(o, DeviceArray) for o in out):
-            raise TypeError(f"{ufunc.__name__}: out= must be a device array on the stand-in device")
-        kwargs = {**kwargs, "out": tuple(o._host for o in out)}
-    result = ufunc(*_unwrap(args), **_unwrap({k: v for k, v in kwargs.items() if k != "out"}),
-                   **({"out": kwargs["out"]} if out is not None else {}))
-    if out is not None:
-        return out[0] if len(out) == 1 else out
-    return _wrap(result)
+    out = kwargs.pop("out", None)
+    if out is None:
+        return _wrap(ufunc(*_unwrap(args), **_unwrap(kwargs)))
+    out = out if isinstance(out, tuple) else (out,)
+    if not all(isinstance(o, DeviceArray) for o in out):
+        raise TypeError(f"{ufunc.__name__}: out= must be a device array on the stand-in device")
+    ufunc(*_unwrap(args), **_unwrap(kwargs), out=tuple(o._host for o in out))
+    return out[0] if len(out) == 1 else out
 
 
 class _Random:

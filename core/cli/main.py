@@ -156,8 +156,8 @@ def _train_in(out, doc, args) -> int:
     overrides = _overrides(args)
     event_sinks = []
     trainer = Trainer(doc, out, overrides, on_event=lambda e: [s(e) for s in event_sinks])
-    if trainer.backend_choice:
-        print(f"backend auto: using {trainer.backend.name} ({trainer.backend_choice[1]})", file=sys.stderr)
+    if trainer.auto_reason:
+        print(f"backend auto: using {trainer.backend.name} ({trainer.auto_reason})", file=sys.stderr)
     if args.resume:
         trainer.resume()
     event_sinks.extend(_sinks(args, trainer, out))
