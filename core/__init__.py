@@ -9,6 +9,6 @@ from .ops import (add, sub, mul, div, neg, relu, sigmoid, tanh, exp, log, sqrt, 
                   oneslike, zeroslike, reduce_sum, reduce_mean, broadcast_to, reshape,
                   transpose, concat, slice, matmul, softmax, log_softmax,
                   softmax_cross_entropy, mse, argmax, accuracy, dropout, batch_norm,
-                  conv2d, max_pool2d, avg_pool2d)
+                  conv2d, max_pool2d, avg_pool2d, gather, where, causal_mask, layer_norm, gelu)
 from .autodiff import gradients  # noqa: F401
 from .executor import Executor  # noqa: F401

@@ -42,6 +42,11 @@ TRAINING_SCHEMA = {
         "val_fraction": {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1},
         "backend": {"enum": ["numpy", "cupy", "auto"]},
         "checkpoint": {"type": "string", "pattern": "^(none|sqrt|cheap|budget=[0-9]+)$"},
+        "steps_per_epoch": {"type": "integer", "minimum": 0},
+        "warmup_steps": {"type": "integer", "minimum": 0},
+        "min_lr_ratio": {"type": "number", "minimum": 0, "maximum": 1},
+        "beta2": {"type": "number", "minimum": 0, "exclusiveMaximum": 1},
+        "sample_chars": {"type": "integer", "minimum": 0},
     },
     "additionalProperties": False,
 }

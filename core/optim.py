@@ -121,10 +121,13 @@ def make_optimizer(config: dict, backend=None) -> Optimizer:
     if name not in OPTIMIZERS:
         raise ValueError(f"unknown optimizer {name!r}; known: {', '.join(OPTIMIZERS)}")
     return OPTIMIZERS[name](momentum=config.get("momentum", 0.9),
-                            weight_decay=config.get("weight_decay", 0.0), backend=backend)
+                            weight_decay=config.get("weight_decay", 0.0), backend=backend,
+                            beta2=config.get("beta2", 0.999))
 
 
 # ---- schedules: (base lr, epoch, total epochs, config) -> lr ------------------------------------
+# `epoch` is fractional (2.5 = halfway through the third epoch), so smooth schedules move every
+# step, as language models expect; the step schedule still changes at whole epochs.
 
 def _schedule(fn):
     SCHEDULES[fn.__name__] = fn
@@ -143,9 +146,15 @@ def step(lr, epoch, epochs, config):
 
 @_schedule
 def cosine(lr, epoch, epochs, config):
-    return 0.5 * lr * (1 + math.cos(math.pi * epoch / max(1, epochs)))
+    """Half a cosine from lr down to lr * min_lr_ratio over the run."""
+    floor = lr * float(config.get("min_lr_ratio", 0.0))
+    return floor + 0.5 * (lr - floor) * (1 + math.cos(math.pi * min(1.0, epoch / max(1, epochs))))
 
 
-def learning_rate(config: dict, epoch: int) -> float:
+def learning_rate(config: dict, epoch: float, step: int = 0) -> float:
+    """The learning rate for optimizer step `step` (counting from 0), taken `epoch` epochs into
+    the run: the schedule's value, ramped up linearly over the first `warmup_steps` steps."""
     fn = SCHEDULES[config.get("schedule", "constant")]
-    return fn(float(config.get("lr", 0.01)), epoch, int(config.get("epochs", 1)), config)
+    lr = fn(float(config.get("lr", 0.01)), epoch, int(config.get("epochs", 1)), config)
+    warmup = int(config.get("warmup_steps", 0) or 0)
+    return lr * min(1.0, (step + 1) / warmup) if warmup else lr

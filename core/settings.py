@@ -14,7 +14,8 @@ from .optim import OPTIMIZERS, SCHEDULES
 DEFAULTS = {"optimizer": "adam", "lr": 0.01, "momentum": 0.9, "weight_decay": 0.0,
             "batch_size": 64, "epochs": 10, "schedule": "constant", "step_size": 10,
             "gamma": 0.1, "seed": 0, "val_fraction": 0.2, "backend": "numpy",
-            "checkpoint": "none"}
+            "checkpoint": "none", "steps_per_epoch": 0, "warmup_steps": 0, "min_lr_ratio": 0.0,
+            "beta2": 0.999, "sample_chars": 200}
 
 
 def training_config(doc, overrides=None) -> dict:
@@ -97,6 +98,11 @@ def _rules() -> dict:
         "val_fraction": _number(0, 1, open_low=True, open_high=True),
         "backend": _one_of(allowed["backend"]),
         "checkpoint": _checkpoint,
+        "steps_per_epoch": _number(0, 1 << 31, integer=True),  # 0: one pass over the training set
+        "warmup_steps": _number(0, 1 << 31, integer=True),
+        "min_lr_ratio": _number(0, 1),  # cosine ends at lr * min_lr_ratio
+        "beta2": _number(0, 1, open_high=True),  # Adam's second-moment decay
+        "sample_chars": _number(0, 100_000, integer=True),  # text models: a sample per epoch
     }
 
 

@@ -43,7 +43,7 @@ def training_step(built, optimizer) -> TrainingStep:
 def accuracy_node(built):
     if built.metrics:
         return next(iter(built.metrics.values()))
-    return accuracy(built.logits, built.feeds["labels"])
+    return accuracy(built.logits, built.feed_of("label"))
 
 
 def batch_statistics(built) -> list:

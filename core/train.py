@@ -17,9 +17,8 @@ import numpy as np
 
 import threading
 
-from . import backend as backends, checkpoint, layers
+from . import backend as backends, checkpoint, generate, layers
 from .atomic import atomic_write
-from .data import load_dataset
 from .errors import LoomError
 from .executor import Executor
 from .graph import init_value, topological_order
@@ -62,6 +61,7 @@ class Trainer:
         self.stop_requested = False
         self.run_state = RunState()
         self.saved_step = None  # the step of the newest checkpoint on disk, once there is one
+        self.sampler = None  # text models: writes the sample after each epoch
         self._setup()
 
     # ---- setup -------------------------------------------------------------------------
@@ -74,7 +74,7 @@ class Trainer:
         self.eval_built = layers.build(self.doc, training=False, seed=cfg["seed"])
         if self.built.loss is None:
             raise LoomError("the graph has no loss node: add SoftmaxCrossEntropy or MSELoss")
-        data = load_dataset(self.built.dataset)
+        data = self.built.load_dataset()
         self.train_set, self.val_set = data.split(cfg["val_fraction"], seed=cfg["seed"])
         name, self.auto_reason = cfg["backend"], None  # why "auto" chose what it chose
         if name == "auto":
@@ -193,12 +193,15 @@ class Trainer:
 
     def _train_epoch(self, epoch):
         cfg, rs = self.config, self.run_state
-        lr = learning_rate(cfg, epoch)
         t0 = time.perf_counter()
-        batches = self.train_set.batches(cfg["batch_size"], seed=cfg["seed"] + epoch)
-        for xb, yb in itertools.islice(batches, rs.epoch_step, None):  # resume mid-epoch
+        steps = self.steps_per_epoch()
+        batches = itertools.islice(self.train_set.batches(cfg["batch_size"], seed=cfg["seed"] + epoch),
+                                   steps)
+        lr = learning_rate(cfg, epoch + rs.epoch_step / steps, rs.step)
+        for i, (xb, yb) in enumerate(itertools.islice(batches, rs.epoch_step, None), rs.epoch_step):
             if self.stop_requested:
                 return  # the checkpoint keeps the position: resume goes on from this batch
+            lr = learning_rate(cfg, epoch + i / steps, rs.step)
             self._train_step(xb, yb, lr)
         val_loss, val_acc = self.evaluate()
         record = {"event": "epoch", "epoch": epoch + 1, "step": rs.step,
@@ -208,7 +211,27 @@ class Trainer:
         rs.epoch, rs.epoch_step, rs.epoch_losses, rs.epoch_accuracies = epoch + 1, 0, [], []
         rs.history.append(record)
         self.emit(record)
+        self._emit_sample(epoch + 1)
         self.save_checkpoint()
+
+    def _emit_sample(self, epoch):
+        """Text models write a little text after each epoch, from the validation text's
+        first line: the quickest way to see what the model has learnt."""
+        chars = self.config.get("sample_chars", 0)
+        if not chars or not generate.is_text_model(self.doc):
+            return
+        if self.sampler is None:
+            self.sampler = generate.TextSampler(self.doc, self.params, self.backend.name, shared=True)
+        self.sampler.params = self.params  # a resume replaces the arrays
+        prompt = generate.sample_prompt(self.val_set)
+        text = self.sampler.sample(prompt, chars, temperature=0.8, seed=epoch)
+        self.emit({"event": "sample", "epoch": epoch, "prompt": prompt, "text": text})
+
+    def steps_per_epoch(self) -> int:
+        """Optimizer steps in one epoch: the setting, or one pass over the training set."""
+        full = max(1, len(self.train_set) // self.config["batch_size"]
+                   + bool(len(self.train_set) % self.config["batch_size"]))
+        return self.config.get("steps_per_epoch") or full
 
     def _train_step(self, xb, yb, lr):
         t0 = time.perf_counter()
@@ -231,7 +254,7 @@ class Trainer:
         return loss, acc
 
     def _feed(self, built, xb, yb):
-        feed = {built.feeds["images"]: xb, built.feeds["labels"]: yb}
+        feed = {built.feed_of("data"): xb, built.feed_of("label"): yb}
         feed.update({p: self.params[p.name] for p in built.parameters})
         return feed
 

@@ -11,7 +11,10 @@ from pathlib import Path
 
 from . import exitcodes, plan, sinks, training
 from .gui import display_problem
+from .. import checkpoint
+from ..backend import resolve_auto
 from ..errors import LoomError
+from ..generate import TextSampler
 from ..graphfile import load
 from ..layers import analyze
 from ..settings import choices
@@ -55,6 +58,17 @@ def parser() -> argparse.ArgumentParser:
     pl.add_argument("--schedule", choices=["auto", "topo", "memory"], default="auto",
                     help="auto: memory-aware order when its peak is lower; topo: breadth-first")
     _add_max_memory(pl)
+    sa = sub.add_parser("sample", help="write new text with a trained text model")
+    sa.add_argument("file", help="a graph file with a TextDataset node (*.loom.json)")
+    sa.add_argument("--checkpoint", required=True, metavar="CKPT",
+                    help="the trained weights: a run's checkpoint.npz")
+    sa.add_argument("--prompt", default="\n", help="the text to go on from (default: a new line)")
+    sa.add_argument("--chars", type=int, default=400, metavar="N", help="characters to write (default 400)")
+    sa.add_argument("--temperature", type=float, default=0.8, metavar="T",
+                    help="below 1: safer, above 1: wilder (default 0.8)")
+    sa.add_argument("--top-k", type=int, dest="top_k", metavar="K", help="draw among the K likeliest only")
+    sa.add_argument("--seed", type=int, default=0, metavar="N", help="the draws' seed (default 0)")
+    sa.add_argument("--backend", choices=allowed["backend"], default="numpy")
     return p
 
 
@@ -74,7 +88,8 @@ def main(argv=None, open_editor=None) -> int:
             return exitcodes.BAD_INPUT
         _default_signals()
         return open_editor(getattr(args, "file", None) or str(EXAMPLE))
-    command = {"train": cmd_train, "check": cmd_check, "plan": cmd_plan}[args.command]
+    command = {"train": cmd_train, "check": cmd_check, "plan": cmd_plan,
+               "sample": cmd_sample}[args.command]
     with _interrupts_raise():
         try:
             return command(args)
@@ -174,8 +189,7 @@ def _sinks(args, trainer, out):
     if args.events == "-":  # a closed stdout stops the run with a checkpoint, not a traceback
         chosen.append(sinks.EventStream(sys.stdout, on_failure=trainer.request_stop))
     elif sys.stderr.isatty():
-        steps = -(-len(trainer.train_set.y) // trainer.config["batch_size"])
-        chosen.append(sinks.ProgressBar(trainer.config["epochs"], steps))
+        chosen.append(sinks.ProgressBar(trainer.config["epochs"], trainer.steps_per_epoch()))
     else:
         chosen.append(sinks.PlainLines(sys.stderr))
     return chosen
@@ -196,4 +210,18 @@ def cmd_plan(args) -> int:
         print(json.dumps(report, indent=2, default=str))
     else:
         plan.print_report(report)
+    return exitcodes.OK
+
+
+# ---- sample ---------------------------------------------------------------------------------
+
+def cmd_sample(args) -> int:
+    doc = load(args.file)
+    if args.chars < 0:
+        raise LoomError(f"--chars must be 0 or more, got {args.chars}")
+    params, _, _, _ = checkpoint.load(args.checkpoint)
+    backend = args.backend if args.backend != "auto" else resolve_auto()[0]
+    sampler = TextSampler(doc, params, backend)
+    sampler.check_checkpoint(args.checkpoint)
+    print(sampler.sample(args.prompt, args.chars, args.temperature, args.seed, args.top_k))
     return exitcodes.OK

@@ -79,7 +79,7 @@ class PlainLines:
         self.stream = stream
 
     def __call__(self, event):
-        if event["event"] == "epoch":
+        if event["event"] in ("epoch", "sample"):
             self.stream.write(_epoch_line(event) + "\n")
             self.stream.flush()
 
@@ -101,13 +101,15 @@ class ProgressBar:
         if kind == "step":
             self.progress.update(self.task, completed=event["step"], epoch=event["epoch"],
                                  info=f"loss {event['loss']:.4f}  {event['samples_per_s']:,.0f} samples/s")
-        elif kind == "epoch":
-            self.progress.console.print(_epoch_line(event))
+        elif kind in ("epoch", "sample"):
+            self.progress.console.print(_epoch_line(event), markup=False, highlight=False)
         elif kind in ("done", "error"):
             self.progress.stop()
 
 
 def _epoch_line(e):
+    if e["event"] == "sample":
+        return f"sample after epoch {e['epoch']}:\n{e['text']}\n"
     val = "" if e.get("val_accuracy") is None else \
         f"  val_loss {e['val_loss']:.4f}  val_acc {e['val_accuracy']:.4f}"
     return (f"epoch {e['epoch']:3d}  loss {e['loss']:.4f}  acc {e['accuracy']:.4f}{val}"

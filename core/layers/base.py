@@ -114,9 +114,17 @@ class LayerKind:
     build: Callable  # (ctx: BuildContext, attrs: dict, inputs: dict[str, Node]) -> dict[str, Node]
     macs: Callable | None = None  # (in_shapes: dict, out_shapes: dict, attrs) -> int
     help: str = ""
-    # the training data: its outputs are the feeds the trainer fills with batches
-    # (`Built.feeds`, keyed by output port name) and its attrs name the dataset (`Built.dataset`)
-    feeds: bool = False
+    # The training data: its outputs are the feeds the trainer fills with batches
+    # (`Built.feeds`, keyed by output port name: one "data" port, one "label" port) and its
+    # attrs name the dataset (`Built.dataset`). `load(attrs)` returns the dataset object
+    # (split / batches / len, as core.data.Dataset); `signature(attrs)` says what analysis
+    # needs to know of it (data_layers.Signature) without loading it where it can.
+    load: Callable | None = None
+    signature: Callable | None = None
+
+    @property
+    def feeds(self) -> bool:
+        return self.load is not None
 
 
 LAYERS: dict[str, LayerKind] = {}

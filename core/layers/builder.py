@@ -54,13 +54,25 @@ class Built:
     outputs: dict = field(default_factory=dict)  # (node id, port) -> core Node
     # output port of the training-data kind (LayerKind.feeds: "images" / "labels") -> placeholder
     feeds: dict = field(default_factory=dict)
-    dataset: dict | None = None
+    dataset: dict | None = None  # the training-data node's attrs
+    data_kind: object = None  # ... and its LayerKind (which loads the dataset)
     loss: object = None
     logits: object = None
     metrics: dict = field(default_factory=dict)
     parameters: list = field(default_factory=list)
     state: list = field(default_factory=list)
     node_of: dict = field(default_factory=dict)  # core node name -> document node id
+
+    def feed_of(self, port_type: str):
+        """The training-data placeholder of a port type: "data" (inputs) or "label"."""
+        port = next(p.name for p in self.data_kind.outputs if p.type == port_type)
+        return self.feeds[port]
+
+    def load_dataset(self):
+        return self.data_kind.load(self.dataset)
+
+    def data_signature(self):
+        return self.data_kind.signature(self.dataset)
 
 
 class _Declared(dict):
@@ -143,7 +155,7 @@ class Walker:
             b.node_of.setdefault(node.name, spec.id)
         if kind.feeds:
             b.feeds = dict(outs)
-            b.dataset = dict(attrs)
+            b.dataset, b.data_kind = dict(attrs), kind
         for port in kind.outputs:
             if port.type == "loss" and b.loss is None:
                 b.loss = outs[port.name]

@@ -38,6 +38,11 @@ def dataset_signature(attrs) -> Signature:
     return _probe(json.dumps(spec, sort_keys=True))
 
 
+def dataset_label(attrs) -> str:
+    """How messages name a training-data node's dataset: a bundled name, or the text."""
+    return attrs.get("name") or attrs.get("text") or "?"
+
+
 def _build_dataset(ctx, attrs, ins):
     shape = dataset_signature(attrs).shape
     return {"images": placeholder("images", (None, *shape), dtype="float32"),
@@ -51,7 +56,7 @@ register(LayerKind(
      AttrSpec("path", "str", "", path=True,
               help="file or folder for mnist / npz / csv datasets (relative to the graph file)")),
     _build_dataset, help="Training data: a batch of images (N, C, H, W) and their labels (N,)",
-    feeds=True))
+    load=load_dataset, signature=dataset_signature))
 
 
 def _build_input(ctx, attrs, ins):

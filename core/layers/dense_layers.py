@@ -11,13 +11,17 @@ INITS = ("xavier", "he", "normal", "uniform", "zeros", "ones")
 
 
 def _linear(ctx, a, x):
+    """(N, F) -> (N, out); a sequence (N, T, F) -> (N, T, out) as one GEMM over all N*T
+    positions."""
     shape = ctx.shape_of(x)
-    if len(shape) != 2:
-        raise ShapeError(f"Linear expects (N, features), got {show_shape((None, *shape[1:]))}: "
-                         "add a Flatten first")
-    w = ctx.param("weight", (shape[1], a["out_features"]), init=a["init"])
-    y = ops.matmul(x, w)
-    return ops.add(y, ctx.param("bias", (a["out_features"],), init="zeros")) if a["bias"] else y
+    if len(shape) not in (2, 3):
+        raise ShapeError(f"Linear expects (N, features) or (N, T, features), got "
+                         f"{show_shape((None, *shape[1:]))}: add a Flatten first")
+    w = ctx.param("weight", (shape[-1], a["out_features"]), init=a["init"])
+    y = ops.matmul(x if len(shape) == 2 else ops.reshape(x, (-1, shape[-1])), w)
+    if a["bias"]:
+        y = ops.add(y, ctx.param("bias", (a["out_features"],), init="zeros"))
+    return y if len(shape) == 2 else ops.reshape(y, (-1, shape[1], a["out_features"]))
 
 
 simple("Linear", "Layers", _linear, "y = x W + b",

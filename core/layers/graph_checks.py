@@ -10,7 +10,7 @@ from ..limits import memory_limit, oversized
 from ..settings import DEFAULTS, training_problems
 from .base import LAYERS
 from .builder import DISPLAY_BATCH, Problem
-from .data_layers import dataset_signature
+from .data_layers import dataset_label
 
 
 def training_settings(doc, walker) -> list:
@@ -29,7 +29,7 @@ def _signature(walker):
     if walker.built.dataset is None:
         return None
     try:
-        return dataset_signature(walker.built.dataset)
+        return walker.built.data_signature()
     except LoomError:
         return None
 
@@ -48,7 +48,7 @@ def classes_fit(doc, walker) -> list:
             if width != sig.classes:  # fewer: labels index past them; more: never matched
                 out.append(Problem(spec.id, port, f"{width} logits from node {src[0]} for the "
                                    f"{sig.classes} classes of dataset "
-                                   f"{walker.built.dataset.get('name')!r}: node {src[0]} must "
+                                   f"{dataset_label(walker.built.dataset)!r}: node {src[0]} must "
                                    f"output {sig.classes}"))
     return out
 
@@ -77,7 +77,7 @@ def split_fits(doc, walker) -> list:
         return []
     side = "no validation sample" if held_out == 0 else "no training sample"
     return [Problem(None, None, f"training setting val_fraction: {fraction} of the {sig.samples} "
-                    f"samples of dataset {walker.built.dataset.get('name')!r} leaves {side}")]
+                    f"samples of dataset {dataset_label(walker.built.dataset)!r} leaves {side}")]
 
 
 def memory_fits(doc, walker) -> list:

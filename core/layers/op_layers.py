@@ -31,6 +31,10 @@ OP_NODES = {
     "max_pool2d": (X, (AttrSpec("kernel", "int", 2, min=1), AttrSpec("stride", "int", 2, min=1))),
     "avg_pool2d": (X, (AttrSpec("kernel", "int", 2, min=1), AttrSpec("stride", "int", 2, min=1))),
     "slice": (X, (AttrSpec("begin", "ints", [0]), AttrSpec("end", "ints", [1]))),
+    "gather": ((Port("table"), Port("ids")), (AttrSpec("axis", "int", 0, min=-4, max=4),)),
+    "where": ((Port("cond"), Port("a"), Port("b")), ()),
+    "layer_norm": ((Port("x"), Port("gamma"), Port("beta")), (AttrSpec("eps", "float", 1e-5, min=1e-12, max=1.0),)),
+    "gelu": (X, (AttrSpec("approximate", "choice", "tanh", choices=("tanh", "erf")),)),
 }
 
 OUTPUT_TYPE = {"softmax_cross_entropy": "loss", "accuracy": "metric"}

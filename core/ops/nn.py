@@ -54,18 +54,27 @@ register(OpDef("log_softmax", "opaque", _same, _log_softmax, _log_softmax_grad, 
 # ---- softmax cross-entropy ------------------------------------------------------------------
 
 def softmax_cross_entropy(logits, labels, name=None):
-    """Mean over the batch of -log softmax(logits)[label]; labels are int ids or one-hot."""
+    """Mean over every row of -log softmax(logits)[label]. Logits are (..., classes): (N, C)
+    for a classifier, (N, T, V) for a sequence model; labels are int ids of the leading shape
+    or one-hot of the logits' shape."""
     return make("softmax_cross_entropy", logits, labels, name=name)
 
 
 def _sce_shape(shapes, attrs):
     logits, labels = shapes
-    if len(logits) != 2:
-        raise ShapeError(f"logits must be (batch, classes), got {tuple(logits)}")
-    if tuple(labels) not in ((logits[0],), tuple(logits)):
-        raise ShapeError(f"labels {tuple(labels)} fit neither ids ({logits[0]},) "
+    if len(logits) < 2:
+        raise ShapeError(f"logits must be (batch, ..., classes), got {tuple(logits)}")
+    if tuple(labels) not in (tuple(logits[:-1]), tuple(logits)):
+        raise ShapeError(f"labels {tuple(labels)} fit neither ids {tuple(logits[:-1])} "
                          f"nor one-hot {tuple(logits)}")
     return ()
+
+
+def _rows(logits, labels):
+    """Logits as (rows, classes) and labels as ids (rows,) or one-hot (rows, classes)."""
+    classes = logits.shape[-1]
+    flat = logits.reshape(-1, classes)
+    return flat, labels.reshape(-1) if labels.ndim < logits.ndim else labels.reshape(-1, classes)
 
 
 def _log_probs(xp, logits):
@@ -74,7 +83,7 @@ def _log_probs(xp, logits):
 
 
 def _sce(xp, ins, attrs, out):
-    logits, labels = ins
+    logits, labels = _rows(*ins)
     logp = _log_probs(xp, logits)
     if labels.ndim == 1:
         picked = logp[xp.arange(len(labels)), labels.astype(np.int64)]
@@ -84,22 +93,24 @@ def _sce(xp, ins, attrs, out):
 
 
 def _sce_grad_compute(xp, ins, attrs, out):
-    logits, labels, g = ins
-    _softmax(xp, [logits], {"axis": 1}, out)
+    logits, labels = _rows(*ins[:2])
+    g = ins[2]
+    rows = out.reshape(logits.shape)  # out is a contiguous buffer: a view
+    _softmax(xp, [logits], {"axis": 1}, rows)
     if labels.ndim == 1:
-        out[xp.arange(len(labels)), labels.astype(np.int64)] -= 1
+        rows[xp.arange(len(labels)), labels.astype(np.int64)] -= 1
     else:
-        out -= labels
-    out *= g / logits.shape[0]
+        rows -= labels
+    rows *= g / logits.shape[0]
 
 
 def _sce_grad_grad(n, G):
-    """Second order: out = (s - y) * g / N with s = softmax(logits). Towards the logits it is
-    softmax's Jacobian applied to G, scaled by g / N; towards g, <G, (s - y) / N>; towards
-    (soft) labels, -G * g / N."""
+    """Second order: out = (s - y) * g / rows with s = softmax(logits). Towards the logits
+    it is softmax's Jacobian applied to G, scaled by g / rows; towards g, <G, (s - y) / rows>;
+    towards (soft) labels, -G * g / rows."""
     logits, labels, g = n.inputs
-    s = softmax(logits, axis=1)
-    scale = batch_mean_grad(g, logits)
+    s = softmax(logits, axis=-1)
+    scale = batch_mean_grad(g, logits, rows=True)
     return [mul(_softmax_grad(s, G)[0], scale), mul(neg(G), scale),
             reduce_sum(mul(G, make("softmax_cross_entropy_grad", logits, labels, oneslike(g))))]
 
@@ -109,22 +120,25 @@ register(OpDef("softmax_cross_entropy", "opaque", _sce_shape, _sce,
                dtype=first_dtype, doc="mean cross-entropy of softmax(logits) and labels"))
 register(OpDef("softmax_cross_entropy_grad", "opaque", lambda s, a: tuple(s[0]),
                _sce_grad_compute, _sce_grad_grad, dtype=first_dtype,
-               doc="(softmax(logits) - onehot(labels)) * g / batch"))
+               doc="(softmax(logits) - onehot(labels)) * g / rows"))
 
 
-def batch_mean_grad(g, x, name=None):
-    """g / (x's batch size): the gradient of a mean over the batch, for gradient rules
-    built before shapes (so N) are known."""
-    return make("batch_mean_grad", g, x, name=name)
+def batch_mean_grad(g, x, rows=False, name=None):
+    """g / (x's batch size), or / (x's number of rows, every axis but the last, with
+    rows=True): the gradient of a mean, for gradient rules built before shapes are known."""
+    return make("batch_mean_grad", g, x, name=name, rows=bool(rows))
 
 
 def _batch_mean_grad(xp, ins, attrs, out):
-    xp.multiply(ins[0], 1.0 / ins[1].shape[0], out=out)
+    x = ins[1]
+    count = x.size // x.shape[-1] if attrs.get("rows") else x.shape[0]
+    xp.multiply(ins[0], 1.0 / count, out=out)
 
 
 register(OpDef("batch_mean_grad", "opaque", lambda s, a: tuple(s[0]), _batch_mean_grad,
-               lambda n, g: [batch_mean_grad(g, n.inputs[1]), None], shape_only=(1,),
-               dtype=first_dtype, inplace=(0,), doc="g divided by the batch size of x"))
+               lambda n, g: [batch_mean_grad(g, n.inputs[1], n.attrs.get("rows", False)), None],
+               shape_only=(1,), dtype=first_dtype, inplace=(0,),
+               doc="g divided by the batch size (or the row count) of x"))
 
 
 def mse(pred, target, name=None):
@@ -151,13 +165,13 @@ register(OpDef("argmax", "reduction", _argmax_shape,
 
 
 def _accuracy(xp, ins, attrs, out):
-    logits, labels = ins
+    logits, labels = _rows(*ins)
     ids = labels if labels.ndim == 1 else xp.argmax(labels, axis=1)
     out[...] = xp.mean(xp.argmax(logits, axis=1) == ids)
 
 
 register(OpDef("accuracy", "opaque", _sce_shape, _accuracy, not_differentiable,
-               dtype=first_dtype, doc="fraction of rows whose argmax equals the label"))
+               dtype=first_dtype, doc="fraction of rows (positions) whose argmax equals the label"))
 
 
 # ---- dropout -------------------------------------------------------------------------------------

@@ -31,13 +31,20 @@ SAMPLE = {
     "MSELoss": ({"pred": (3,), "target": (3,)}, {}),
     "Input": ({}, {"shape": [7]}),
     "Parameter": ({}, {"shape": [2, 3]}),
+    "TextDataset": ({}, {"context": 8}),
+    "Embedding": ({"ids": "tokens"}, {"vocab": 66, "width": 6}),
+    "PositionalEmbedding": ({"in": (8, 6)}, {"length": 8}),
+    "LayerNorm": ({"in": (8, 6)}, {}), "GELU": ({"in": (8, 6)}, {}),
+    "MultiHeadAttention": ({"in": (8, 6)}, {"heads": 2, "width": 4}),
 }
 OP_SAMPLE = {"matmul": ({"a": (4,), "b": "w"}, {}), "conv2d": ({"x": (3, 6, 6), "w": "k"}, {}),
              "softmax_cross_entropy": ({"logits": (10,), "labels": "labels"}, {}),
              "accuracy": ({"logits": (10,), "labels": "labels"}, {}),
              "broadcast_to": ({"x": "one"}, {"shape": [4, 5]}), "reshape": ({"x": "six"}, {"shape": [-1, 3]}),
              "concat": ({"a": (2,), "b": (3,)}, {}), "slice": ({"x": (6,)}, {"begin": [0], "end": [2]}),
-             "max_pool2d": ({"x": (2, 4, 4)}, {}), "avg_pool2d": ({"x": (2, 4, 4)}, {})}
+             "max_pool2d": ({"x": (2, 4, 4)}, {}), "avg_pool2d": ({"x": (2, 4, 4)}, {}),
+             "gather": ({"table": "w", "ids": "tokens"}, {}),
+             "layer_norm": ({"x": (3,), "gamma": "three", "beta": "three"}, {})}
 
 
 def _doc_for(kind, inputs, attrs, batch=4):
@@ -51,8 +58,13 @@ def _doc_for(kind, inputs, attrs, batch=4):
             doc.add_edge(("ds", "labels"), (node, port))
             feeds[port] = "labels"
             continue
+        if shape == "tokens":  # integer ids below 4 (the Parameter table "w" has 4 rows)
+            doc.add_node("TextDataset", {"context": 8}, node_id="text")
+            doc.add_edge(("text", "tokens"), (node, port))
+            feeds[port] = "tokens"
+            continue
         if isinstance(shape, str):  # a weight: a Parameter node, no batch axis
-            full = {"w": (4, 3), "k": (5, 3, 3, 3), "one": (1,), "six": (6,)}[shape]
+            full = {"w": (4, 3), "k": (5, 3, 3, 3), "one": (1,), "six": (6,), "three": (3,)}[shape]
             src = doc.add_node("Parameter", {"shape": list(full)}, node_id=f"in_{port}")
         else:
             full = shape
@@ -70,7 +82,7 @@ def _run(doc, batch=4):
     for (nid, port), node in built.outputs.items():
         if node.op == "placeholder":
             shape = tuple(batch if d is None else d for d in node.attrs["shape"])
-            feed[node] = (rng.integers(0, 10, shape) if node.attrs.get("dtype") == "int64"
+            feed[node] = (rng.integers(0, 4, shape) if node.attrs.get("dtype") == "int64"
                           else rng.standard_normal(shape).astype(np.float32))
     values = core.Executor(list(outs.values())).run(feed)
     return dict(zip(outs, values))

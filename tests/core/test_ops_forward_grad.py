@@ -52,6 +52,20 @@ def _pool(x, k, s, fn):
     return out
 
 
+def _scatter(g, ids, shape):
+    out = np.zeros(shape)
+    np.add.at(out, ids, g)
+    return out
+
+
+def _layer_norm(x, gamma, beta, eps=1e-5):
+    return (x - x.mean(-1, keepdims=True)) / np.sqrt(x.var(-1, keepdims=True) + eps) * gamma + beta
+
+
+def _gelu_tanh(x):
+    return 0.5 * x * (1 + np.tanh(np.sqrt(2 / np.pi) * (x + 0.044715 * x ** 3)))
+
+
 # name -> list of (builder(*vars) -> node, input arrays, reference(*arrays) -> array, differentiable)
 def cases():
     c = {}
@@ -78,6 +92,11 @@ def cases():
                     [rand(*((4, 3) if ta else (3, 4))), rand(*((5, 4) if tb else (4, 5)))],
                     (lambda ta, tb: lambda x, y: (x.T if ta else x) @ (y.T if tb else y))(ta, tb), True)
                    for ta in (False, True) for tb in (False, True)]
+    c["matmul"] += [(lambda x, y: core.matmul(x, y, trans_B=True), [rand(2, 3, 4, 5), rand(2, 3, 2, 5)],
+                     lambda x, y: x @ y.swapaxes(-1, -2), True),
+                    (core.matmul, [rand(2, 3, 4), rand(4, 5)], lambda x, y: x @ y, True),
+                    (lambda x, y: core.matmul(x, y, trans_A=True), [rand(4, 3), rand(2, 1, 4, 5)],
+                     lambda x, y: x.T @ y, True)]
     c["softmax"] = [(lambda x: core.softmax(x, axis=-1), [a34], _softmax, True),
                     (lambda x: core.softmax(x, axis=0), [a34], lambda x: _softmax(x, 0), True)]
     c["log_softmax"] = [(core.log_softmax, [a34], lambda x: np.log(_softmax(x)), True)]
@@ -151,6 +170,23 @@ def cases():
     c["batch_mean_grad"] = [(lambda g, x: core.ops.nn.batch_mean_grad(g, x), [b4, a34], lambda g, x: g / 3, True)]
     c["avg_pool2d_grad"] = [(lambda g, x: core.Node("avg_pool2d_grad", [g, x], {"kernel": 2, "stride": 2, "padding": 0}),
                              [rand(2, 3, 3, 3), xp], None, True)]
+    # sequence-model ops (more cases, exact ones included, in test_sequence_ops.py)
+    table, ids = rand(5, 3), np.array([[0, 4, 0], [2, 2, 1]])
+    c["gather"] = [(core.gather, [table, ids], lambda t, i: t[i], True),
+                   (lambda t, i: core.gather(t, i, axis=1), [rand(2, 5), ids], lambda t, i: np.take(t, i, 1), True)]
+    c["gather_grad"] = [(lambda g, i, t: core.Node("gather_grad", [g, i, t], {"axis": 0}),
+                         [rand(2, 3, 3), ids, table], lambda g, i, t: _scatter(g, i, t.shape), True)]
+    cond = rand(3, 4) > 0
+    c["where"] = [(core.where, [cond, a34, b4], lambda m, a, b: np.where(m, a, b), True)]
+    x3, gam, bet = rand(2, 3, 4), rand(4), rand(4)
+    c["layer_norm"] = [(core.layer_norm, [x3, gam, bet], _layer_norm, True)]
+    c["layer_norm_grad"] = [(lambda g, x, w: core.Node("layer_norm_grad", [g, x, w], {"eps": 1e-5}),
+                             [rand(2, 3, 4), x3, gam], None, False)]
+    c["layer_norm_gamma_grad"] = [(lambda g, x: core.Node("layer_norm_gamma_grad", [g, x], {"eps": 1e-5}),
+                                   [rand(2, 3, 4), x3], lambda g, x: (g * _layer_norm(x, 1, 0)).sum((0, 1)), False)]
+    c["gelu"] = [(lambda x: core.gelu(x, "tanh"), [a34], _gelu_tanh, True)]
+    c["gelu_grad"] = [(lambda x, g: core.Node("gelu_grad", [x, g], {"approximate": "tanh"}), [a34, b34],
+                       None, False)]
     for name, slots in (("sgd_update", 0), ("momentum_update", 1), ("nesterov_update", 1), ("adam_update", 2)):
         # the update's effect on its inputs is checked in test_optimizer_updates.py
         attrs = {"weight_decay": 0.0, "momentum": 0.9, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8}

@@ -1,0 +1,239 @@
+"""Ops for sequence models: embedding lookup, layer norm, GELU, where, the causal mask.
+
+Each has one forward compute and a dedicated gradient op (layer norm's backward is one pass
+over the rows, not the eight-node chain its primitives would give), so attention blocks plan
+and run like any other graph."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ..errors import ShapeError
+from ..graph import constant
+from .base import (OpDef, broadcast_shapes, gradient_not_implemented, make, normalize_axes,
+                   register, same_shape)
+from .elementwise import like_shape
+
+# ---- gather: rows of a table picked by integer ids (embedding lookup) -------------------------
+
+
+def gather(table, ids, axis=0, name=None):
+    """table indexed by integer ids along `axis`: the result's shape is
+    table.shape[:axis] + ids.shape + table.shape[axis + 1:] (numpy's take)."""
+    return make("gather", table, ids, name=name, axis=int(axis))
+
+
+def _gather_shape(shapes, attrs):
+    table, ids = shapes
+    if not table:
+        raise ShapeError("gather needs a table of rank 1 or more, got a scalar")
+    axis = normalize_axes(attrs["axis"], len(table))[0]
+    return tuple(table[:axis]) + tuple(ids) + tuple(table[axis + 1:])
+
+
+def _gather(xp, ins, attrs, out):
+    table, ids = ins
+    xp.take(table, ids, axis=attrs["axis"], out=out)
+
+
+def _gather_grad(n, g):
+    table, ids = n.inputs
+    return [make("gather_grad", g, ids, table, axis=n.attrs["axis"]), None]
+
+
+def _scatter_add(xp, ins, attrs, out):
+    """out = zeros like the table, then each gradient row added at its id: repeated ids add up
+    (add.at is unbuffered, unlike out[ids] += g)."""
+    g, ids, table = ins
+    axis = attrs["axis"] % table.ndim
+    out.fill(0)
+    xp.add.at(out, (np.s_[:],) * axis + (ids,), g)
+
+
+register(OpDef("gather", "opaque", _gather_shape, _gather, _gather_grad,
+               dtype=lambda d, a: np.result_type(d[0]),
+               doc="rows of a table picked by integer ids (embedding lookup)"))
+register(OpDef("gather_grad", "opaque", lambda s, a: tuple(s[2]), _scatter_add,
+               lambda n, g: [gather(g, n.inputs[1], n.attrs["axis"]), None, None],
+               shape_only=(2,), dtype=lambda d, a: np.result_type(d[0]),
+               doc="gradient of gather: rows of g added into a zero table at their ids"))
+
+
+# ---- where --------------------------------------------------------------------------------------
+
+def where(cond, a, b, name=None):
+    """a where cond is true, else b (numpy broadcasting over all three)."""
+    return make("where", cond, a, b, name=name)
+
+
+def _where(xp, ins, attrs, out):
+    cond, a, b = ins
+    xp.copyto(out, b)
+    xp.copyto(out, a, where=xp.asarray(cond, dtype=bool) if cond.dtype != bool else cond)
+
+
+def _where_grad(n, g):
+    cond = n.inputs[0]
+    return [None, where(cond, g, 0.0), where(cond, 0.0, g)]
+
+
+register(OpDef("where", "broadcast", lambda s, a: broadcast_shapes(*s), _where, _where_grad,
+               broadcasting=True, dtype=lambda d, a: np.result_type(*d[1:]),
+               doc="a where cond is true, else b"))
+
+
+def causal_mask(length, name=None):
+    """A constant (length, length) boolean matrix, true on and below the diagonal: position t
+    may attend to positions 0..t. A constant is placed once, never recomputed per step."""
+    return constant(np.tri(int(length), dtype=bool), name=name)
+
+
+# ---- layer norm over the last axis ------------------------------------------------------------
+
+def layer_norm(x, gamma, beta, eps=1e-5, name=None):
+    """(x - mean) / sqrt(var + eps) * gamma + beta, statistics over the last axis."""
+    return make("layer_norm", x, gamma, beta, name=name, eps=float(eps))
+
+
+def _ln_shape(shapes, attrs):
+    x, gamma, beta = shapes
+    if not x:
+        raise ShapeError("layer_norm needs an input of rank 1 or more")
+    for what, s in (("gamma", gamma), ("beta", beta)):
+        if tuple(s) != tuple(x[-1:]):
+            raise ShapeError(f"layer_norm {what} of shape {tuple(s)} does not match the last "
+                             f"axis of {tuple(x)}: expected ({x[-1]},)")
+    return tuple(x)
+
+
+def _normalized(xp, x, eps, out):
+    """out = (x - mean) * rstd over the last axis; returns rstd (rows, 1)."""
+    xp.subtract(x, xp.mean(x, axis=-1, keepdims=True), out=out)
+    var = xp.einsum("...i,...i->...", out, out)[..., None]  # no squared temporary
+    var *= 1.0 / x.shape[-1]
+    rstd = 1.0 / xp.sqrt(var + eps)
+    out *= rstd
+    return rstd
+
+
+def _ln(xp, ins, attrs, out):
+    x, gamma, beta = ins
+    _normalized(xp, x, attrs["eps"], out)
+    out *= gamma
+    out += beta
+
+
+def _ln_grad(n, g):
+    x, gamma, beta = n.inputs
+    eps = n.attrs["eps"]
+    return [make("layer_norm_grad", g, x, gamma, eps=eps),
+            make("layer_norm_gamma_grad", g, x, eps=eps),
+            make("sum_to_like", g, beta)]
+
+
+def _ln_grad_compute(xp, ins, attrs, out):
+    """dx = rstd * (h - mean(h) - xhat * mean(h * xhat)), h = g * gamma, per row."""
+    g, x, gamma = ins
+    rstd = _normalized(xp, x, attrs["eps"], out)  # out holds xhat
+    h = g * gamma
+    inv = 1.0 / x.shape[-1]
+    proj = xp.einsum("...i,...i->...", h, out)[..., None] * inv
+    out *= proj
+    h -= xp.mean(h, axis=-1, keepdims=True)
+    xp.subtract(h, out, out=out)
+    out *= rstd
+
+
+def _ln_gamma_grad(xp, ins, attrs, out):
+    g, x = ins
+    xhat = xp.empty_like(x)
+    _normalized(xp, x, attrs["eps"], xhat)
+    rows = g.reshape(-1, g.shape[-1])
+    xp.einsum("ri,ri->i", rows, xhat.reshape(rows.shape), out=out)
+
+
+SECOND_ORDER = gradient_not_implemented("second order through layer_norm is not supported")
+
+register(OpDef("layer_norm", "opaque", _ln_shape, _ln, _ln_grad, inplace=(0,),
+               dtype=lambda d, a: np.result_type(d[0]),
+               doc="normalise over the last axis, then scale by gamma and shift by beta"))
+register(OpDef("layer_norm_grad", "opaque", lambda s, a: tuple(s[1]), _ln_grad_compute,
+               SECOND_ORDER, dtype=lambda d, a: np.result_type(d[0]),
+               doc="gradient of layer_norm towards its input"))
+register(OpDef("layer_norm_gamma_grad", "opaque", lambda s, a: tuple(s[1][-1:]), _ln_gamma_grad,
+               SECOND_ORDER, dtype=lambda d, a: np.result_type(d[0]),
+               doc="gradient of layer_norm towards gamma: sum over rows of g * xhat"))
+
+
+# ---- GELU -----------------------------------------------------------------------------------
+
+GELU_FORMS = ("tanh", "erf")
+_SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
+_INV_SQRT_2 = 1.0 / math.sqrt(2.0)
+_INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
+
+
+def gelu(x, approximate="tanh", name=None):
+    """x * Phi(x): the erf form exactly, or GPT-2's tanh approximation."""
+    if approximate not in GELU_FORMS:
+        raise ValueError(f"gelu: approximate must be one of {GELU_FORMS}, got {approximate!r}")
+    return make("gelu", x, name=name, approximate=approximate)
+
+
+def erf(xp, x, out):
+    """erf from ufuncs any backend has (numpy has no erf): Abramowitz & Stegun 7.1.26,
+    absolute error below 1.5e-7, under float32's resolution near 1."""
+    a = xp.abs(x)
+    t = 1.0 / (1.0 + 0.3275911 * a)
+    poly = t * (0.254829592 + t * (-0.284496736 + t * (1.421413741 + t * (-1.453152027 + t * 1.061405429))))
+    xp.multiply(poly, xp.exp(-a * a), out=out)
+    xp.subtract(1.0, out, out=out)
+    out *= xp.sign(x)
+    return out
+
+
+def _inner(x):
+    """The tanh form's argument, sqrt(2/pi) (x + 0.044715 x^3)."""
+    return _SQRT_2_OVER_PI * (x + 0.044715 * x * x * x)
+
+
+def _gelu(xp, ins, attrs, out):
+    x = ins[0]
+    if attrs["approximate"] == "tanh":
+        xp.tanh(_inner(x), out=out)
+    else:
+        erf(xp, x * _INV_SQRT_2, out)
+    out += 1.0
+    out *= x
+    out *= 0.5
+
+
+def _gelu_grad(xp, ins, attrs, out):
+    """g * d gelu / dx: Phi(x) + x phi(x) (erf form), the tanh form's exact derivative."""
+    x, g = ins
+    if attrs["approximate"] == "tanh":
+        th = xp.tanh(_inner(x))
+        dinner = _SQRT_2_OVER_PI * (1.0 + 3 * 0.044715 * x * x)
+        xp.multiply(th, th, out=out)
+        xp.subtract(1.0, out, out=out)
+        out *= dinner
+        out *= x
+        out += th
+        out += 1.0
+        out *= 0.5
+    else:
+        erf(xp, x * _INV_SQRT_2, out)
+        out += 1.0
+        out *= 0.5
+        out += x * _INV_SQRT_2PI * xp.exp(-0.5 * x * x)
+    out *= g
+
+
+register(OpDef("gelu", "elementwise", same_shape, _gelu,
+               lambda n, g: [make("gelu_grad", n.inputs[0], g, approximate=n.attrs["approximate"])],
+               doc="x * Phi(x), Gaussian error linear unit (tanh or erf form)"))
+register(OpDef("gelu_grad", "elementwise", like_shape, _gelu_grad,
+               gradient_not_implemented("second order through gelu is not supported"),
+               dtype=lambda d, a: np.result_type(d[1]), doc="g * gelu'(x)"))
+

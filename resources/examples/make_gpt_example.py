@@ -1,0 +1,70 @@
+"""Writes shakespeare_char_gpt.loom.json: nanoGPT's "baby GPT" (4 blocks, 4 heads, 128-wide,
+context 64, batch 12) wired from Loom's primitives, laid out by the editor's layered layout.
+
+Run from the project root: python resources/examples/make_gpt_example.py"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from app.layout import layered_positions  # noqa: E402  (pure Python: no Qt)
+from core import graphfile  # noqa: E402
+from core.document import GraphDocument  # noqa: E402
+from core.layers.sequence_layers import vocabulary  # noqa: E402
+
+BLOCKS, HEADS, WIDTH, CONTEXT = 4, 4, 128, 64
+TRAINING = {"optimizer": "adam", "lr": 1e-3, "beta2": 0.99, "batch_size": 12, "epochs": 10,
+            "steps_per_epoch": 200, "schedule": "cosine", "min_lr_ratio": 0.1,
+            "warmup_steps": 100, "val_fraction": 0.1, "seed": 1337}
+
+
+def block(doc, b, x):
+    """LayerNorm -> attention -> Add, LayerNorm -> Linear -> GELU -> Linear -> Add."""
+    ln1 = doc.add_node("LayerNorm", {}, node_id=f"ln{b}a")
+    attn = doc.add_node("MultiHeadAttention", {"heads": HEADS, "width": WIDTH}, node_id=f"attn{b}")
+    add1 = doc.add_node("Add", {}, node_id=f"res{b}a")
+    ln2 = doc.add_node("LayerNorm", {}, node_id=f"ln{b}b")
+    fc = doc.add_node("Linear", {"out_features": 4 * WIDTH}, node_id=f"mlp{b}_in")
+    gelu = doc.add_node("GELU", {}, node_id=f"gelu{b}")
+    proj = doc.add_node("Linear", {"out_features": WIDTH}, node_id=f"mlp{b}_out")
+    add2 = doc.add_node("Add", {}, node_id=f"res{b}b")
+    wire = doc.add_edge
+    wire(x, (ln1, "in")); wire((ln1, "out"), (attn, "in"))
+    wire(x, (add1, "a")); wire((attn, "out"), (add1, "b"))
+    wire((add1, "out"), (ln2, "in")); wire((ln2, "out"), (fc, "in"))
+    wire((fc, "out"), (gelu, "in")); wire((gelu, "out"), (proj, "in"))
+    wire((add1, "out"), (add2, "a")); wire((proj, "out"), (add2, "b"))
+    return (add2, "out")
+
+
+def build() -> GraphDocument:
+    doc = GraphDocument("shakespeare_char_gpt")
+    data = doc.add_node("TextDataset", {"text": "shakespeare", "context": CONTEXT}, node_id="text")
+    vocab = len(vocabulary({"text": "shakespeare", "path": ""}))
+    tok = doc.add_node("Embedding", {"vocab": vocab, "width": WIDTH}, node_id="tokens")
+    pos = doc.add_node("PositionalEmbedding", {"length": CONTEXT}, node_id="positions")
+    doc.add_edge((data, "tokens"), (tok, "ids"))
+    doc.add_edge((tok, "out"), (pos, "in"))
+    x = (pos, "out")
+    for b in range(1, BLOCKS + 1):
+        x = block(doc, b, x)
+    ln = doc.add_node("LayerNorm", {}, node_id="ln_final")
+    head = doc.add_node("Linear", {"out_features": vocab}, node_id="lm_head")
+    loss = doc.add_node("SoftmaxCrossEntropy", {}, node_id="loss")
+    doc.add_edge(x, (ln, "in"))
+    doc.add_edge((ln, "out"), (head, "in"))
+    doc.add_edge((head, "out"), (loss, "logits"))
+    doc.add_edge((data, "targets"), (loss, "labels"))
+    doc.set_training(TRAINING)
+    for node_id, pos_xy in layered_positions(doc).items():
+        doc.move_node(node_id, pos_xy)
+    return doc
+
+
+if __name__ == "__main__":
+    out = Path(__file__).with_name("shakespeare_char_gpt.loom.json")
+    graphfile.save(build(), out)
+    print(f"wrote {out.relative_to(ROOT)}")
