@@ -14,6 +14,7 @@ from PySide6.QtWidgets import (QComboBox, QFileDialog, QFormLayout, QHBoxLayout,
                                QVBoxLayout, QWidget)
 
 from core import backend as backends, graphfile
+from core.generate import is_text_model
 from core.layers import analyze
 from core.settings import choices, training_config
 
@@ -22,6 +23,7 @@ from .observe import observe
 from .memory_view import MemoryPlanView
 from .plots import LivePlots
 from .profile_view import ProfileView
+from .samples_view import SamplesView
 from .training_process import TrainingProcess
 
 
@@ -43,6 +45,8 @@ class RunPanel(QWidget):
         tabs.addTab(self.memory, "Memory plan")
         tabs.addTab(self.profile, "Profile")
         self.tabs = tabs
+        self.samples = SamplesView()  # a tab only while a text model is open or sampled
+        self._show_samples_tab(is_text_model(doc))
         left = QVBoxLayout()
         left.addLayout(self.form)
         left.addLayout(self.buttons)
@@ -133,6 +137,16 @@ class RunPanel(QWidget):
         if event == "reset":  # another graph: earlier runs and timings were of the old one
             self.plots.clear_runs(keep_current=self.process.running())
             self.profile.clear_times()
+            self.samples.clear()
+        if event in ("reset", "node_added", "node_removed"):
+            self._show_samples_tab(is_text_model(self.doc) or bool(self.samples.samples))
+
+    def _show_samples_tab(self, show):
+        index = self.tabs.indexOf(self.samples)
+        if show and index < 0:
+            self.tabs.addTab(self.samples, "Text samples")
+        elif not show and index >= 0:
+            self.tabs.removeTab(index)
 
     # ---- run controls ---------------------------------------------------------------------
     def _build_controls(self):
@@ -223,10 +237,16 @@ class RunPanel(QWidget):
             self._progress(event)
         elif kind == "epoch" and self.total_steps is None:
             self.total_steps = event["step"] * self.epochs
+        elif kind == "sample":
+            self._show_samples_tab(True)
+            self.samples.add_sample(event)
         elif kind == "done":
+            loss = event.get("val_loss")
             self.progress_label.setText(
                 f"{event['status']}: {event['epochs']} epochs, val acc "
-                f"{(event.get('val_accuracy') or 0):.3f} in {event['seconds']:.1f}s"
+                f"{(event.get('val_accuracy') or 0):.3f}"
+                + ("" if loss is None else f", val loss {loss:.3f}")
+                + f" in {event['seconds']:.1f}s"
                 + (f" on {event['backend']}" if event.get("backend") else ""))
 
     def _progress(self, e):

@@ -23,7 +23,8 @@ class Executor:
                  capture: bool = True, streams: bool = False):
         """backend: a registered name or "auto" (None: `core.backend.default_name()`, numpy
         unless set); schedule: "auto" (memory-aware order if its peak is lower) | "topo" | "memory";
-        checkpoint: None | "sqrt" | "cheap" | "budget=BYTES"; the others switch passes off.
+        checkpoint: None | "sqrt" | "cheap" | "budget=BYTES" | a frozenset of forward nodes to
+        keep (recomputing the rest); the others switch passes off.
         fuse / capture / streams use the backend's generated kernels, step capture (CUDA
         graphs) and multi-stream runner where it has them (the numpy backend has none)."""
         self.options = {"schedule": schedule, "checkpoint": checkpoint, "inplace": inplace,

@@ -100,7 +100,9 @@ def is_text_model(doc) -> bool:
 
 
 def sample_prompt(dataset) -> str:
-    """Where a sample during training starts: the validation text's first line, which the
-    model has not been trained on."""
-    text = dataset.vocab.decode(dataset.ids[:200])
-    return text.split("\n", 1)[0][:40] or text[:1]
+    """Where a sample during training starts: the first whole line of the validation text
+    (in a play, a speaker's name), which the model has not been trained on."""
+    text = dataset.vocab.decode(dataset.ids[:400])
+    lines = text.split("\n")[1:-1]  # the first and last may be cut off
+    line = next((line for line in lines if line.strip()), "")
+    return line[:40] + "\n"

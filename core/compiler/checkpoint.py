@@ -5,7 +5,8 @@ forward activations die early. Random ops are always kept, so results stay bit-i
 
 Modes: "sqrt" keeps every ⌈√n⌉-th forward value; "budget=BYTES" keeps a value whenever the
 unkept bytes since the last kept one exceed the budget (the paper's greedy); "cheap" keeps
-everything but elementwise ops, which are recomputed."""
+everything but elementwise ops, which are recomputed. A set of nodes keeps exactly those
+(e.g. each transformer block's output: per-block checkpointing)."""
 from __future__ import annotations
 
 import math
@@ -21,6 +22,8 @@ CHECKPOINT_MODES = ("none", "sqrt", "cheap", "budget=1048576")
 
 def kept_values(forward, mode, shapes, dtypes) -> set:
     must = {n for n in forward if n.opdef.random}
+    if isinstance(mode, frozenset):
+        return must | (mode & set(forward))
     if mode == "sqrt":
         k = max(1, math.ceil(math.sqrt(len(forward))))
         return must | {n for i, n in enumerate(forward) if i % k == k - 1}

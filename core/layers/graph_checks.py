@@ -65,6 +65,26 @@ def _loss_logits(doc, walker, spec):
     return [(port, e.src) for port, e in edges if e is not None and e.src in walker.built.outputs]
 
 
+def ids_fit(doc, walker) -> list:
+    """An Embedding reading the dataset's ids needs a row for each of them: an id past the
+    table would fail in the middle of a step."""
+    sig = _signature(walker)
+    data = walker.built.feeds
+    if sig is None:
+        return []
+    out = []
+    for spec in doc.nodes.values():
+        edge = doc.edge_into(spec.id, "ids") if spec.kind == "Embedding" else None
+        if edge is None or walker.built.outputs.get(edge.src) not in data.values():
+            continue
+        vocab = spec.attrs.get("vocab", LAYERS["Embedding"].attrs[0].default)
+        if vocab < sig.classes:
+            out.append(Problem(spec.id, "ids", f"vocab {vocab} is smaller than the "
+                               f"{sig.classes} characters of text "
+                               f"{dataset_label(walker.built.dataset)!r}: set vocab to {sig.classes}"))
+    return out
+
+
 def split_fits(doc, walker) -> list:
     """val_fraction must leave at least one sample on each side of the split."""
     sig = _signature(walker)
@@ -109,4 +129,4 @@ def _too_big(node_id, what, size):
     return Problem(node_id, None, oversized(what, {"": size}))
 
 
-CHECKS = (training_settings, one_dataset, classes_fit, split_fits, memory_fits)
+CHECKS = (training_settings, one_dataset, classes_fit, ids_fit, split_fits, memory_fits)
