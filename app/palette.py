@@ -10,7 +10,7 @@ from core.layers import LAYERS
 
 from .canvas.view import KIND_MIME
 
-CATEGORY_ORDER = ["Data", "Layers", "Activations", "Losses", "Ops"]
+CATEGORY_ORDER = ["Data", "Layers", "Activations", "Sequence", "Losses", "Ops"]
 
 
 def mime_for(kind: str) -> QMimeData:

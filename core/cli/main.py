@@ -217,6 +217,11 @@ def cmd_plan(args) -> int:
 
 def cmd_sample(args) -> int:
     doc = load(args.file)
+    problems = analyze(doc).problems
+    for problem in problems:
+        print(f"{args.file}: {problem}", file=sys.stderr)
+    if problems:
+        return exitcodes.INVALID_GRAPH
     if args.chars < 0:
         raise LoomError(f"--chars must be 0 or more, got {args.chars}")
     params, _, _, _ = checkpoint.load(args.checkpoint)

@@ -34,10 +34,11 @@ def run_training(trainer, sinks, stream, out) -> int:
         print(f"interrupted: checkpoint saved to {summary['checkpoint']}; "
               f"continue with --resume --out {out}", file=sys.stderr)
         return exitcodes.INTERRUPTED
-    val = summary["val_accuracy"]
+    val, loss = summary["val_accuracy"], summary["val_loss"]
     print(f"done: {summary['epochs']} epochs, val_accuracy "
-          f"{'n/a' if val is None else f'{val:.4f}'}, {summary['seconds']:.1f}s; results in {out}",
-          file=sys.stderr)
+          f"{'n/a' if val is None else f'{val:.4f}'}"
+          f"{'' if loss is None else f', val_loss {loss:.4f}'}, {summary['seconds']:.1f}s; "
+          f"results in {out}", file=sys.stderr)
     return exitcodes.OK
 
 

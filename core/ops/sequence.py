@@ -150,12 +150,16 @@ def _ln_grad_compute(xp, ins, attrs, out):
     out *= rstd
 
 
-def _ln_gamma_grad(xp, ins, attrs, out):
+def _ln_gamma_grad(xp, ins, attrs, out, ws=None):
     g, x = ins
-    xhat = xp.empty_like(x)
+    xhat = (ws or scratch(_ln_gamma_grad_ws, xp, ins, attrs, out))["xhat"]
     _normalized(xp, x, attrs["eps"], xhat)
-    rows = g.reshape(-1, g.shape[-1])
-    xp.einsum("ri,ri->i", rows, xhat.reshape(rows.shape), out=out)
+    xhat *= g
+    xp.sum(xhat.reshape(-1, x.shape[-1]), axis=0, out=out)
+
+
+def _ln_gamma_grad_ws(shapes, attrs, out_shape, dtype):
+    return {"xhat": (tuple(shapes[1]), dtype)}
 
 
 SECOND_ORDER = gradient_not_implemented("second order through layer_norm is not supported")
@@ -167,7 +171,7 @@ register(OpDef("layer_norm_grad", "opaque", lambda s, a: tuple(s[1]), _ln_grad_c
                SECOND_ORDER, dtype=lambda d, a: np.result_type(d[0]),
                doc="gradient of layer_norm towards its input"))
 register(OpDef("layer_norm_gamma_grad", "opaque", lambda s, a: tuple(s[1][-1:]), _ln_gamma_grad,
-               SECOND_ORDER, dtype=lambda d, a: np.result_type(d[0]),
+               SECOND_ORDER, workspace=_ln_gamma_grad_ws, dtype=lambda d, a: np.result_type(d[0]),
                doc="gradient of layer_norm towards gamma: sum over rows of g * xhat"))
 
 

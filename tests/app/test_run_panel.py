@@ -4,6 +4,7 @@ import json
 import pytest
 from PySide6.QtCore import QPointF
 
+from app.main_window import EXAMPLES
 from core import graphfile
 
 
@@ -225,3 +226,22 @@ def test_a_relative_dataset_path_still_resolves_when_training_from_the_editor(wi
     panel.train_button.click()
     qtbot.waitUntil(lambda: not panel.process.running(), timeout=60_000)
     assert "completed" in panel.progress_label.text(), panel.message.text()
+
+
+def test_a_text_model_trains_from_the_editor_and_shows_its_samples(window, qtbot, tmp_path):
+    from tests.cli.test_text_models import tiny_gpt
+    path = tiny_gpt(tmp_path, sample_chars=30)
+    panel = window.run_panel
+    assert panel.tabs.indexOf(panel.samples) < 0  # the digits example writes no text
+    window.open_path(path, remember=False)
+    assert panel.tabs.tabText(panel.tabs.indexOf(panel.samples)) == "Text samples"
+    panel.train_button.click()
+    qtbot.waitUntil(lambda: len(panel.samples.samples) == 2, timeout=120_000)
+    qtbot.waitUntil(lambda: not panel.process.running(), timeout=60_000)
+    shown = panel.samples.text.toPlainText()
+    for sample in panel.samples.samples:
+        assert sample["text"] in shown and len(sample["text"]) == len(sample["prompt"]) + 30
+    assert "epoch 2" in panel.samples.caption.text()
+    assert "val loss" in panel.progress_label.text()
+    window.open_path(EXAMPLES / "digits_mlp.loom.json", remember=False)
+    assert panel.tabs.indexOf(panel.samples) < 0 and not panel.samples.samples
