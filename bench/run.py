@@ -13,7 +13,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import core  # noqa: E402
 from core.optim import make_optimizer  # noqa: E402
-from bench import growth, numpy_ref  # noqa: E402
+from bench import gpt, growth, numpy_ref  # noqa: E402
 from bench.graphs import wide_cnn  # noqa: E402
 from tests.core.graphs import branchy, chain, cnn, mlp  # noqa: E402
 
@@ -275,10 +275,16 @@ def show(title, table, note=None):
         print(note)
 
 
+GPT_NOTE = """Both sides: forward, backward and one Adam(W) update on the same shapes (PyTorch's
+model is bench/gpt_torch.py: separate q, k, v projections, attention written out, tanh GELU)."""
+GPT_MEMORY_NOTE = """per block: only each block's output (the residual stream) is kept for the backward
+pass; everything inside a block is recomputed just before its gradients need it."""
+
+
 def main():
     args = argparse.ArgumentParser(description=__doc__)
     args.add_argument("--quick", action="store_true", help="fewer repetitions (about a minute)")
-    args.add_argument("--only", choices=("speed", "memory", "growth"), help="one section")
+    args.add_argument("--only", choices=("speed", "memory", "growth", "gpt"), help="one section")
     options = args.parse_args()
     quick = options.quick
     print(f"numpy {np.__version__}, PyTorch {torch.__version__ if torch else 'not installed'}, "
@@ -291,6 +297,12 @@ def main():
         show("Scheduling: peak live bytes", schedule_table())
         show("Gradient checkpointing on a deep tanh MLP chain (width 64, batch 256, one BLAS thread)",
              checkpoint_table(quick), CHECKPOINT_NOTE)
+    if wanted("gpt"):
+        show("Baby GPT (4 blocks, 4 heads, width 128, context 64): one training step",
+             (["step", "Loom ms", "PyTorch ms", "Loom / PyTorch"], gpt.speed_rows(compare, torch, quick)),
+             GPT_NOTE)
+        show("Baby GPT training step (batch 12): memory of the intermediates", gpt.memory_rows(),
+             GPT_MEMORY_NOTE)
     if wanted("growth"):
         growth_tables, png = growth.tables(report, quick)
         for title, table, note in growth_tables:
