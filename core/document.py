@@ -45,6 +45,9 @@ class GraphDocument:
         # the folder relative dataset paths are resolved against: the graph file's, once
         # loaded from or saved to one (None: the working directory)
         self.base_dir: str | None = None
+        # an .npz of initial parameter values beside the graph file (imported models'
+        # weights), keyed by parameter name; relative to base_dir
+        self.weights: str | None = None
 
     # ---- events --------------------------------------------------------------------------
     def subscribe(self, callback: Callable[[str, dict], None]):
@@ -166,6 +169,7 @@ class GraphDocument:
                       for n in self.nodes.values()],
             "edges": [{"src": list(e.src), "dst": list(e.dst)} for e in self.edges],
             "training": copy.deepcopy(self.training),
+            **({"weights": self.weights} if self.weights else {}),
         }
 
     def load_dict(self, data: dict):
@@ -176,6 +180,7 @@ class GraphDocument:
         self.edges = [Edge(tuple(e["src"]), tuple(e["dst"])) for e in data["edges"]]
         self._index_edges()
         self.training = copy.deepcopy(data.get("training", {}))
+        self.weights = data.get("weights")
         self._emit("reset")
 
     @classmethod

@@ -58,6 +58,8 @@ SCHEMA = {
         "format": {"const": FORMAT},
         "version": {"type": "integer", "minimum": 1},
         "name": {"type": "string"},
+        # initial parameter values: an .npz keyed by parameter name, beside the graph file
+        "weights": {"type": "string", "minLength": 1},
         "nodes": {"type": "array", "items": {
             "type": "object", "required": ["id", "kind"], "additionalProperties": False,
             "properties": {"id": {"type": "string", "minLength": 1, "pattern": f"^{ID_PATTERN.pattern}$"},
@@ -279,6 +281,9 @@ def save(doc: GraphDocument, path):
 def _rebase_paths(data, base, folder):
     if os.path.normcase(base) == os.path.normcase(folder):
         return
+    weights = data.get("weights")
+    if weights and not os.path.isabs(os.path.expanduser(weights)):
+        data["weights"] = _relative(os.path.join(base, weights), folder)
     for node in data["nodes"]:
         kind = LAYERS.get(node["kind"])
         for spec in (a for a in (kind.attrs if kind else ()) if a.path):

@@ -21,13 +21,14 @@ from . import backend as backends, checkpoint, generate, layers
 from .atomic import atomic_write
 from .errors import LoomError
 from .executor import Executor
-from .graph import init_value, topological_order
+from .graph import topological_order
 from .memory_probe import process_memory
 from .ops.base import is_source
 from .optim import learning_rate, make_optimizer
 from .runs import json_safe
 from .settings import training_config
 from .step import accuracy_node, training_step
+from .weights import initial_values
 
 
 class NonFiniteLoss(LoomError):
@@ -81,7 +82,8 @@ class Trainer:
             name, self.auto_reason = backends.resolve_auto()
         self.backend = backends.get(name)
         rng = np.random.default_rng(cfg["seed"])
-        self.params = {p.name: self.backend.asarray(init_value(p, rng)) for p in self.built.parameters}
+        start = initial_values(self.doc, self.built.parameters, rng)  # a weights file, or fresh
+        self.params = {name: self.backend.asarray(v) for name, v in start.items()}
         self.optimizer = make_optimizer(cfg, self.backend)
         self.step = training_step(self.built, self.optimizer)
         self.train_ex = Executor(self.step.outputs, backend=self.backend.name, **_compile_options(cfg))

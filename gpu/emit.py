@@ -115,16 +115,16 @@ C_OPS = {  # IR op -> C expression of its operands a, b in type t
     "pow": "{pow}({a}, {b})", "neg": "-{a}", "exp": "{exp}({a})", "log": "{log}({a})",
     "sqrt": "{sqrt}({a})", "tanh": "{tanh}({a})",
     "relu": "(({a} >= ({t})0 || {a} != {a}) ? {a} : ({t})0)",  # numpy's maximum(x, 0): NaN stays
-    "gt0": "({t})({a} > 0)", "cast": "({t})({a})",
+    "gt0": "({t})({a} > 0)", "cast": "({t})({a})", "select": "({a} ? {b} : {c})",
     # numpy's logaddexp(0, a): log1p of the smaller exponential, never exp of a large one
     "softplus": "({a} > ({t})0 ? {a} + {log1p}({exp}(-{a})) : {log1p}({exp}({a})))",
 }
 
 
 def _c_op(e: Op, args):
-    a, b = (list(args) + [None])[:2]
+    a, b, c = (list(args) + [None, None])[:3]
     libm = {name: math_name(name, e.dtype) for name in ("pow", "exp", "log", "log1p", "sqrt", "tanh")}
-    return C_OPS[e.name].format(a=a, b=b, t=ctype(e.dtype), **libm)
+    return C_OPS[e.name].format(a=a, b=b, c=c, t=ctype(e.dtype), **libm)
 
 
 def _signature(program):

@@ -50,4 +50,6 @@ def _apply(e: Op, args):
         return np.asarray(args[0]).astype(e.dtype)
     if e.name == "gt0":
         return np.greater(args[0], 0).astype(e.dtype)
+    if e.name == "select":
+        return np.where(np.asarray(args[0]).astype(bool), args[1], args[2]).astype(e.dtype)
     return np.asarray(NUMPY[e.name](*args), dtype=e.dtype)

@@ -14,6 +14,7 @@ import numpy as np
 FLOATS = ("float32", "float64")  # the dtypes a fused value may be computed in
 UNARY = ("neg", "exp", "log", "sqrt", "tanh", "relu", "gt0", "cast", "softplus")
 BINARY = ("add", "sub", "mul", "div", "pow")
+TERNARY = ("select",)  # select(cond, a, b): a where cond is nonzero, else b (numpy's where)
 
 
 @dataclass(frozen=True)
@@ -40,7 +41,7 @@ class Weak:
 
 @dataclass(frozen=True)
 class Op:
-    name: str  # one of UNARY / BINARY
+    name: str  # one of UNARY / BINARY / TERNARY
     args: tuple
     dtype: str
 
@@ -82,6 +83,11 @@ def cast(expr, dtype):
 def op(name, dtype, *args):
     """An op computed in `dtype`: its operands are cast to it (numpy's loop selection)."""
     return Op(name, tuple(cast(a, dtype) for a in args), np.dtype(dtype).name)
+
+
+def select(dtype, cond, a, b):
+    """a where cond (read in its own dtype, any nonzero is true) else b, in `dtype`."""
+    return Op("select", (cond, cast(a, dtype), cast(b, dtype)), np.dtype(dtype).name)
 
 
 def walk(expr):

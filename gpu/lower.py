@@ -13,9 +13,10 @@ import numpy as np
 
 from core.graph import Node
 from core.ops.base import normalize_axes
+from core.ops.sequence import GELU_D0, GELU_D1, GELU_K0, GELU_K1
 
 from .ir import (FLOATS, Const, Load, Program, Weak, broadcasts_to, cast, dtype_of, insert_axes,
-                 loads, op)
+                 loads, op, select)
 
 LOADABLE = ("bool", "int8", "uint8", "int16", "int32", "int64", "float32", "float64")
 
@@ -66,6 +67,36 @@ def _relu_grad(a, s, attrs, shape, d):
     return op("mul", d, g, op("gt0", d, x))  # g * (x > 0)
 
 
+def _where(a, s, attrs, shape, d):
+    cond, x, y = a
+    return select(d, cond, x, y)  # copyto(out, b) then copyto(out, a, where=cond)
+
+
+# GELU's tanh form, step by step as core/ops/sequence.py computes it (-2u = x (K0 + K1 x^2));
+# the erf form has no rule (declined: the op's own compute runs).
+def _minus_two_u(x, d):
+    return op("mul", d, op("add", d, op("mul", d, op("mul", d, x, x), Weak(GELU_K1)), Weak(GELU_K0)), x)
+
+
+def _gelu(a, s, attrs, shape, d):
+    if attrs["approximate"] != "tanh":
+        return None
+    x = a[0]
+    return op("div", d, x, op("add", d, op("exp", d, _minus_two_u(x, d)), Weak(1.0)))
+
+
+def _gelu_grad(a, s, attrs, shape, d):
+    if attrs["approximate"] != "tanh":
+        return None
+    x, g = a
+    e = op("exp", d, _minus_two_u(x, d))
+    sig = op("div", d, Weak(1.0), op("add", d, e, Weak(1.0)))  # reciprocal(e + 1)
+    one_minus = op("mul", d, e, sig)
+    slope = op("mul", d, op("add", d, op("mul", d, op("mul", d, x, x), Weak(GELU_D1)), Weak(GELU_D0)), x)
+    factor = op("add", d, op("mul", d, slope, one_minus), Weak(1.0))
+    return op("mul", d, op("mul", d, sig, factor), g)
+
+
 def _fill(value):
     return lambda a, s, attrs, shape, d: Const(value, d)
 
@@ -112,6 +143,7 @@ RULES = {
     "oneslike": _fill(1), "zeroslike": _fill(0), "broadcast_to": _broadcast,
     "broadcast_like": _broadcast, "expand_like": _expand_like,
     "reduce_sum": _reduce(False), "reduce_mean": _reduce(True), "sum_to_like": _sum_to_like,
+    "where": _where, "gelu": _gelu, "gelu_grad": _gelu_grad,
 }
 
 

@@ -8,6 +8,7 @@ from ..compiler.shapes import nbytes
 from ..errors import LoomError
 from ..limits import memory_limit, oversized
 from ..settings import DEFAULTS, training_problems
+from ..weights import weight_problems
 from .base import LAYERS
 from .builder import DISPLAY_BATCH, Problem
 from .data_layers import dataset_label
@@ -129,4 +130,9 @@ def _too_big(node_id, what, size):
     return Problem(node_id, None, oversized(what, {"": size}))
 
 
-CHECKS = (training_settings, one_dataset, classes_fit, ids_fit, split_fits, memory_fits)
+def weights_fit(doc, walker) -> list:
+    """The weights file (imported models) loads and each array fits a parameter."""
+    return [Problem(None, None, line) for line in weight_problems(doc, walker.built.parameters)]
+
+
+CHECKS = (training_settings, one_dataset, classes_fit, ids_fit, split_fits, memory_fits, weights_fit)

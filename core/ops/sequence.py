@@ -205,16 +205,16 @@ def erf(xp, x, out):
 # The tanh form through exp: 0.5 (1 + tanh(u)) = sigmoid(2u), so gelu(x) = x / (1 + e^(-2u))
 # with u = sqrt(2/pi) (x + 0.044715 x^3): numpy's exp is vectorised, its tanh much slower,
 # and every step writes into a planned buffer (a temporary per step costs page faults).
-_K0 = -2.0 * _SQRT_2_OVER_PI  # -2u = x (_K0 + _K1 x^2)
-_K1 = _K0 * 0.044715
-_D0 = 2.0 * _SQRT_2_OVER_PI  # 2 du/dx = _D0 + _D1 x^2
-_D1 = 3.0 * _D0 * 0.044715
+GELU_K0 = -2.0 * _SQRT_2_OVER_PI  # -2u = x (GELU_K0 + GELU_K1 x^2)
+GELU_K1 = GELU_K0 * 0.044715
+GELU_D0 = 2.0 * _SQRT_2_OVER_PI  # 2 du/dx = GELU_D0 + GELU_D1 x^2
+GELU_D1 = 3.0 * GELU_D0 * 0.044715
 
 
 def _minus_two_u(xp, x, out):
     xp.multiply(x, x, out=out)
-    out *= _K1
-    out += _K0
+    out *= GELU_K1
+    out += GELU_K0
     out *= x
 
 
@@ -245,8 +245,8 @@ def _gelu_grad(xp, ins, attrs, out, ws=None):
         xp.reciprocal(out, out=out)  # s
         e *= out  # 1 - s
         xp.multiply(x, x, out=a)
-        a *= _D1
-        a += _D0
+        a *= GELU_D1
+        a += GELU_D0
         a *= x
         a *= e
         a += 1.0

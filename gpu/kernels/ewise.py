@@ -81,6 +81,9 @@ EXAMPLES = {  # op -> (input shapes or python scalars, attrs, output shape)
     "reduce_sum": ([(6, 5, 4)], {"axis": (0, 2), "keepdims": False}, (5,)),
     "reduce_mean": ([(6, 5)], {"axis": None, "keepdims": True}, (1, 1)),
     "sum_to_like": ([(8, 6, 5), (6, 1)], {}, (6, 1)),
+    "where": ([(4, 1), (4, 3), (3,)], {}, (4, 3)),
+    "gelu": ([(5,)], {"approximate": "tanh"}, (5,)),
+    "gelu_grad": ([(5,), (5,)], {"approximate": "tanh"}, (5,)),
 }
 
 

@@ -128,9 +128,9 @@ def test_non_finite_literals_come_from_bits():
 def test_every_ir_op_has_a_c_spelling_and_a_numpy_meaning():
     from gpu.emit import C_OPS
     from gpu.interp import NUMPY
-    from gpu.ir import BINARY, UNARY
-    assert set(C_OPS) == set(UNARY + BINARY)
-    assert set(NUMPY) | {"cast", "gt0"} == set(UNARY + BINARY)
+    from gpu.ir import BINARY, TERNARY, UNARY
+    assert set(C_OPS) == set(UNARY + BINARY + TERNARY)
+    assert set(NUMPY) | {"cast", "gt0", "select"} == set(UNARY + BINARY + TERNARY)
 
 
 def test_equal_programs_get_equal_sources_and_names():
