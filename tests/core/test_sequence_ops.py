@@ -10,6 +10,7 @@ import pytest
 
 import core
 from core.errors import GraphError, ShapeError
+from tests.core.test_ops_forward_grad import _numeric_grad
 
 RNG = np.random.default_rng(42)
 
@@ -29,19 +30,6 @@ def evaluate(build, arrays):
     return xs, y, run([y], dict(zip(xs, arrays)))[0]
 
 
-def _central(f, x, eps):
-    g = np.zeros(x.shape)
-    for idx in np.ndindex(x.shape):
-        old = x[idx]
-        x[idx] = old + eps
-        hi = f()
-        x[idx] = old - eps
-        lo = f()
-        x[idx] = old
-        g[idx] = (hi - lo) / (2 * eps)
-    return g
-
-
 def check_grad(build, arrays, wrt, eps=1e-6, rtol=1e-6, atol=1e-8):
     """d sum(w * build(*arrays)) / d arrays[k] for each k in wrt: Loom's symbolic gradient
     against central differences, all in float64, w random and fixed."""
@@ -57,7 +45,7 @@ def check_grad(build, arrays, wrt, eps=1e-6, rtol=1e-6, atol=1e-8):
     f = lambda: float(f_ex.run(feed)[0])  # noqa: E731
     for k, got in zip(wrt, analytic):
         assert got.shape == arrays[k].shape, f"gradient towards input {k}"
-        numeric = _central(f, arrays[k], eps)
+        numeric = _numeric_grad(f, arrays, k, eps)
         assert np.abs(numeric).max() > 1e-3, "degenerate check: the numeric gradient is ~0"
         np.testing.assert_allclose(got, numeric, rtol=rtol, atol=atol,
                                    err_msg=f"d/d input {k}")
