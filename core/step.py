@@ -15,9 +15,12 @@ from .compiler.shapes import ShapeSpec, nbytes
 from .executor import Executor
 from .graph import init_value, verify
 from .limits import refuse_oversized
-from .ops import accuracy
+from .ops import accuracy, comm_ops
 from .optim import make_optimizer
 from .settings import training_config
+
+
+BUCKET_BYTES = 25 << 20  # gradients per allreduce, as PyTorch DDP's default
 
 
 @dataclass
@@ -35,9 +38,15 @@ class TrainingStep:
         return [self.loss, self.accuracy, *self.stats, *self.updates]
 
 
-def training_step(built, optimizer) -> TrainingStep:
-    return TrainingStep(built.loss, accuracy_node(built), batch_statistics(built),
-                        training_updates(built, optimizer))
+def training_step(built, optimizer, procs=1, bucket_bytes=BUCKET_BYTES) -> TrainingStep:
+    """With procs > 1 (data-parallel), the loss and accuracy reported are the global batch's
+    and the gradients are summed over the ranks in buckets before the updates."""
+    if procs == 1:
+        return TrainingStep(built.loss, accuracy_node(built), batch_statistics(built),
+                            training_updates(built, optimizer))
+    loss, acc = comm_ops.allreduce(built.loss), comm_ops.allreduce(accuracy_node(built))
+    return TrainingStep(loss, acc, batch_statistics(built),
+                        training_updates(built, optimizer, loss, bucket_bytes))
 
 
 def accuracy_node(built):
@@ -50,11 +59,37 @@ def batch_statistics(built) -> list:
     return [s[k] for s in built.state for k in ("mean", "var")]
 
 
-def training_updates(built, optimizer) -> list:
+def training_updates(built, optimizer, global_loss=None, bucket_bytes=None) -> list:
     """One optimizer update per trainable parameter, applied inside the compiled step (so each
-    weight gradient dies as soon as its update has run)."""
+    weight gradient dies as soon as its update has run). Data-parallel (`global_loss` given):
+    each update reads its parameter's gradient summed over the ranks, and skips on the global
+    loss (every rank takes the same decision)."""
     trainable = trainable_parameters(built)
-    return optimizer.updates(trainable, gradients(built.loss, trainable), built.loss)
+    grads = gradients(built.loss, trainable)
+    if global_loss is None:
+        return optimizer.updates(trainable, grads, built.loss)
+    summed = {}
+    for bucket in gradient_buckets(trainable, bucket_bytes):
+        parts = comm_ops.gradient_bucket([grads[i] for i in bucket],
+                                         [trainable[i].attrs["shape"] for i in bucket])
+        summed.update(zip(bucket, parts))
+    return optimizer.updates(trainable, [summed[i] for i in range(len(trainable))], global_loss)
+
+
+def gradient_buckets(params, bucket_bytes) -> list[list[int]]:
+    """Indices of `params` grouped into buckets of at most `bucket_bytes` (one parameter
+    larger than that is a bucket of its own), last parameters first: the backward pass
+    computes their gradients first, so the first bucket can start early."""
+    buckets, current, size = [], [], 0
+    for i in reversed(range(len(params))):
+        p = params[i]
+        nb = nbytes(p.attrs["shape"], p.attrs.get("dtype") or "float32")
+        if current and size + nb > bucket_bytes:
+            buckets.append(current)
+            current, size = [], 0
+        current.append(i)
+        size += nb
+    return buckets + ([current] if current else [])
 
 
 def trainable_parameters(built) -> list:

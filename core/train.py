@@ -17,12 +17,13 @@ import numpy as np
 
 import threading
 
-from . import backend as backends, checkpoint, generate, layers
+from . import backend as backends, checkpoint, distributed, generate, layers
 from .atomic import atomic_write
 from .errors import LoomError
 from .executor import Executor
 from .graph import topological_order
 from .memory_probe import process_memory
+from .ops import comm_ops
 from .ops.base import is_source
 from .optim import learning_rate, make_optimizer
 from .runs import json_safe
@@ -57,8 +58,12 @@ class Trainer:
         self.doc = doc
         self.config = training_config(doc, overrides)
         self.out = Path(out_dir)
-        self.out.mkdir(parents=True, exist_ok=True)
-        self.emit = on_event or (lambda e: None)
+        # data-parallel (core/distributed.py): every rank trains, rank 0 alone reports and writes
+        self.world = distributed.world()
+        self.writer = distributed.is_writer()
+        if self.writer:
+            self.out.mkdir(parents=True, exist_ok=True)
+        self.emit = (on_event or (lambda e: None)) if self.writer else (lambda e: None)
         self.stop_requested = False
         self.run_state = RunState()
         self.saved_step = None  # the step of the newest checkpoint on disk, once there is one
@@ -71,7 +76,11 @@ class Trainer:
         whole run (the compiled updates write into them in place); the host sees them only
         through `backend.to_numpy`."""
         cfg = self.config
-        self.built = layers.build(self.doc, training=True, seed=cfg["seed"])
+        procs = 1 if self.world is None else self.world.size
+        if procs > cfg["batch_size"]:
+            raise LoomError(f"{procs} processes need a batch of at least {procs} samples "
+                            f"(batch_size is {cfg['batch_size']})")
+        self.built = layers.build(self.doc, training=True, seed=cfg["seed"], distributed=procs > 1)
         self.eval_built = layers.build(self.doc, training=False, seed=cfg["seed"])
         if self.built.loss is None:
             raise LoomError("the graph has no loss node: add SoftmaxCrossEntropy or MSELoss")
@@ -85,7 +94,9 @@ class Trainer:
         start = initial_values(self.doc, self.built.parameters, rng)  # a weights file, or fresh
         self.params = {name: self.backend.asarray(v) for name, v in start.items()}
         self.optimizer = make_optimizer(cfg, self.backend)
-        self.step = training_step(self.built, self.optimizer)
+        self.step = training_step(self.built, self.optimizer, procs)
+        if procs > 1 and self.backend.name != "numpy":
+            raise LoomError(f"data-parallel training runs on the numpy backend (got {self.backend.name})")
         self.train_ex = Executor(self.step.outputs, backend=self.backend.name, **_compile_options(cfg))
         self.eval_ex = Executor([self.eval_built.loss, accuracy_node(self.eval_built)],
                                 backend=self.backend.name)
@@ -97,6 +108,9 @@ class Trainer:
 
     def save_checkpoint(self):
         rs = self.run_state
+        if not self.writer:  # rank 0 writes it; every rank knows where it stands
+            self.saved_step = rs.step
+            return
         meta = {"epoch": rs.epoch, "step": rs.step, "optimizer_steps": self.optimizer.steps,
                 "history": rs.history, "config": self.config, "epoch_step": rs.epoch_step,
                 "epoch_losses": rs.epoch_losses, "epoch_accuracies": rs.epoch_accuracies,
@@ -181,7 +195,8 @@ class Trainer:
                 self.save_checkpoint()
                 summary = self._summary("stopped" if self.stop_requested else "completed",
                                         time.perf_counter() - start)
-                _write_json(self.out / "summary.json", summary)
+                if self.writer:
+                    _write_json(self.out / "summary.json", summary)
             except OSError as exc:  # a run file could not be written: keep the last good checkpoint
                 raise RunIOError(self._io_failure(exc)) from exc
             self.emit({"event": "done", **summary})
@@ -201,7 +216,7 @@ class Trainer:
                                    steps)
         lr = learning_rate(cfg, epoch + rs.epoch_step / steps, rs.step)
         for i, (xb, yb) in enumerate(itertools.islice(batches, rs.epoch_step, None), rs.epoch_step):
-            if self.stop_requested:
+            if self._stopping():
                 return  # the checkpoint keeps the position: resume goes on from this batch
             lr = learning_rate(cfg, epoch + i / steps, rs.step)
             self._train_step(xb, yb, lr)
@@ -220,7 +235,7 @@ class Trainer:
         """Text models write a little text after each epoch, from the validation text's
         first line: the quickest way to see what the model has learnt."""
         chars = self.config.get("sample_chars", 0)
-        if not chars or not generate.is_text_model(self.doc):
+        if not chars or not self.writer or not generate.is_text_model(self.doc):
             return
         if self.sampler is None:
             self.sampler = generate.TextSampler(self.doc, self.params, self.backend.name, shared=True)
@@ -228,6 +243,13 @@ class Trainer:
         prompt = generate.sample_prompt(self.val_set)
         text = self.sampler.sample(prompt, chars, temperature=0.8, seed=epoch)
         self.emit({"event": "sample", "epoch": epoch, "prompt": prompt, "text": text})
+
+    def _stopping(self) -> bool:
+        """A stop request (Ctrl-C, the editor's Stop): in a data-parallel run every rank stops
+        at the same step, whichever of them was asked."""
+        if self.world is not None:
+            self.stop_requested = self.world.any(self.stop_requested)
+        return self.stop_requested
 
     def steps_per_epoch(self) -> int:
         """Optimizer steps in one epoch: the setting, or one pass over the training set."""
@@ -237,7 +259,7 @@ class Trainer:
 
     def _train_step(self, xb, yb, lr):
         t0 = time.perf_counter()
-        feed = self._feed(self.built, xb, yb)
+        feed = self._feed(self.built, *self._shard(xb, yb))
         self.optimizer.begin_step(lr)
         out = self.train_ex.run({**feed, **self.optimizer.feed(self.params)}, to_numpy=False)
         host = self.backend.to_numpy
@@ -255,8 +277,18 @@ class Trainer:
                    "memory": self._memory()})
         return loss, acc
 
-    def _feed(self, built, xb, yb):
+    def _shard(self, xb, yb):
+        """This rank's rows of the global batch, and their share of it (the weight of its
+        mean gradient in the allreduce sum)."""
+        if self.world is None:
+            return xb, yb, 1.0
+        start, stop = distributed.shard(len(xb), self.world.rank, self.world.size)
+        return xb[start:stop], yb[start:stop], (stop - start) / len(xb)
+
+    def _feed(self, built, xb, yb, fraction=None):
         feed = {built.feed_of("data"): xb, built.feed_of("label"): yb}
+        if fraction is not None and self.world is not None:  # the data-parallel step reads it
+            feed[comm_ops.FRACTION] = np.array(fraction)
         feed.update({p: self.params[p.name] for p in built.parameters})
         return feed
 

@@ -9,9 +9,9 @@ import threading
 from contextlib import contextmanager
 from pathlib import Path
 
-from . import exitcodes, plan, sinks, training
+from . import exitcodes, launch, plan, sinks, training
 from .gui import display_problem
-from .. import checkpoint
+from .. import checkpoint, distributed
 from ..backend import resolve_auto
 from ..errors import LoomError
 from ..generate import TextSampler
@@ -46,6 +46,10 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--optimizer", choices=allowed["optimizer"])
     t.add_argument("--batch-size", type=int, dest="batch_size", metavar="N", help="samples per step")
     t.add_argument("--checkpoint", help="gradient checkpointing: none|sqrt|cheap|budget=BYTES")
+    t.add_argument("--procs", type=int, metavar="K",
+                   help="data-parallel over K processes on this machine (runs mpiexec -n K)")
+    t.add_argument("--distributed", action="store_true",
+                   help="this process is one rank of an MPI job (mpiexec -n K ... --distributed)")
     _add_max_memory(t)
     c = sub.add_parser("check", help="validate a graph file; exit 1 and list problems")
     c.add_argument("file", help="a graph file (*.loom.json)")
@@ -148,6 +152,28 @@ def cmd_check(args) -> int:
 def cmd_train(args) -> int:
     if args.events == "-" and sys.stdout is None:
         raise LoomError("--events -: standard output is closed")
+    if args.procs is not None and args.procs < 1:
+        raise LoomError(f"--procs must be 1 or more, got {args.procs}")
+    if (args.procs or 1) > 1 and not args.distributed:
+        return launch.run_mpiexec(args.procs, _argv_without_procs())
+    if args.distributed:
+        return launch.train_as_rank(args, lambda: _train_checked(args))
+    return _train_checked(args)
+
+
+def _argv_without_procs() -> list[str]:
+    argv, skip = [], False
+    for a in sys.argv[1:]:
+        if skip:
+            skip = False
+        elif a == "--procs":
+            skip = True
+        elif not a.startswith("--procs="):
+            argv.append(a)
+    return argv
+
+
+def _train_checked(args) -> int:
     doc = load(args.file)
     problems = analyze(doc).problems
     if problems:
@@ -155,10 +181,13 @@ def cmd_train(args) -> int:
             print(f"{args.file}: {problem}", file=sys.stderr)
         return exitcodes.INVALID_GRAPH
     check_training_memory(doc, _overrides(args), args.max_memory)  # before allocating anything
+    if not distributed.is_writer():  # rank 0 holds the run folder; the others read from it
+        return _train_in(launch.shared_folder(None), doc, args)
     folder, note = open_run_folder(args.out, args.file, args.resume)
     with folder:  # locked until the run ends: a second run into it is refused
         if note:
             print(note, file=sys.stderr)
+        launch.shared_folder(folder.path)
         return _train_in(folder.path, doc, args)
 
 
@@ -175,12 +204,14 @@ def _train_in(out, doc, args) -> int:
         print(f"backend auto: using {trainer.backend.name} ({trainer.auto_reason})", file=sys.stderr)
     if args.resume:
         trainer.resume()
-    event_sinks.extend(_sinks(args, trainer, out))
+    if trainer.writer:
+        event_sinks.extend(_sinks(args, trainer, out))
     stream = next((s for s in event_sinks if isinstance(s, sinks.EventStream)), None)
     try:
         return training.run_training(trainer, event_sinks, stream, out)
     finally:
-        event_sinks[0].close()  # metrics.jsonl
+        if event_sinks:
+            event_sinks[0].close()  # metrics.jsonl
 
 
 def _sinks(args, trainer, out):

@@ -25,6 +25,8 @@ def run_training(trainer, sinks, stream, out) -> int:
         code = next((c for kind, c in FAILURES if isinstance(exc, kind)), exitcodes.INTERNAL)
         return fail(sinks, _message(exc, code), code)
     ignore_interrupts()  # the run is saved: a late Ctrl-C must not garble the report
+    if not trainer.writer:  # data-parallel: rank 0 reports the run
+        return exitcodes.INTERRUPTED if summary["status"] == "stopped" else exitcodes.OK
     if stream is not None and stream.failure is not None:
         return fail(sinks, f"the events stream (stdout) failed: {stream.failure.strerror or stream.failure}; "
                     f"training stopped at step {summary['steps']} with a checkpoint in "

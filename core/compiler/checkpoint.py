@@ -21,7 +21,7 @@ CHECKPOINT_MODES = ("none", "sqrt", "cheap", "budget=1048576")
 
 
 def kept_values(forward, mode, shapes, dtypes) -> set:
-    must = {n for n in forward if n.opdef.random}
+    must = {n for n in forward if n.opdef.random or n.opdef.effects}
     if isinstance(mode, frozenset):
         return must | (mode & set(forward))
     if mode == "sqrt":

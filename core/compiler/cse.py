@@ -33,7 +33,7 @@ def common_subexpressions_with(order, known: dict) -> dict:
     """Like `common_subexpressions`, reading inputs through already-known aliases."""
     seen, alias = {}, dict(known)
     for node in order:
-        if is_source(node) or node.opdef.random or node.extras.get("recomputed"):
+        if is_source(node) or node.opdef.random or node.opdef.effects or node.extras.get("recomputed"):
             continue
         key = (node.op, tuple(_input_key(alias.get(i, i)) for i in node.inputs), _attr_key(node.attrs))
         if node in alias:

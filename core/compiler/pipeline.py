@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 from ..graph import topological_order
 from ..ops.base import is_source
-from . import checkpoint as ckpt, cse, fusion, memory, report, schedule as sched, workspace
+from . import checkpoint as ckpt, comm, cse, fusion, memory, report, schedule as sched, workspace
 from . import shapes as shape_pass, simplify
 
 
@@ -49,6 +49,7 @@ def compile_plan(order, outputs, source_values, *, schedule="auto", checkpoint=N
     steps = sched.choose(candidates, schedule, sizes, readers, deps, results)
     if checkpoint not in (None, "none"):
         steps = ckpt.sink_recomputes(steps)
+    steps = comm.overlap_communication(steps, alias)
     groups = fusion.fusion_groups(steps, readers, results, alias)
     last = memory.last_reads(steps, results, _reads(alias))
     if fused_kernels:

@@ -94,6 +94,7 @@ class BuildContext:
     shape_of: Callable  # core Node -> shape tuple (inferred so far)
     training: bool = True
     seed: int = 0
+    distributed: bool = False  # data-parallel: batch statistics are the global batch's
     parameters: list = field(default_factory=list)  # core parameter nodes this layer created
     state: list = field(default_factory=list)  # batch-norm statistics for the trainer
 

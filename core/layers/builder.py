@@ -110,8 +110,8 @@ def doc_order(doc):
 class Walker:
     """Shared by build and analyze: builds node by node, recording what each made."""
 
-    def __init__(self, doc, training, batch, seed):
-        self.doc, self.training, self.seed = doc, training, seed
+    def __init__(self, doc, training, batch, seed, distributed=False):
+        self.doc, self.training, self.seed, self.distributed = doc, training, seed, distributed
         self.specs = _Declared(batch)
         self.shapes, self.dtypes = {}, {}
         self.built = Built()
@@ -137,7 +137,7 @@ class Walker:
         attrs = {a.name: spec.attrs.get(a.name, a.default) for a in kind.attrs}
         base = getattr(self.doc, "base_dir", None)
         attrs.update({a.name: resolve_path(attrs[a.name], base) for a in kind.attrs if a.path})
-        ctx = BuildContext(spec.id, self.shape_of, self.training, self.seed)
+        ctx = BuildContext(spec.id, self.shape_of, self.training, self.seed, self.distributed)
         outs = kind.build(ctx, attrs, self.inputs_of(spec))
         for port, node in outs.items():
             self.shape_of(node)  # raises ShapeError here, attributed to this node
@@ -191,9 +191,10 @@ def resolve_path(value, base):
     return value if os.path.isabs(value) else os.path.join(base, value)
 
 
-def build(doc, training=True, batch=None, seed=0) -> Built:
-    """Core nodes for the whole document. Raises LoomError naming the first bad node."""
-    walker = Walker(doc, training, batch or DISPLAY_BATCH, seed)
+def build(doc, training=True, batch=None, seed=0, distributed=False) -> Built:
+    """Core nodes for the whole document. Raises LoomError naming the first bad node.
+    distributed: a data-parallel training step (batch norm synchronises its statistics)."""
+    walker = Walker(doc, training, batch or DISPLAY_BATCH, seed, distributed)
     for node_id in doc_order(doc):
         spec = doc.nodes[node_id]
         if spec.kind not in LAYERS:

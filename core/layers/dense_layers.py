@@ -54,7 +54,8 @@ def _batch_norm(ctx, a, x):
     beta = ctx.param("beta", shape, init="zeros")
     mean = ctx.param("running_mean", shape, init="zeros", trainable=False)
     var = ctx.param("running_var", shape, init="ones", trainable=False)
-    y = ops.batch_norm(x, gamma, beta, mean, var, training=ctx.training, eps=a["eps"])
+    y = ops.batch_norm(x, gamma, beta, mean, var, training=ctx.training, eps=a["eps"],
+                       sync=ctx.distributed)
     if ctx.training:
         ctx.state.append({"mean": y.extras["mean"], "var": y.extras["var"],
                           "running_mean": mean, "running_var": var})

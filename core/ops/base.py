@@ -60,6 +60,8 @@ class OpDef:
     inplace: tuple = ()  # indices of inputs whose buffer the output may overwrite
     shape_only: tuple = ()  # input indices read for their shape, never their values
     random: bool = False  # draws random numbers: never recomputed by checkpointing
+    # acts beyond its output (communication): never merged, recomputed or fused away
+    effects: bool = False
     broadcasting: bool = False  # inputs may be broadcast: autodiff sums gradients back
     # Optional fast path: (xp, ins, attrs, out) -> a zero-argument callable doing the compute,
     # e.g. functools.partial(np.add, a, b, out=out): the run loop then enters no Python frame.

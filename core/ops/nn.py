@@ -6,6 +6,7 @@ import numpy as np
 from ..errors import ShapeError
 from ..graph import Node
 from .base import OpDef, first_dtype, make, normalize_axes, not_differentiable, register
+from .comm_ops import allreduce
 from .elementwise import add, div, exp, mul, neg, oneslike, sqrt, sub
 from .reduce import reduce_mean, reduce_sum
 
@@ -201,7 +202,7 @@ register(OpDef("dropout_mask", "elementwise", lambda s, a: tuple(s[0]), _dropout
 # ---- batch norm (composite: its gradient comes from the primitives') ------------------------------
 
 def batch_norm(x, gamma, beta, running_mean=None, running_var=None, training=True,
-               eps=1e-5, name=None):
+               eps=1e-5, sync=False, name=None):
     """Normalise over every axis but 1 (channels/features). In training mode the batch
     statistics are exposed as `y.extras["mean"]`, `["var"]` so the trainer can keep
     running averages; in eval mode `running_mean`/`running_var` nodes are used."""

@@ -66,6 +66,15 @@ def _gelu_tanh(x):
     return 0.5 * x * (1 + np.tanh(np.sqrt(2 / np.pi) * (x + 0.044715 * x ** 3)))
 
 
+def _bucket(fraction, grads):
+    """A bucket's start, wait and last part, on a fed fraction (one process: the sum is the
+    rank's own scaled gradients)."""
+    channel, shapes = {}, [(3, 4), (4,)][:len(grads)] if len(grads) > 1 else [(12,)]
+    start = core.Node("allreduce_start", [fraction, *grads], {"shapes": tuple(shapes), "_channel": channel})
+    wait = core.Node("allreduce_wait", [start], {"_channel": channel})
+    return start, wait, core.Node("bucket_part", [wait], {"offset": 12, "shape": (4,)})
+
+
 # name -> list of (builder(*vars) -> node, input arrays, reference(*arrays) -> array, differentiable)
 def cases():
     c = {}
@@ -187,6 +196,14 @@ def cases():
     c["gelu"] = [(lambda x: core.gelu(x, "tanh"), [a34], _gelu_tanh, True)]
     c["gelu_grad"] = [(lambda x, g: core.Node("gelu_grad", [x, g], {"approximate": "tanh"}), [a34, b34],
                        None, False)]
+    # communication (data-parallel steps), in one process: the sum over one rank
+    half, flat = np.array(0.5), rand(12)
+    c["allreduce"] = [(lambda f, x: core.Node("allreduce", [f, x]), [half, a34], lambda f, x: x * f, True)]
+    c["allreduce_start"] = [(lambda f, x, y: _bucket(f, [x, y])[0], [half, a34, b4],
+                             lambda f, x, y: np.concatenate([x.ravel(), y]) * f, False)]
+    c["allreduce_wait"] = [(lambda f, x: _bucket(f, [x])[1], [half, flat], lambda f, x: x * f, False)]
+    c["bucket_part"] = [(lambda f, x, y: _bucket(f, [x, y])[2], [half, a34, b4],
+                         lambda f, x, y: y * f, False)]
     for name, slots in (("sgd_update", 0), ("momentum_update", 1), ("nesterov_update", 1), ("adam_update", 2)):
         # the update's effect on its inputs is checked in test_optimizer_updates.py
         attrs = {"weight_decay": 0.0, "momentum": 0.9, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8}
@@ -199,7 +216,7 @@ def cases():
 CASES = cases()
 SOURCES = {"placeholder", "parameter", "constant"}
 # inputs that carry no gradient by definition (labels), or are read only for their shape
-NO_GRAD_INPUTS = {"softmax_cross_entropy": {1}, "sum_to_like": {1}, "broadcast_like": {1},
+NO_GRAD_INPUTS = {"allreduce": {0}, "softmax_cross_entropy": {1}, "sum_to_like": {1}, "broadcast_like": {1},
                   "expand_like": {1}, "reshape_like": {1}, "concat_part": {1, 2},
                   "slice_grad": {1}, "avg_pool2d_grad": {1}, "conv2d_grad_input": {2},
                   "conv2d_grad_weight": {2}, "batch_mean_grad": {1},

@@ -1,0 +1,110 @@
+"""Data-parallel training on MPI (mpi4py, imported only here and only when used).
+
+Every rank builds the same graph and compiled step and takes its slice of each global batch;
+gradients are summed by allreduce ops inside the step (core/ops/comm_ops.py), each rank's
+part scaled by its share of the batch, so K ranks compute what one process computes on the
+whole batch. `world()` is None in a plain, single-process run."""
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from .errors import LoomError
+
+_WORLD = None  # the Communicator once `start()` ran under mpiexec
+
+DIST_EXTRA = "pip install '.[dist]' (mpi4py and an MPICH from the package index)"
+
+
+class DistributedError(LoomError):
+    pass
+
+
+class Communicator:
+    """The few collectives Loom uses, on numpy buffers."""
+
+    def __init__(self, comm):
+        from mpi4py import MPI
+        self.MPI, self.comm = MPI, comm
+        self.rank, self.size = comm.Get_rank(), comm.Get_size()
+
+    def iallreduce_sum(self, buffer):
+        """Start summing `buffer` over the ranks, in place; returns the request to wait on."""
+        return self.comm.Iallreduce(self.MPI.IN_PLACE, buffer, op=self.MPI.SUM)
+
+    def allreduce_sum(self, buffer):
+        self.comm.Allreduce(self.MPI.IN_PLACE, buffer, op=self.MPI.SUM)
+
+    def any(self, flag: bool) -> bool:
+        """True on every rank when it is True on some rank (a stop request, a failure)."""
+        return bool(self.comm.allreduce(int(bool(flag)), op=self.MPI.MAX))
+
+    def abort(self, code: int):
+        """End every rank of the job now (a rank that failed must not leave the others
+        waiting in an allreduce forever)."""
+        self.comm.Abort(code)
+
+
+def start() -> Communicator:
+    """Join the MPI job this process was started in (`--distributed`)."""
+    global _WORLD
+    try:
+        from mpi4py import MPI
+    except ImportError:
+        raise DistributedError(f"--distributed needs mpi4py: {DIST_EXTRA}") from None
+    _WORLD = Communicator(MPI.COMM_WORLD)
+    return _WORLD
+
+
+def world() -> Communicator | None:
+    return _WORLD
+
+
+def rank() -> int:
+    return 0 if _WORLD is None else _WORLD.rank
+
+
+def is_writer() -> bool:
+    """Rank 0 alone writes metrics, checkpoints and events."""
+    return rank() == 0
+
+
+def shard(batch_size: int, rank: int, size: int) -> tuple[int, int]:
+    """[start, stop) of this rank's rows of a global batch: as even as possible, the first
+    ranks taking one more row when it does not divide."""
+    base, extra = divmod(batch_size, size)
+    start = rank * base + min(rank, extra)
+    return start, start + base + (rank < extra)
+
+
+def mpiexec() -> str:
+    """The mpiexec beside this interpreter (a venv's bin/, where the mpich wheel puts it),
+    else the one on PATH."""
+    beside = Path(sys.executable).with_name("mpiexec")
+    found = str(beside) if beside.exists() else shutil.which("mpiexec")
+    if not found:
+        raise DistributedError(f"--procs needs mpiexec: {DIST_EXTRA}")
+    return found
+
+
+def launch_command(procs: int, argv: list[str]) -> list[str]:
+    """`mpiexec -n K python main.py ARGV --distributed`: what `--procs K` runs."""
+    main = Path(__file__).resolve().parents[1] / "main.py"
+    return [mpiexec(), "-n", str(procs), sys.executable, str(main), *argv, "--distributed"]
+
+
+def fraction_feed(rows: int, batch: int) -> np.ndarray:
+    """This rank's share of the global batch, the weight of its mean gradient in the sum."""
+    return np.array(rows / batch, dtype=np.float64)
+
+
+def environment_rank() -> int | None:
+    """The rank MPICH / Open MPI gave this process, read before MPI starts (or None)."""
+    for key in ("PMI_RANK", "OMPI_COMM_WORLD_RANK"):
+        if key in os.environ:
+            return int(os.environ[key])
+    return None
