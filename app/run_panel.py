@@ -78,11 +78,14 @@ class RunPanel(QWidget):
         self.form = QFormLayout()
         self.fields = {
             "optimizer": QComboBox(), "lr": QLineEdit(), "batch_size": QSpinBox(minimum=1, maximum=65536),
-            "epochs": QSpinBox(minimum=1, maximum=100000), "backend": QComboBox(), "checkpoint": QComboBox()}
+            "epochs": QSpinBox(minimum=1, maximum=100000), "backend": QComboBox(), "checkpoint": QComboBox(),
+            "procs": QSpinBox(minimum=1, maximum=64)}
         allowed = choices()
         for key in ("optimizer", "backend", "checkpoint"):
             fill_choices(self.fields[key], allowed[key])
-        labels = {"lr": "learning rate", "batch_size": "batch size", "checkpoint": "checkpointing"}
+        labels = {"lr": "learning rate", "batch_size": "batch size", "checkpoint": "checkpointing",
+                  "procs": "processes"}
+        self.fields["procs"].setToolTip("data-parallel: this many MPI processes share each batch")
         for key, w in self.fields.items():
             self.form.addRow(labels.get(key, key), w)
             signal = getattr(w, "currentTextChanged", None) or getattr(w, "valueChanged", None) \

@@ -16,6 +16,7 @@ import numpy as np
 from .errors import LoomError
 
 _WORLD = None  # the Communicator once `start()` ran under mpiexec
+_SHARD = None  # (start, stop, global batch) of the step being run, set by the trainer
 
 DIST_EXTRA = "pip install '.[dist]' (mpi4py and an MPICH from the package index)"
 
@@ -71,6 +72,18 @@ def rank() -> int:
 def is_writer() -> bool:
     """Rank 0 alone writes metrics, checkpoints and events."""
     return rank() == 0
+
+
+def set_shard(start: int, stop: int, batch: int):
+    global _SHARD
+    _SHARD = (start, stop, batch)
+
+
+def current_shard():
+    """(start, stop, global batch) of this rank's rows in the step being run, or None: random
+    ops draw for the global batch and keep these rows, so a K-rank run draws what one
+    process would."""
+    return _SHARD if _WORLD is not None else None
 
 
 def shard(batch_size: int, rank: int, size: int) -> tuple[int, int]:

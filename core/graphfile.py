@@ -47,6 +47,8 @@ TRAINING_SCHEMA = {
         "min_lr_ratio": {"type": "number", "minimum": 0, "maximum": 1},
         "beta2": {"type": "number", "minimum": 0, "exclusiveMaximum": 1},
         "sample_chars": {"type": "integer", "minimum": 0},
+        "procs": {"type": "integer", "minimum": 1},
+        "bucket_bytes": {"type": "integer", "minimum": 1},
     },
     "additionalProperties": False,
 }

@@ -15,7 +15,8 @@ DEFAULTS = {"optimizer": "adam", "lr": 0.01, "momentum": 0.9, "weight_decay": 0.
             "batch_size": 64, "epochs": 10, "schedule": "constant", "step_size": 10,
             "gamma": 0.1, "seed": 0, "val_fraction": 0.2, "backend": "numpy",
             "checkpoint": "none", "steps_per_epoch": 0, "warmup_steps": 0, "min_lr_ratio": 0.0,
-            "beta2": 0.999, "sample_chars": 200}
+            "beta2": 0.999, "sample_chars": 200, "procs": 1,
+            "bucket_bytes": 25 << 20}
 
 
 def training_config(doc, overrides=None) -> dict:
@@ -103,6 +104,8 @@ def _rules() -> dict:
         "min_lr_ratio": _number(0, 1),  # cosine ends at lr * min_lr_ratio
         "beta2": _number(0, 1, open_high=True),  # Adam's second-moment decay
         "sample_chars": _number(0, 100_000, integer=True),  # text models: a sample per epoch
+        "procs": _number(1, 4096, integer=True),  # data-parallel processes (MPI ranks)
+        "bucket_bytes": _number(1, 1 << 40, integer=True),  # gradients per allreduce
     }
 
 

@@ -38,7 +38,7 @@ class TrainingStep:
         return [self.loss, self.accuracy, *self.stats, *self.updates]
 
 
-def training_step(built, optimizer, procs=1, bucket_bytes=BUCKET_BYTES) -> TrainingStep:
+def training_step(built, optimizer, procs=1, bucket_bytes=None) -> TrainingStep:
     """With procs > 1 (data-parallel), the loss and accuracy reported are the global batch's
     and the gradients are summed over the ranks in buckets before the updates."""
     if procs == 1:
@@ -46,7 +46,7 @@ def training_step(built, optimizer, procs=1, bucket_bytes=BUCKET_BYTES) -> Train
                             training_updates(built, optimizer))
     loss, acc = comm_ops.allreduce(built.loss), comm_ops.allreduce(accuracy_node(built))
     return TrainingStep(loss, acc, batch_statistics(built),
-                        training_updates(built, optimizer, loss, bucket_bytes))
+                        training_updates(built, optimizer, loss, bucket_bytes or BUCKET_BYTES))
 
 
 def accuracy_node(built):
@@ -71,7 +71,8 @@ def training_updates(built, optimizer, global_loss=None, bucket_bytes=None) -> l
     summed = {}
     for bucket in gradient_buckets(trainable, bucket_bytes):
         parts = comm_ops.gradient_bucket([grads[i] for i in bucket],
-                                         [trainable[i].attrs["shape"] for i in bucket])
+                                         [trainable[i].attrs["shape"] for i in bucket],
+                                         [trainable[i].name for i in bucket])
         summed.update(zip(bucket, parts))
     return optimizer.updates(trainable, [summed[i] for i in range(len(trainable))], global_loss)
 
@@ -115,16 +116,21 @@ def sample_feed(built, batch, fill="zeros", seed=0) -> dict:
 
 # ---- the plan report (`main.py plan`, the memory-plan view) --------------------------------
 
-def plan_report(doc, batch, checkpoint=None, inference=False, schedule="auto") -> dict:
+def plan_report(doc, batch, checkpoint=None, inference=False, schedule="auto", procs=1) -> dict:
     """Training plans the step's forward, backward and optimizer updates; inference the
-    logits alone. Planned from shapes alone: no parameter is initialised, nothing runs."""
-    built = layers.build(doc, training=not inference)
+    logits alone. Planned from shapes alone: no parameter is initialised, nothing runs.
+    procs > 1: one rank's data-parallel step (its share of the batch), with the allreduce
+    buckets."""
+    built = layers.build(doc, training=not inference, distributed=procs > 1 and not inference)
     optimizer = None
     if inference:
         outputs = [built.logits]
     else:
-        optimizer = make_optimizer(training_config(doc))
-        outputs = [built.loss, *training_updates(built, optimizer)]
+        config = training_config(doc)
+        optimizer = make_optimizer(config)
+        step = training_step(built, optimizer, procs, config["bucket_bytes"])
+        outputs = [step.loss, *step.updates]
+        batch = -(-batch // procs)  # the largest share
     order = verify(outputs)
     plan = compile_plan(order, outputs, source_specs(order, batch), schedule=schedule,
                         checkpoint=None if checkpoint in (None, "none") else checkpoint)
@@ -133,8 +139,26 @@ def plan_report(doc, batch, checkpoint=None, inference=False, schedule="auto") -
               "node_of": dict(built.node_of)}
     report.update(plan_tables(plan, built.node_of))
     report["persistent"] = persistent_allocations(built, optimizer)
+    if procs > 1:
+        report["allreduce buckets"] = bucket_rows(plan, built.node_of)
     report["notes"] = budget_notes(report)
     return report
+
+
+def bucket_rows(plan, node_of) -> list[dict]:
+    """Each gradient bucket: its parameters, size, and the steps its allreduce overlaps (it
+    starts after the bucket's last gradient and is waited on at the end of the step)."""
+    schedule = plan.schedule
+    at = {n: i for i, n in enumerate(schedule)}
+    rows = []
+    for start in (n for n in schedule if n.op == "allreduce_start"):
+        wait = next(n for n in schedule if n.op == "allreduce_wait" and n.inputs[0] is start)
+        nodes = dict.fromkeys(node_of.get(p, p) for p in start.attrs["params"])
+        rows.append({"bucket": len(rows) + 1, "gradients of": ", ".join(nodes),
+                     "bytes": nbytes(plan.shapes[start], plan.dtypes[start]),
+                     "starts at step": at[start], "waited at step": at[wait],
+                     "steps overlapped": at[wait] - at[start] - 1})
+    return rows
 
 
 def budget_notes(report) -> list[str]:

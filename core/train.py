@@ -94,7 +94,7 @@ class Trainer:
         start = initial_values(self.doc, self.built.parameters, rng)  # a weights file, or fresh
         self.params = {name: self.backend.asarray(v) for name, v in start.items()}
         self.optimizer = make_optimizer(cfg, self.backend)
-        self.step = training_step(self.built, self.optimizer, procs)
+        self.step = training_step(self.built, self.optimizer, procs, cfg["bucket_bytes"])
         if procs > 1 and self.backend.name != "numpy":
             raise LoomError(f"data-parallel training runs on the numpy backend (got {self.backend.name})")
         self.train_ex = Executor(self.step.outputs, backend=self.backend.name, **_compile_options(cfg))
@@ -283,6 +283,7 @@ class Trainer:
         if self.world is None:
             return xb, yb, 1.0
         start, stop = distributed.shard(len(xb), self.world.rank, self.world.size)
+        distributed.set_shard(start, stop, len(xb))
         return xb[start:stop], yb[start:stop], (stop - start) / len(xb)
 
     def _feed(self, built, xb, yb, fraction=None):

@@ -17,7 +17,7 @@ from ..errors import LoomError
 from ..generate import TextSampler
 from ..graphfile import load
 from ..layers import analyze
-from ..settings import choices
+from ..settings import choices, training_config
 from ..limits import parse_bytes
 from ..step import check_memory, check_training_memory, plan_report
 from ..runs import open_run_folder, short
@@ -61,6 +61,8 @@ def parser() -> argparse.ArgumentParser:
     pl.add_argument("--inference", action="store_true", help="plan the forward graph only")
     pl.add_argument("--schedule", choices=["auto", "topo", "memory"], default="auto",
                     help="auto: memory-aware order when its peak is lower; topo: breadth-first")
+    pl.add_argument("--procs", type=int, default=1, metavar="K",
+                    help="plan one rank's step of a K-process data-parallel run (allreduce buckets)")
     _add_max_memory(pl)
     sa = sub.add_parser("sample", help="write new text with a trained text model")
     sa.add_argument("file", help="a graph file with a TextDataset node (*.loom.json)")
@@ -154,8 +156,9 @@ def cmd_train(args) -> int:
         raise LoomError("--events -: standard output is closed")
     if args.procs is not None and args.procs < 1:
         raise LoomError(f"--procs must be 1 or more, got {args.procs}")
-    if (args.procs or 1) > 1 and not args.distributed:
-        return launch.run_mpiexec(args.procs, _argv_without_procs())
+    procs = args.procs or training_config(load(args.file)).get("procs", 1)
+    if procs > 1 and not args.distributed:
+        return launch.run_mpiexec(procs, _argv_without_procs())
     if args.distributed:
         return launch.train_as_rank(args, lambda: _train_checked(args))
     return _train_checked(args)
@@ -235,7 +238,9 @@ def cmd_plan(args) -> int:
         print(f"{args.file}: {problem}", file=sys.stderr)
     if problems:
         return exitcodes.INVALID_GRAPH
-    report = plan_report(doc, args.batch, args.checkpoint, args.inference, args.schedule)
+    if args.procs < 1:
+        raise LoomError(f"--procs must be 1 or more, got {args.procs}")
+    report = plan_report(doc, args.batch, args.checkpoint, args.inference, args.schedule, args.procs)
     check_memory(report, args.max_memory)
     if args.json:
         print(json.dumps(report, indent=2, default=str))

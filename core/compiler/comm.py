@@ -1,11 +1,12 @@
 """Where communication goes in a schedule: each bucket's allreduce starts right after the
-last of its gradients is computed, and is waited on (its parts unpacked) right before the
-first op that reads one of them, so the rest of the backward pass runs while it travels.
-A pure function of the schedule; every other op keeps its relative order."""
+last of its gradients is computed, and the waits (with the updates that read the summed
+gradients) move to the end of the step, as in PyTorch DDP, so the rest of the backward pass
+runs while the buckets travel. A pure function of the schedule: every other op keeps its
+relative order, and moving an update later never breaks an ordering (updates are sinks)."""
 from __future__ import annotations
 
 STARTS = ("allreduce_start",)
-LATE = ("allreduce_wait", "bucket_part")
+WAITS = ("allreduce_wait",)
 
 
 def overlap_communication(steps: list, alias=None) -> list:
@@ -14,9 +15,8 @@ def overlap_communication(steps: list, alias=None) -> list:
         return steps
     alias = alias or {}
     scheduled = set(steps)
+    deferred = _after_waits(steps, alias)
     starts = [n for n in steps if n.op in STARTS]
-    late = [n for n in steps if n.op in LATE]
-    readers = _late_readers(steps, set(late))
     out, done = [], set()
 
     def emit(node):
@@ -29,33 +29,19 @@ def overlap_communication(steps: list, alias=None) -> list:
             if start not in done and all(i in done or i not in scheduled for i in inputs):
                 emit(start)
 
-    emit_ready_starts()  # a bucket of gradients that need no step (none in practice)
+    emit_ready_starts()
     for node in steps:
-        if node.op in STARTS or node.op in LATE:
-            continue
-        for waiting in readers.get(node, ()):  # the wait and parts this op reads, in order
-            if waiting not in done:
-                emit(waiting)
-        emit(node)
-        emit_ready_starts()
-    out.extend(n for n in late if n not in done)  # parts no op reads (outputs)
+        if node.op not in STARTS and node not in deferred:
+            emit(node)
+            emit_ready_starts()
+    out.extend(n for n in steps if n in deferred)
     return out
 
 
-def _late_readers(steps, late) -> dict:
-    """op -> the waits and parts that must run just before it (its late inputs, and their
-    late inputs first), in schedule order."""
-    position = {n: i for i, n in enumerate(steps)}
-    needs = {}
+def _after_waits(steps, alias) -> set:
+    """The waits and every op reading (through any chain) what a wait produced."""
+    deferred = set()
     for node in steps:
-        if node in late:
-            continue
-        chain, stack = set(), [i for i in node.inputs if i in late]
-        while stack:
-            n = stack.pop()
-            if n not in chain:
-                chain.add(n)
-                stack.extend(i for i in n.inputs if i in late)
-        if chain:
-            needs[node] = sorted(chain, key=position.get)
-    return needs
+        if node.op in WAITS or any(alias.get(i, i) in deferred for i in node.inputs):
+            deferred.add(node)
+    return deferred

@@ -45,11 +45,12 @@ def _world():
 
 # ---- buckets of gradients ------------------------------------------------------------------
 
-def gradient_bucket(grads, shapes):
-    """Nodes for the summed gradients of one bucket: [(part node) per gradient]."""
+def gradient_bucket(grads, shapes, params=()):
+    """Nodes for the summed gradients of one bucket: [(part node) per gradient]. `params`
+    names whose gradients they are (for reports)."""
     channel = {}  # the request, from the start op to the wait op of this bucket
     start = make("allreduce_start", FRACTION, *grads, shapes=tuple(map(tuple, shapes)),
-                 _channel=channel)
+                 params=tuple(params), _channel=channel)
     done = make("allreduce_wait", start, _channel=channel)
     parts, offset = [], 0
     for shape in shapes:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import distributed
 from ..errors import ShapeError
 from ..graph import Node
 from .base import OpDef, first_dtype, make, normalize_axes, not_differentiable, register
@@ -189,9 +190,19 @@ def _dropout_mask(xp, ins, attrs, out):
     # One generator per node, created on first use: the same seed gives the same masks.
     rng = attrs.setdefault("_rng", {}).setdefault(xp.__name__, xp.random.default_rng(attrs["seed"]))
     keep = 1.0 - attrs["rate"]
-    out[...] = rng.random(out.shape, dtype=out.dtype)
+    out[...] = _draw(rng, out.shape, out.dtype)
     xp.less(out, keep, out=out)
     out *= 1.0 / keep
+
+
+def _draw(rng, shape, dtype):
+    """Uniform numbers for a mask; in a data-parallel step, this rank's rows of the global
+    batch's draw (the masks do not depend on how many ranks share the batch)."""
+    shard = distributed.current_shard()
+    if shard is None or not shape or shape[0] != shard[1] - shard[0]:
+        return rng.random(shape, dtype=dtype)
+    start, stop, batch = shard
+    return rng.random((batch, *shape[1:]), dtype=dtype)[start:stop]
 
 
 register(OpDef("dropout_mask", "elementwise", lambda s, a: tuple(s[0]), _dropout_mask,
@@ -205,12 +216,14 @@ def batch_norm(x, gamma, beta, running_mean=None, running_var=None, training=Tru
                eps=1e-5, sync=False, name=None):
     """Normalise over every axis but 1 (channels/features). In training mode the batch
     statistics are exposed as `y.extras["mean"]`, `["var"]` so the trainer can keep
-    running averages; in eval mode `running_mean`/`running_var` nodes are used."""
+    running averages; in eval mode `running_mean`/`running_var` nodes are used. sync: in a
+    data-parallel step the statistics are the global batch's (allreduced over the ranks)."""
     axes = "all_but_1"  # resolved once the rank is known
+    over_batch = allreduce if sync else (lambda v: v)
     if training:
-        mean = reduce_mean(x, axis=axes, keepdims=True)
+        mean = over_batch(reduce_mean(x, axis=axes, keepdims=True))
         centered = sub(x, mean)
-        var = reduce_mean(mul(centered, centered), axis=axes, keepdims=True)
+        var = over_batch(reduce_mean(mul(centered, centered), axis=axes, keepdims=True))
     else:
         mean, var = running_mean, running_var
         centered = sub(x, mean)
