@@ -9,7 +9,7 @@ import threading
 from contextlib import contextmanager
 from pathlib import Path
 
-from . import exitcodes, launch, plan, sinks, training
+from . import exitcodes, export_cmd, import_cmd, infer_cmd, launch, plan, sinks, training
 from .gui import display_problem
 from .. import checkpoint, distributed
 from ..backend import resolve_auto
@@ -75,6 +75,9 @@ def parser() -> argparse.ArgumentParser:
     sa.add_argument("--top-k", type=int, dest="top_k", metavar="K", help="draw among the K likeliest only")
     sa.add_argument("--seed", type=int, default=0, metavar="N", help="the draws' seed (default 0)")
     sa.add_argument("--backend", choices=allowed["backend"], default="numpy")
+    import_cmd.add_parser(sub)
+    export_cmd.add_parser(sub)
+    infer_cmd.add_parser(sub)
     return p
 
 
@@ -94,8 +97,8 @@ def main(argv=None, open_editor=None) -> int:
             return exitcodes.BAD_INPUT
         _default_signals()
         return open_editor(getattr(args, "file", None) or str(EXAMPLE))
-    command = {"train": cmd_train, "check": cmd_check, "plan": cmd_plan,
-               "sample": cmd_sample}[args.command]
+    command = {"train": cmd_train, "check": cmd_check, "plan": cmd_plan, "sample": cmd_sample,
+               "import": import_cmd.run, "export": export_cmd.run, "infer": infer_cmd.run}[args.command]
     with _interrupts_raise():
         try:
             return command(args)

@@ -13,4 +13,5 @@ from .conv import conv2d, max_pool2d, avg_pool2d  # noqa: F401
 from .sequence import gather, where, causal_mask, layer_norm, gelu  # noqa: F401
 from . import pool_transpose  # noqa: F401  (max_pool2d_grad's transpose: second order)
 from . import optim_ops  # noqa: F401  (optimizer updates, used by the trainer)
+from .interop_ops import erf, pow, lrn, pad, reduce_max  # noqa: F401,A004  (ops imported ONNX models need)
 from . import comm_ops  # noqa: F401  (allreduce ops of data-parallel training steps)

@@ -10,7 +10,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from app.layout import layered_positions  # noqa: E402  (pure Python: no Qt)
+from core.layout import layered_positions  # noqa: E402
 from core import graphfile  # noqa: E402
 from core.document import GraphDocument  # noqa: E402
 from core.layers.sequence_layers import vocabulary  # noqa: E402

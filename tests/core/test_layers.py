@@ -36,6 +36,7 @@ SAMPLE = {
     "PositionalEmbedding": ({"in": (8, 6)}, {"length": 8}),
     "LayerNorm": ({"in": (8, 6)}, {}), "GELU": ({"in": (8, 6)}, {}),
     "MultiHeadAttention": ({"in": (8, 6)}, {"heads": 2, "width": 4}),
+    "Constant": ({}, {"shape": [2, 3]}),
 }
 OP_SAMPLE = {"matmul": ({"a": (4,), "b": "w"}, {}), "conv2d": ({"x": (3, 6, 6), "w": "k"}, {}),
              "softmax_cross_entropy": ({"logits": (10,), "labels": "labels"}, {}),
@@ -44,7 +45,9 @@ OP_SAMPLE = {"matmul": ({"a": (4,), "b": "w"}, {}), "conv2d": ({"x": (3, 6, 6), 
              "concat": ({"a": (2,), "b": (3,)}, {}), "slice": ({"x": (6,)}, {"begin": [0], "end": [2]}),
              "max_pool2d": ({"x": (2, 4, 4)}, {}), "avg_pool2d": ({"x": (2, 4, 4)}, {}),
              "gather": ({"table": "w", "ids": "tokens"}, {}),
-             "layer_norm": ({"x": (3,), "gamma": "three", "beta": "three"}, {})}
+             "layer_norm": ({"x": (3,), "gamma": "three", "beta": "three"}, {}),
+             "lrn": ({"x": (3, 4, 4)}, {"size": 3}),
+             "pad": ({"x": (3, 4)}, {"pads": [0, 1, 0, 0, 2, 1]})}
 
 
 def _doc_for(kind, inputs, attrs, batch=4):

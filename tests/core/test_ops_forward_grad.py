@@ -62,6 +62,15 @@ def _layer_norm(x, gamma, beta, eps=1e-5):
     return (x - x.mean(-1, keepdims=True)) / np.sqrt(x.var(-1, keepdims=True) + eps) * gamma + beta
 
 
+def _lrn(x, size, alpha, beta, bias):
+    """ONNX's definition: the window of channel c is c - floor((size-1)/2) .. c + ceil((size-1)/2)."""
+    sq, out = x * x, np.zeros_like(x)
+    for c in range(x.shape[1]):
+        lo, hi = max(0, c - (size - 1) // 2), min(x.shape[1], c + size // 2 + 1)
+        out[:, c] = x[:, c] / (bias + alpha / size * sq[:, lo:hi].sum(1)) ** beta
+    return out
+
+
 def _gelu_tanh(x):
     return 0.5 * x * (1 + np.tanh(np.sqrt(2 / np.pi) * (x + 0.044715 * x ** 3)))
 
@@ -196,6 +205,27 @@ def cases():
     c["gelu"] = [(lambda x: core.gelu(x, "tanh"), [a34], _gelu_tanh, True)]
     c["gelu_grad"] = [(lambda x, g: core.Node("gelu_grad", [x, g], {"approximate": "tanh"}), [a34, b34],
                        None, False)]
+    # ops imported ONNX models need (more cases in tests/onnx)
+    erf_ref = np.vectorize(__import__("math").erf)
+    c["erf"] = [(core.ops.erf, [a34 * 2], erf_ref, True)]
+    c["pow"] = [(core.ops.pow, [p34, b34], np.power, True),
+                (core.ops.pow, [p34, rand(4)], np.power, True)]
+    c["pad"] = [(lambda x: core.ops.pad(x, (1, 0, 2, 3), value=0.5), [a34],
+                 lambda x: np.pad(x, ((1, 2), (0, 3)), constant_values=0.5), True),
+                (lambda x: core.ops.pad(x, (0, 1, 0, 0, 2, 1), lowest=True), [rand(2, 3, 4)],
+                 lambda x: np.pad(x, ((0, 0), (1, 2), (0, 1)), constant_values=-np.inf), False)]
+    c["reduce_max"] = [(lambda x: core.ops.reduce_max(x, axis=1), [a34], lambda x: x.max(1), True),
+                       (lambda x: core.ops.reduce_max(x, axis=(0, 2), keepdims=True), [rand(2, 3, 4)],
+                        lambda x: x.max((0, 2), keepdims=True), True)]
+    tied = np.array([[1.0, 3.0, 3.0], [2.0, 0.0, 1.0]])
+    c["reduce_max_grad"] = [(lambda g, x, y: core.Node("reduce_max_grad", [g, x, y], {"axis": 1, "keepdims": False}),
+                             [np.array([2.0, 5.0]), tied, tied.max(1)],
+                             lambda g, x, y: np.array([[0, 1.0, 1.0], [5.0, 0, 0]]), False)]
+    xl = rand(2, 5, 3, 3)
+    c["lrn"] = [(lambda x, s=s: core.ops.lrn(x, s, alpha=0.5, beta=0.75, bias=2.0), [xl],
+                 (lambda s: lambda x: _lrn(x, s, 0.5, 0.75, 2.0))(s), True) for s in (3, 4)]
+    c["lrn_grad"] = [(lambda x, g: core.Node("lrn_grad", [x, g], {"size": 3, "alpha": 0.5, "beta": 0.75, "bias": 2.0}),
+                      [xl, rand(2, 5, 3, 3)], None, False)]
     # communication (data-parallel steps), in one process: the sum over one rank
     half, flat = np.array(0.5), rand(12)
     c["allreduce"] = [(lambda f, x: core.Node("allreduce", [f, x]), [half, a34], lambda f, x: x * f, True)]
