@@ -14,13 +14,14 @@ from PySide6.QtWidgets import (QComboBox, QGraphicsRectItem, QHBoxLayout, QLabel
 from core.compiler import CHECKPOINT_MODES
 from core.compiler.report import layer_of
 from core.errors import LoomError
+from core.settings import training_config
 from core.step import plan_report
 
 from .observe import observe
 
 ROLE_COLOURS = {"activation": "#4fc3f7", "gradient": "#ef5350", "workspace": "#9e9e9e",
-                "parameter": "#ba68c8", "optimizer": "#ffb74d"}
-ROLE_NAMES = {"optimizer": "optimizer state"}
+                "bucket": "#81c784", "parameter": "#ba68c8", "optimizer": "#ffb74d"}
+ROLE_NAMES = {"optimizer": "optimizer state", "bucket": "allreduce bucket"}
 KIB = 1024
 
 
@@ -110,11 +111,18 @@ class MemoryPlanView(QWidget):
         try:
             self.report = plan_report(self.doc, self.batch.value(), self.checkpoint.currentText(),
                                       self.mode.currentText() == "inference",
-                                      self.schedule.currentText())
+                                      self.schedule.currentText(), self._procs())
         except LoomError as exc:
             self.summary.setText(f"cannot plan this graph: {exc}")
             return
         self.draw(self.report)
+
+    def _procs(self) -> int:
+        """Data-parallel runs plan one rank's step (its share of the batch, the buckets)."""
+        try:
+            return training_config(self.doc).get("procs", 1)
+        except LoomError:
+            return 1
 
     def draw(self, report):
         self.plot.clear()

@@ -294,12 +294,16 @@ def distinct(buffers: dict, workspaces: dict) -> list[Buffer]:
     return unique + [buf for ws in workspaces.values() for buf, _, _ in ws.values()]
 
 
+COMMUNICATION = ("allreduce_start", "allreduce_wait")  # data-parallel gradient buckets
+
+
 def assign_roles(buffers: dict, forward: set):
     """Values in `forward` (what the loss depends on) are activations; the rest of a training
-    graph is the backward pass: gradients."""
+    graph is the backward pass: gradients, and (data-parallel) the allreduce buckets."""
     for node, buf in buffers.items():
         if node.name == buf.name:  # a shared buffer takes the role of its first writer
-            buf.role = "activation" if node in forward else "gradient"
+            buf.role = ("activation" if node in forward else
+                        "bucket" if node.op in COMMUNICATION else "gradient")
 
 
 def plan_unshared(buffers: list[Buffer]) -> int:
