@@ -180,11 +180,8 @@ def _argv_without_procs() -> list[str]:
 
 
 def _train_checked(args) -> int:
-    doc = load(args.file)
-    problems = analyze(doc).problems
-    if problems:
-        for problem in problems:
-            print(f"{args.file}: {problem}", file=sys.stderr)
+    doc = load_valid(args.file)
+    if doc is None:
         return exitcodes.INVALID_GRAPH
     check_training_memory(doc, _overrides(args), args.max_memory)  # before allocating anything
     if not distributed.is_writer():  # rank 0 holds the run folder; the others read from it
@@ -234,12 +231,19 @@ def _sinks(args, trainer, out):
 
 # ---- plan -----------------------------------------------------------------------------------
 
-def cmd_plan(args) -> int:
-    doc = load(args.file)
-    problems = analyze(doc).problems  # the same checks as `check`: a plan of a broken graph is none
+def load_valid(path):
+    """The graph, or None after listing its problems on stderr: `plan`, `sample` and `train`
+    refuse what `check` reports, with the same lines."""
+    doc = load(path)
+    problems = analyze(doc).problems
     for problem in problems:
-        print(f"{args.file}: {problem}", file=sys.stderr)
-    if problems:
+        print(f"{path}: {problem}", file=sys.stderr)
+    return None if problems else doc
+
+
+def cmd_plan(args) -> int:
+    doc = load_valid(args.file)
+    if doc is None:
         return exitcodes.INVALID_GRAPH
     if args.procs < 1:
         raise LoomError(f"--procs must be 1 or more, got {args.procs}")
@@ -255,11 +259,8 @@ def cmd_plan(args) -> int:
 # ---- sample ---------------------------------------------------------------------------------
 
 def cmd_sample(args) -> int:
-    doc = load(args.file)
-    problems = analyze(doc).problems
-    for problem in problems:
-        print(f"{args.file}: {problem}", file=sys.stderr)
-    if problems:
+    doc = load_valid(args.file)
+    if doc is None:
         return exitcodes.INVALID_GRAPH
     if args.chars < 0:
         raise LoomError(f"--chars must be 0 or more, got {args.chars}")
