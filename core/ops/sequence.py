@@ -14,6 +14,7 @@ from ..graph import constant
 from .base import (OpDef, broadcast_shapes, gradient_not_implemented, make, normalize_axes,
                    register, same_shape, scratch)
 from .elementwise import like_shape
+from .interop_ops import erf_values  # double-precision erf (numpy has none)
 
 # ---- gather: rows of a table picked by integer ids (embedding lookup) -------------------------
 
@@ -190,18 +191,6 @@ def gelu(x, approximate="tanh", name=None):
     return make("gelu", x, name=name, approximate=approximate)
 
 
-def erf(xp, x, out):
-    """erf from ufuncs any backend has (numpy has no erf): Abramowitz & Stegun 7.1.26,
-    absolute error below 1.5e-7, under float32's resolution near 1."""
-    a = xp.abs(x)
-    t = 1.0 / (1.0 + 0.3275911 * a)
-    poly = t * (0.254829592 + t * (-0.284496736 + t * (1.421413741 + t * (-1.453152027 + t * 1.061405429))))
-    xp.multiply(poly, xp.exp(-a * a), out=out)
-    xp.subtract(1.0, out, out=out)
-    out *= xp.sign(x)
-    return out
-
-
 # The tanh form through exp: 0.5 (1 + tanh(u)) = sigmoid(2u), so gelu(x) = x / (1 + e^(-2u))
 # with u = sqrt(2/pi) (x + 0.044715 x^3): numpy's exp is vectorised, its tanh much slower,
 # and every step writes into a planned buffer (a temporary per step costs page faults).
@@ -226,7 +215,7 @@ def _gelu(xp, ins, attrs, out):
         out += 1.0
         xp.divide(x, out, out=out)
         return
-    erf(xp, x * _INV_SQRT_2, out)
+    erf_values(xp, x * _INV_SQRT_2, out)
     out += 1.0
     out *= x
     out *= 0.5
@@ -253,7 +242,7 @@ def _gelu_grad(xp, ins, attrs, out, ws=None):
         out *= a
     else:
         xp.multiply(x, _INV_SQRT_2, out=a)
-        erf(xp, a, out)
+        erf_values(xp, a, out)
         out += 1.0
         out *= 0.5
         xp.multiply(x, x, out=e)
