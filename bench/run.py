@@ -13,7 +13,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import core  # noqa: E402
 from core.optim import make_optimizer  # noqa: E402
-from bench import dist, gpt, growth, numpy_ref  # noqa: E402
+from bench import dist, gpt, growth, numpy_ref, onnx_models  # noqa: E402
 from bench.graphs import wide_cnn  # noqa: E402
 from tests.core.graphs import branchy, chain, cnn, mlp  # noqa: E402
 
@@ -284,7 +284,8 @@ pass; everything inside a block is recomputed just before its gradients need it.
 def main():
     args = argparse.ArgumentParser(description=__doc__)
     args.add_argument("--quick", action="store_true", help="fewer repetitions (about a minute)")
-    args.add_argument("--only", choices=("speed", "memory", "growth", "gpt", "dist"), help="one section")
+    args.add_argument("--only", choices=("speed", "memory", "growth", "gpt", "dist", "onnx"),
+                      help="one section")
     options = args.parse_args()
     quick = options.quick
     print(f"numpy {np.__version__}, PyTorch {torch.__version__ if torch else 'not installed'}, "
@@ -305,6 +306,9 @@ def main():
              GPT_MEMORY_NOTE)
     if wanted("dist"):
         show("Data-parallel on MPI: 1 and 2 ranks", (dist.HEADER, dist.rows(quick)), dist.NOTE)
+    if wanted("onnx"):
+        show("ONNX import of published CNNs (torchvision, random weights, batch 2)",
+             (onnx_models.HEADER, onnx_models.rows(quick)), onnx_models.NOTE)
     if wanted("growth"):
         growth_tables, png = growth.tables(report, quick)
         for title, table, note in growth_tables:

@@ -66,9 +66,16 @@ def _graph(doc):
 
 
 def _layers(g) -> dict:
+    """Longest path from the sources; then each source moves to the layer just before its
+    first reader (an imported model's weights sit next to the op that uses them, not in one
+    tall first column with wires across the whole graph)."""
     layer = {}
     for node in nx.topological_sort(g):
         layer[node] = max((layer[p] + 1 for p in g.predecessors(node)), default=0)
+    for node in g:
+        readers = [layer[s] for s in g.successors(node)]
+        if g.in_degree(node) == 0 and readers:
+            layer[node] = min(readers) - 1
     return layer
 
 

@@ -15,6 +15,9 @@ from .node_item import NodeItem, PortItem, human, shape_text
 from .wire_item import WireItem, bezier, carriage_return, detour, stroke
 
 
+
+ROOM = 2000.0  # canvas kept around the cards, to drag and drop into
+
 class GraphScene(QGraphicsScene):
     wire_dropped_on_empty = Signal(object, QPointF)  # (PortItem it started from, scene pos)
     analysis_updated = Signal(object)
@@ -33,7 +36,7 @@ class GraphScene(QGraphicsScene):
         self._moved: set = set()
         self._reroute = QTimer(self, singleShot=True, interval=0, timeout=self.flush_routes)
         self.setBackgroundBrush(QColor(style.CANVAS_BG))
-        self.setSceneRect(-5000, -5000, 10000, 10000)
+        self.setSceneRect(-5000, -5000, 10000, 10000)  # grows with the graph (grow_to_fit)
         self._handlers = {"node_added": self._on_node_added, "node_removed": self._on_node_removed,
                           "node_moved": self._on_node_moved, "edge_added": self._on_edge_added,
                           "edge_removed": self._on_edge_removed, "reset": self._on_reset,
@@ -99,6 +102,7 @@ class GraphScene(QGraphicsScene):
         for wire in self.wires.values():  # once every card is in place
             self._route(wire)
         self._moved.clear()
+        self.grow_to_fit()
         self.refresh_analysis()
 
     # ---- geometry --------------------------------------------------------------------------
@@ -143,9 +147,18 @@ class GraphScene(QGraphicsScene):
         self._moved.add(item.node_id)
         self._reroute.start()
 
+    def grow_to_fit(self):
+        """The canvas grows to hold every card with room around it: a large imported model
+        (DenseNet lays out 6,000 units wide) must not be cut off at the default size."""
+        bounds = self.itemsBoundingRect().adjusted(-ROOM, -ROOM, ROOM, ROOM)
+        if not self.sceneRect().contains(bounds):
+            self.setSceneRect(self.sceneRect().united(bounds))
+
     def flush_routes(self):
         """Re-route the wires of the cards that moved, and the wires now running over them."""
         moved, self._moved = self._moved, set()
+        if moved:
+            self.grow_to_fit()
         wires = {w for e, w in self.wires.items() if e.src[0] in moved or e.dst[0] in moved}
         for node_id in moved & set(self.nodes):
             wires.update(i for i in self.items(self.nodes[node_id].sceneBoundingRect())

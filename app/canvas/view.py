@@ -90,6 +90,7 @@ class GraphView(QGraphicsView):
         for item in items:
             rect = rect.united(item.sceneBoundingRect())
         if not rect.isNull():
+            self.scene().grow_to_fit()
             self.fitInView(rect.adjusted(-60, -60, 60, 60), Qt.KeepAspectRatio)
             if self.transform().m11() > 1.2:  # never blow a single node up
                 self.resetTransform()

@@ -21,7 +21,7 @@ from .. import graphfile
 from ..atomic import atomic_write
 from ..document import GraphDocument
 from ..errors import LoomError
-from ..layers import LAYERS, doc_order
+from ..layers import LAYERS
 from ..layers.builder import Walker
 from ..layout import layered_positions
 from ..weights import save_weights
@@ -30,6 +30,12 @@ from .onnx_shapes import BATCH, Const, Refusal, Wire, show
 from .onnx_safety import OnnxImportError, check_model, np_dtype, read_model, resolve_external, to_array
 
 __all__ = ["OnnxImportError", "Imported", "import_model", "import_file", "translate"]
+
+# the ports an integer value (ids from an int64 Input) may feed: lookups, and ops that only
+# move entries; anything else would compute in integers where the model computes in floats
+INTEGER_PORTS = {"Embedding": ("ids",), "gather": ("table", "ids"), "where": ("cond",),
+                 "Reshape": ("in",), "Flatten": ("in",), "reshape": ("x",), "transpose": ("x",),
+                 "slice": ("x",)}
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_\-]+")  # what core.document.ID_PATTERN does not allow
 # what a malformed node's attributes or inputs make numpy or the rules raise
@@ -104,9 +110,15 @@ class Importer:
         self.feeds, self.constants = feeds or {}, constants or {}
         self.doc = GraphDocument(name)
         self.weights, self.values, self.inputs = {}, {}, {}
+        self.joins = {}  # (axis, *parts) -> the Wire of their Concat (onnx_shapes)
         self.walker = Walker(self.doc, training=False, batch=BATCH, seed=0)
         self.declared_batch = None  # the batch size the model's inputs declare, if fixed
         self.consumed = {i for n in self.graph.node for i in n.input} | {o.name for o in self.graph.output}
+        self.users = {}  # tensor name -> the nodes that read it
+        for n in self.graph.node:
+            for name in dict.fromkeys(n.input):
+                self.users.setdefault(name, []).append(n)
+        self.ahead = {}  # tensor name -> its value, computed early by a rule that fused its node
 
     def run(self) -> Imported:
         for t in self.graph.initializer:
@@ -119,7 +131,7 @@ class Importer:
         for proto in self.graph.node:
             self._node(NodeContext(self, proto))
         outputs = {o.name: self._output(o.name) for o in self.graph.output}
-        return Imported(self.doc, self.weights, self.inputs, outputs)
+        return Imported(self.doc, self.weights, self.inputs, self._name_outputs(outputs))
 
     # ---- graph inputs and outputs ------------------------------------------------------------
     def _graph_input(self, vi):
@@ -141,8 +153,9 @@ class Importer:
             return "Constant", {"shape": list(np.shape(self.feeds[vi.name]))}
         tensor = vi.type.tensor_type
         dtype = np_dtype(tensor.elem_type, where)
-        if dtype.kind != "f":
-            raise Refusal(f"{dtype.name} values: Loom's Input feeds floating point")
+        if dtype.kind not in "fiu":
+            raise Refusal(f"{dtype.name} values: Loom's Input feeds floating point or "
+                          f"integer ids")
         dims = [d.dim_value if d.HasField("dim_value") else None for d in tensor.shape.dim]
         if not tensor.HasField("shape") or not dims:
             raise Refusal("a scalar (or no shape): Loom's inputs have a batch axis first")
@@ -150,7 +163,8 @@ class Importer:
             raise Refusal(f"shape {['?' if d is None else d for d in dims]}: every axis but "
                           f"the first (the batch) needs a fixed size")
         self.declared_batch = dims[0]
-        return "Input", {"shape": dims[1:]}
+        # ids of any integer type are fed as int64, what Loom's lookups take
+        return "Input", {"shape": dims[1:], **({} if dtype.kind == "f" else {"dtype": "int64"})}
 
     def _output(self, name):
         if name not in self.values:
@@ -160,8 +174,31 @@ class Importer:
         except Refusal as exc:
             raise OnnxImportError(f"graph output {name!r}: {exc}") from None
 
+    def _name_outputs(self, outputs) -> dict:
+        """The node of each graph output takes the output's name where that id is free:
+        `infer` names outputs by node id (core.inference), so its keys are the model's."""
+        named = set(self.inputs.values())  # an input keeps its name: it is fed by it
+        for out_name, wire in outputs.items():
+            new = _safe_id(out_name)
+            if wire.port != "out" or wire.node in named or new in self.doc.nodes:
+                continue
+            old = wire.node
+            self._rename(old, new)
+            named.add(new)
+            outputs = {k: Wire(new, w.port) if w.node == old else w for k, w in outputs.items()}
+        return outputs
+
+    def _rename(self, old, new):
+        """The document node and its parameters' names ("<node id>.<parameter>")."""
+        self.doc.rename_node(old, new)
+        for key in [k for k in self.weights if k.startswith(f"{old}.")]:
+            self.weights[new + key[len(old):]] = self.weights.pop(key)
+
     # ---- nodes -------------------------------------------------------------------------------
     def _node(self, cx):
+        if cx.proto.output and cx.proto.output[0] in self.ahead:  # fused into an earlier node
+            self.values[cx.proto.output[0]] = self.ahead.pop(cx.proto.output[0])
+            return
         try:
             cx.inputs = [self._lookup(n) if n else None for n in cx.proto.input]
             results = self._results(cx)
@@ -206,6 +243,12 @@ class Importer:
             if reason:
                 raise Refusal(f"Loom's {kind} takes {reason}")
         sources = [None if v is None else self.wire(v) for v in inputs]
+        for port, src in zip(spec.inputs, sources):
+            if src is not None and port.name not in INTEGER_PORTS.get(kind, ()) \
+                    and self.dtype(src).kind != "f":
+                raise Refusal(f"{src.node!r} holds {self.dtype(src).name} values (ids): Loom "
+                              f"takes integers only as ids to look up (Embedding, gather) and "
+                              f"has no cast to floating point")
         node_id = self._new_id(hint)
         self.doc.add_node(kind, attrs, node_id=node_id)
         for port, src in zip(spec.inputs, sources):
@@ -232,7 +275,7 @@ class Importer:
         return value.wire
 
     def _new_id(self, hint) -> str:
-        base = _UNSAFE.sub("_", hint).strip("_")[:64] or "node"
+        base = _safe_id(hint)
         node_id, i = base, 2
         while node_id in self.doc.nodes:
             node_id, i = f"{base}_{i}", i + 1
@@ -250,6 +293,11 @@ class Importer:
         node = self.walker.built.outputs[(value.node, value.port)]
         self.walker.shape_of(node)
         return np.dtype(self.walker.dtypes[node])
+
+
+def _safe_id(name) -> str:
+    """An ONNX name as a node id (core.document.ID_PATTERN)."""
+    return _UNSAFE.sub("_", name).strip("_")[:64] or "node"
 
 
 class NodeContext:
@@ -273,6 +321,21 @@ class NodeContext:
 
     def input(self, i):
         return self.inputs[i] if i < len(self.inputs) else None
+
+    def sole_user(self, i=0):
+        """The one node that reads output i, if that is its only use (not a graph output)."""
+        name = self.proto.output[i] if i < len(self.proto.output) else ""
+        users = self.imp.users.get(name, [])
+        graph_output = any(o.name == name for o in self.imp.graph.output)
+        return users[0] if len(users) == 1 and not graph_output else None
+
+    def known(self, name):
+        """The value of tensor `name` if it is already known (else None)."""
+        return self.imp.values.get(name)
+
+    def fuse(self, proto, value):
+        """`proto`'s single output is `value`: a later node this rule computed as well."""
+        self.imp.ahead[proto.output[0]] = value
 
     def attr(self, name, default=None):
         import onnx

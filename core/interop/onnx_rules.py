@@ -58,8 +58,40 @@ def _matmul(cx):
     if len(sa) == 1 or len(sb) == 1:
         return [_matmul_vectors(cx, a, b, sa, sb)]
     if isinstance(b, Const) and len(sb) == 2 and len(sa) in (2, 3) and isinstance(a, Wire):
-        return [cx.layer("Linear", {"out_features": sb[1], "bias": False}, a, weight=b.value)]
+        return [_linear(cx, a, b.value)]
     return [cx.emit("matmul", {}, a, b)]
+
+
+def _linear(cx, a, weight):
+    """A Linear layer, with the bias the MatMul's only user adds when there is one (how
+    exporters, Loom's included, write a Linear layer: MatMul then Add)."""
+    width = weight.shape[1]
+    add, bias = _added_bias(cx, (1, width))
+    attrs = {"out_features": width, "bias": bias is not None}
+    params = {"weight": weight, **({} if bias is None else {"bias": bias.reshape(width)})}
+    return _fused(cx, add, cx.layer("Linear", attrs, a, **params))
+
+
+def _added_bias(cx, shape):
+    """(the Add node, its constant broadcast to `shape`) when the node's only user adds a
+    constant that broadcasts to `shape` (a bias per column or per channel), else Nones."""
+    add = cx.sole_user(0)
+    if add is None or add.op_type != "Add" or add.domain not in ("", "ai.onnx"):
+        return None, None
+    others = [name for name in add.input if name != cx.proto.output[0]]
+    value = cx.known(others[0]) if len(others) == 1 else None
+    if not isinstance(value, Const) or value.batch or value.value.dtype.kind != "f":
+        return None, None
+    c = value.value
+    if c.ndim > len(shape) or np.broadcast_shapes(c.shape, shape) != tuple(shape):
+        return None, None
+    return add, np.broadcast_to(c, shape)
+
+
+def _fused(cx, add, y):
+    if add is not None:
+        cx.fuse(add, y)
+    return y
 
 
 def _matmul_vectors(cx, a, b, sa, sb):
@@ -117,13 +149,14 @@ def _same(name, values, what):
     return int(values[0])
 
 
-def _pads(cx, spatial, kernel, stride):
-    """(before, after) padding per spatial axis, from pads or auto_pad."""
+def _pads(cx, spatial, kernels, stride):
+    """(before, after) padding per spatial axis, from pads or auto_pad (`kernels`: the
+    window's size along each axis)."""
     auto = cx.attr("auto_pad", "NOTSET")
     if auto == "VALID":
         return [0] * len(spatial), [0] * len(spatial)
     if auto in ("SAME_UPPER", "SAME_LOWER"):
-        totals = [max((-(-n // stride) - 1) * stride + kernel - n, 0) for n in spatial]
+        totals = [max((-(-n // stride) - 1) * stride + k - n, 0) for n, k in zip(spatial, kernels)]
         small = [t // 2 for t in totals]  # SAME_UPPER puts the odd one at the end
         large = [t - h for t, h in zip(totals, small)]
         return (small, large) if auto == "SAME_UPPER" else (large, small)
@@ -161,16 +194,25 @@ def _conv(cx):
     if cx.attr("group", 1) != 1:
         raise Refusal(f"group {cx.attr('group')}: Loom's convolution has no groups")
     _no_dilation(cx, "convolution")
-    kernel = _same("kernel", ws[2:], "convolution")
     stride = _same("strides", cx.attr("strides", [1, 1]), "convolution")
-    x, pad = _padded(cx, x, *_pads(cx, xs[2:], kernel, stride), limit=MAX_INT)
-    attrs = {"out_channels": ws[0], "kernel": kernel, "stride": stride, "padding": pad,
+    x, pad = _padded(cx, x, *_pads(cx, xs[2:], ws[2:], stride), limit=MAX_INT)
+    attrs = {"out_channels": ws[0], "kernel": ws[2], "stride": stride, "padding": pad,
              "bias": b is not None}
-    if isinstance(w, Const) and (b is None or isinstance(b, Const)) and fits("Conv2D", attrs):
-        bias = {} if b is None else {"bias": b.value.reshape(-1, 1, 1)}
-        return [cx.layer("Conv2D", attrs, x, weight=w.value, **bias)]
+    weights = isinstance(w, Const) and (b is None or isinstance(b, Const))
+    if ws[2] == ws[3] and weights and fits("Conv2D", attrs):
+        return [_conv_layer(cx, x, attrs, w.value, None if b is None else b.value)]
+    # the layer's kernel is square; the op takes any (kh, kw), e.g. Inception's 1x7 and 7x1
     y = cx.emit("conv2d", {"stride": stride, "padding": pad}, x, w)
     return [y if b is None else cx.emit("add", {}, y, reshape_to(cx, b, (ws[0], 1, 1)))]
+
+
+def _conv_layer(cx, x, attrs, weight, bias):
+    """A Conv2D layer; without a bias of its own, with the one its only user adds."""
+    add = None
+    if bias is None:
+        add, bias = _added_bias(cx, (1, weight.shape[0], 1, 1))
+    params = {"weight": weight, **({} if bias is None else {"bias": bias.reshape(-1, 1, 1)})}
+    return _fused(cx, add, cx.layer("Conv2D", {**attrs, "bias": bias is not None}, x, **params))
 
 
 def _pool(layer, op, average):
@@ -180,7 +222,7 @@ def _pool(layer, op, average):
         k = _same("kernel_shape", cx.attr("kernel_shape", []), "pooling")
         s = _same("strides", cx.attr("strides", [1, 1]), "pooling")
         _no_dilation(cx, "pooling")
-        before, after = _pads(cx, xs[2:], k, s)
+        before, after = _pads(cx, xs[2:], [k, k], s)
         extra = [_ceil_extra(n, k, s, b, a) if cx.attr("ceil_mode", 0) else 0
                  for n, b, a in zip(xs[2:], before, after)]
         after = [a + e for a, e in zip(after, extra)]
@@ -323,6 +365,21 @@ def _fold_reduce(fn, since):
     return fold
 
 
+def _argmax(cx):
+    if cx.attr("select_last_index", 0):
+        raise Refusal("select_last_index=1: Loom's argmax picks the first of equal largest")
+    x = cx.input(0)
+    xs = cx.shape(x)
+    axis = norm_axis(cx.attr("axis", 0), len(xs))
+    y = cx.emit("argmax", {"axis": fit_axis(axis, len(xs))}, x)  # int64 ids, the axis dropped
+    return [reshape_to(cx, y, (*xs[:axis], 1, *xs[axis + 1:])) if cx.attr("keepdims", 1) else y]
+
+
+def _fold_argmax(cx, x):
+    axis = norm_axis(cx.attr("axis", 0), x.ndim)
+    return [np.argmax(x, axis=axis, keepdims=bool(cx.attr("keepdims", 1)))]
+
+
 def _dropout(cx):
     x = cx.input(0)
     if cx.opset < 12:
@@ -345,7 +402,7 @@ TRANSLATE = {
     "Erf": _unary("erf"), "Reciprocal": lambda cx: [cx.emit("power", {"p": -1.0}, cx.input(0))],
     "Softmax": _softmax("Softmax"), "LogSoftmax": _softmax("log_softmax"),
     "ReduceSum": _reduce("reduce_sum", 13), "ReduceMean": _reduce("reduce_mean", 18),
-    "ReduceMax": _reduce("reduce_max", 18), "Dropout": _dropout, "Conv": _conv,
+    "ReduceMax": _reduce("reduce_max", 18), "ArgMax": _argmax, "Dropout": _dropout, "Conv": _conv,
     "MaxPool": _pool("MaxPool2D", "max_pool2d", average=False),
     "AveragePool": _pool("AvgPool2D", "avg_pool2d", average=True),
     "GlobalAveragePool": _global_average, "BatchNormalization": _batch_norm,
@@ -389,7 +446,7 @@ FOLD = {
     "Erf": _elementwise(lambda a: erf_values(np, a, np.empty_like(a))),
     "Sum": _fold_sum, "MatMul": _fold_matmul,
     "ReduceSum": _fold_reduce(np.sum, 13), "ReduceMean": _fold_reduce(np.mean, 18),
-    "ReduceMax": _fold_reduce(np.max, 18),
+    "ReduceMax": _fold_reduce(np.max, 18), "ArgMax": _fold_argmax,
 }
 
 # inputs the import needs as constants (shapes, axes, indices) or makes a layer's weights

@@ -90,13 +90,15 @@ def reshape_to(cx, x, target):
     first axis stays, else a reshape op."""
     target = tuple(int(d) for d in target)
     if isinstance(x, Const):
-        return Const(x.value.reshape(target), x.name, batch=x.batch)
+        return Const(x.value.reshape(target), x.name, x.trainable, x.batch)
     shape = tuple(cx.shape(x))
     if target == shape:
         return x
     if any(d <= 0 for d in target):
         raise Refusal(f"reshaping {show(shape)} to {show(target)}: Loom holds no empty tensors")
     if shape[:1] == target[:1] and not any(cx.is_batch(d) for d in target[1:]):
+        if len(shape) > 2 and len(target) == 2:  # (N, everything else): what Flatten does
+            return cx.emit("Flatten", {}, x)
         return cx.emit("Reshape", {"shape": list(target[1:])}, x)
     return cx.emit("reshape", {"shape": loom_shape(cx, shape, target)}, x)
 
@@ -214,9 +216,15 @@ def _concat(cx):
     parts = [v for v in cx.inputs if v is not None]
     rank = len(cx.shape(parts[0]))
     axis = fit_axis(norm_axis(cx.attr("axis"), rank), rank)
-    out = parts[0]
-    for i in range(1, len(parts), 2):  # Loom's Concat joins up to three at a time
-        out = cx.emit("Concat", {"axis": axis}, out, *parts[i:i + 2])
+    # an earlier Concat of the same leading parts is reused: DenseNet joins every earlier
+    # layer's features again in each layer, so each of its Concats adds one part to the last
+    joins = cx.imp.joins
+    done = max((n for n in range(2, len(parts) + 1) if (axis, *parts[:n]) in joins), default=1)
+    out = joins.get((axis, *parts[:done]), parts[0])
+    while done < len(parts):  # Loom's Concat joins up to three: the result so far and two
+        more = parts[done:done + 2]
+        out, done = cx.emit("Concat", {"axis": axis}, out, *more), done + len(more)
+        joins[(axis, *parts[:done])] = out
     return [out]
 
 
@@ -288,6 +296,19 @@ def _fold_gather(cx, data, ids):
     axis = norm_axis(cx.attr("axis", 0), data.ndim)
     guard(ids.size * data.size // max(data.shape[axis], 1))
     return [np.take(data, ids.astype(np.int64), axis=axis)]
+
+
+def _where(cx):
+    cond, a, b = cx.input(0), cx.input(1), cx.input(2)
+    if isinstance(cond, Const) and cond.value.dtype.kind != "f":
+        # Loom's constants are floating point, and its where reads a condition as != 0
+        cond = Const((cond.value != 0).astype(np.float32), cond.name, batch=cond.batch)
+    return [cx.emit("where", {}, cond, a, b)]
+
+
+def _fold_where(cx, cond, a, b):
+    guard(math.prod(np.broadcast_shapes(cond.shape, a.shape, b.shape)))
+    return [np.where(cond, a, b)]
 
 
 # ---- padding --------------------------------------------------------------------------------
@@ -363,9 +384,12 @@ def _cast(cx):
 
 
 def _cast_to(cx, to):
-    if to.kind != "f":
-        raise Refusal(f"a cast to {to.name}: Loom computes in floating point")
-    return [cx.input(0)]  # float to float: Loom's dtype follows the data
+    x = cx.input(0)
+    have = np.dtype(cx.dtype(x))
+    if (have.kind == "f") != (to.kind == "f") or to.kind not in "fiu":
+        raise Refusal(f"a cast from {have.name} to {to.name}: Loom has no cast; it computes "
+                      f"in floating point and takes integers only as ids")
+    return [x]  # float to float, ids to ids: Loom's dtype follows the data
 
 
 # ---- the tables (merged into onnx_rules') ----------------------------------------------------
@@ -373,6 +397,7 @@ def _cast_to(cx, to):
 SHAPE_RULES = {
     "Reshape": _reshape, "Flatten": _flatten, "Unsqueeze": _unsqueeze, "Squeeze": _squeeze,
     "Transpose": _transpose, "Concat": _concat, "Slice": _slice, "Gather": _gather,
+    "Where": _where,
     "Pad": _pad_op, "Identity": lambda cx: [cx.input(0)], "Cast": _cast, "CastLike": _cast_like,
     "Constant": _constant, "ConstantOfShape": _constant_of_shape, "Shape": _shape, "Size": _size,
 }
@@ -384,7 +409,7 @@ SHAPE_FOLDS = {
     "Concat": lambda cx, *xs: [np.concatenate([x for x in xs if x is not None],
                                               norm_axis(cx.attr("axis"), xs[0].ndim))],
     "Transpose": lambda cx, a: [np.transpose(a, _perm(cx, a.ndim))],
-    "Slice": _fold_slice, "Gather": _fold_gather,
+    "Slice": _fold_slice, "Gather": _fold_gather, "Where": _fold_where,
 }
 
 # inputs the import needs as constants (the conformance backend passes such graph inputs so)

@@ -60,12 +60,14 @@ register(LayerKind(
 
 
 def _build_input(ctx, attrs, ins):
-    return {"out": placeholder(ctx.node_id, (None, *attrs["shape"]), dtype="float32")}
+    return {"out": placeholder(ctx.node_id, (None, *attrs["shape"]), dtype=attrs["dtype"])}
 
 
 register(LayerKind(
     "Input", "Data", (), (Port("out", "data"),),
-    (AttrSpec("shape", "ints", [784], min=1, help="shape of one sample (the batch is added)"),),
+    (AttrSpec("shape", "ints", [784], min=1, help="shape of one sample (the batch is added)"),
+     AttrSpec("dtype", "choice", "float32", choices=("float32", "int64"),
+              help="int64 for ids (tokens, classes) an Embedding or gather looks up")),
     _build_input, help="A fed input of a given per-sample shape"))
 
 

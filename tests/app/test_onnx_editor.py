@@ -45,3 +45,14 @@ def test_export_onnx_writes_a_checked_model(window, tmp_path):
     onnx.checker.check_model(model, full_check=True)
     assert [o.name for o in model.graph.output] == ["logits"]
     assert "initial weights" in window.statusBar().currentMessage()
+
+
+def test_a_graph_larger_than_the_default_canvas_is_framed_whole(window):
+    doc = window.document
+    far = doc.add_node("ReLU", {}, (21000.0, 13000.0), "far_away")
+    window.view.frame_all()
+    scene = window.view.scene()
+    card = scene.nodes[far].sceneBoundingRect()
+    assert scene.sceneRect().contains(card)
+    visible = window.view.mapToScene(window.view.viewport().rect()).boundingRect()
+    assert visible.contains(card.center())
