@@ -1,12 +1,14 @@
 """`main.py export FILE -o MODEL.onnx [--checkpoint C] [--opset N]`: the graph's inference
-model as ONNX. Each target format is one entry in `TARGETS` (the option that asks for it ->
-the function writing it), so another format (`--python OUT.py`) adds an option and an entry."""
+model as ONNX; `main.py export FILE --python OUT.py [--flavour torch|loom] [--checkpoint C]`:
+the same model as a standalone script (core/codegen) with its weights beside it. Each target
+format is one entry in `TARGETS` (the option that asks for it -> the function writing it)."""
 from __future__ import annotations
 
 import math
 from pathlib import Path
 
 from . import exitcodes
+from ..codegen import FLAVOURS, export_python, weights_path
 from ..errors import LoomError
 from ..graphfile import load
 
@@ -14,7 +16,8 @@ DEFAULT_OPSET = 17  # as core.interop.onnx_export: not imported here, so `core.c
 
 
 def add_parser(subparsers):
-    p = subparsers.add_parser("export", help="write a graph's inference model (ONNX)")
+    p = subparsers.add_parser("export", help="write a graph's inference model (ONNX, or a "
+                              "Python script)")
     p.add_argument("file", help="a graph file (*.loom.json)")
     p.add_argument("-o", "--output", metavar="MODEL.onnx",
                    help="write the ONNX model here (loss and metrics dropped, batch symbolic)")
@@ -23,6 +26,13 @@ def add_parser(subparsers):
                         "initial weights")
     p.add_argument("--opset", type=int, default=DEFAULT_OPSET, metavar="N",
                    help=f"ONNX opset to target (default {DEFAULT_OPSET})")
+    p.add_argument("--python", metavar="OUT.py",
+                   help="write the model as a Python script (inference with --input/--output "
+                        "as main.py infer, and --train), its weights beside it as "
+                        "OUT.weights.npz")
+    p.add_argument("--flavour", choices=list(FLAVOURS), default="torch",
+                   help="what the script is written with: torch (an nn.Module) or loom "
+                        "(Loom's Python API); default torch")
     return p
 
 
@@ -57,14 +67,24 @@ def describe(model) -> str:
             f"opset {model.opset_import[0].version}, {count:,} stored values")
 
 
+def _python(args, doc):
+    check_folder(args.python)
+    plan = export_python(doc, args.python, args.flavour, args.checkpoint)
+    weights = f"weights of {args.checkpoint}" if args.checkpoint else "initial weights"
+    print(f"wrote {args.python} ({args.flavour} flavour) and {weights_path(args.python)} "
+          f"({weights})")
+    print(f"inputs: {'; '.join(p.describe() for p in plan.inputs)}")
+    print(f"outputs: {'; '.join(p.describe() for p in plan.outputs)}")
+
+
 # option (the args attribute) -> writer(args, doc); each one given is written
-TARGETS = {"output": _onnx}
+TARGETS = {"output": _onnx, "python": _python}
 
 
 def run(args) -> int:
     chosen = [name for name in TARGETS if getattr(args, name, None)]
     if not chosen:
-        raise LoomError("export: say where to write the model: -o MODEL.onnx")
+        raise LoomError("export: say where to write the model: -o MODEL.onnx or --python OUT.py")
     doc = load(args.file)
     for name in chosen:
         TARGETS[name](args, doc)
