@@ -21,6 +21,7 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(PY) -m pip install -q threadpoolctl
 	$(PY) -m pip install -q torch==2.13.0 || echo "torch not installable here: PyTorch columns skipped"
+	$(PY) -m pip install -q torchvision==0.28.0 || echo "torchvision not installable here: the ONNX real-model rows are skipped"
 	$(PY) bench/run.py
 	$(PY) bench/gpu_bench.py
 	QT_QPA_PLATFORM=offscreen $(PY) bench/editor_bench.py
