@@ -23,6 +23,7 @@ from ..document import GraphDocument
 from ..errors import LoomError
 from ..layers import LAYERS
 from ..layers.builder import Walker
+from ..layers.graph_checks import INTEGER_PORTS
 from ..layout import layered_positions
 from ..weights import save_weights
 from .onnx_rules import FOLD, TRANSLATE
@@ -33,9 +34,6 @@ __all__ = ["OnnxImportError", "Imported", "import_model", "import_file", "transl
 
 # the ports an integer value (ids from an int64 Input) may feed: lookups, and ops that only
 # move entries; anything else would compute in integers where the model computes in floats
-INTEGER_PORTS = {"Embedding": ("ids",), "gather": ("table", "ids"), "where": ("cond",),
-                 "Reshape": ("in",), "Flatten": ("in",), "reshape": ("x",), "transpose": ("x",),
-                 "slice": ("x",)}
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_\-]+")  # what core.document.ID_PATTERN does not allow
 # what a malformed node's attributes or inputs make numpy or the rules raise

@@ -4,6 +4,8 @@ refuses them before anything is allocated, with the same lines. Each check is a 
 (document, walker) -> [Problem], listed in CHECKS."""
 from __future__ import annotations
 
+import numpy as np
+
 from ..compiler.shapes import nbytes
 from ..errors import LoomError
 from ..limits import memory_limit, oversized
@@ -86,6 +88,33 @@ def ids_fit(doc, walker) -> list:
     return out
 
 
+# The input ports that take integer values (ids) as they are; anywhere else an integer value
+# would silently compute in integer or float64 arithmetic.
+INTEGER_PORTS = {"Embedding": ("ids",), "gather": ("table", "ids"), "where": ("cond",),
+                 "Reshape": ("in",), "Flatten": ("in",), "reshape": ("x",), "transpose": ("x",),
+                 "slice": ("x",)}
+
+
+def integers_fit(doc, walker) -> list:
+    """Integer values (token ids, an int64 Input) go only where ids are looked up or moved,
+    or into label ports."""
+    out = []
+    for edge in doc.edges:
+        node = walker.built.outputs.get(edge.src)
+        kind = LAYERS.get(doc.nodes[edge.dst[0]].kind) if edge.dst[0] in doc.nodes else None
+        if node is None or kind is None or node not in walker.dtypes:
+            continue
+        port = next((p for p in kind.inputs if p.name == edge.dst[1]), None)
+        integer = np.dtype(walker.dtypes[node]).kind in "iub"
+        if port is None or not integer or port.type == "label" \
+                or port.name in INTEGER_PORTS.get(kind.name, ()):
+            continue
+        out.append(Problem(edge.dst[0], port.name, f"integer values from node {edge.src[0]} "
+                           f"({np.dtype(walker.dtypes[node]).name}): {kind.name} computes with "
+                           f"floats; ids go into an Embedding (or gather, where, reshapes)"))
+    return out
+
+
 def split_fits(doc, walker) -> list:
     """val_fraction must leave at least one sample on each side of the split."""
     sig = _signature(walker)
@@ -135,4 +164,5 @@ def weights_fit(doc, walker) -> list:
     return [Problem(None, None, line) for line in weight_problems(doc, walker.built.parameters)]
 
 
-CHECKS = (training_settings, one_dataset, classes_fit, ids_fit, split_fits, memory_fits, weights_fit)
+CHECKS = (training_settings, one_dataset, classes_fit, ids_fit, integers_fit, split_fits,
+          memory_fits, weights_fit)

@@ -310,3 +310,15 @@ def test_gather_with_float_ids_is_a_shape_error():
     table, ids = core.Variable("t"), core.Variable("i")
     with pytest.raises(core.ShapeError, match="ids must be integers"):
         core.Executor([core.gather(table, ids)]).run({table: np.ones((3, 2)), ids: np.zeros(2)})
+
+
+def test_integer_ids_into_a_float_layer_are_a_problem_naming_the_port():
+    d = GraphDocument("t")
+    d.add_node("Input", {"shape": [8], "dtype": "int64"}, node_id="ids")
+    d.add_node("Linear", {"out_features": 4}, node_id="dense")
+    d.add_node("Embedding", {"vocab": 10, "width": 4}, node_id="emb")
+    d.add_edge(("ids", "out"), ("dense", "in"))
+    d.add_edge(("ids", "out"), ("emb", "ids"))
+    problems = [p for p in analyze(d).problems if p.node_id is not None]
+    assert [(p.node_id, p.port) for p in problems] == [("dense", "in")]
+    assert "integer values from node ids" in problems[0].message
