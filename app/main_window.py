@@ -13,14 +13,11 @@ from PySide6.QtWidgets import (QApplication, QDockWidget, QFileDialog, QMainWind
 
 from core import graphfile
 from core.document import GraphDocument
-from core.errors import LoomError
-from core.interop.onnx_export import export_file
-from core.interop.onnx_import import import_file
 from core.layers import LAYERS, compatible
 from core.layout import layered_positions
 
 from . import clipboard, commands, style
-from . import run_panel
+from . import interop_actions, run_panel
 from .autosave import Autosave
 from .canvas.scene import GraphScene
 from .canvas.view import GraphView
@@ -34,7 +31,6 @@ EXAMPLES = ROOT / "resources" / "examples"
 DEFAULT_EXAMPLE = EXAMPLES / "digits_mlp.loom.json"
 FILTER = "Loom graphs (*.loom.json);;All files (*)"
 OPEN_FILTER = "Loom graphs and ONNX models (*.loom.json *.onnx);;ONNX models (*.onnx);;All files (*)"
-ONNX_FILTER = "ONNX models (*.onnx)"
 
 
 def _ask_yes_no(parent, title, text):
@@ -114,7 +110,8 @@ class MainWindow(QMainWindow):
         self.save_action = a("Save", self.save, QKeySequence.Save, file_menu)
         self.save_as_action = a("Save As…", self.save_as, QKeySequence.SaveAs, file_menu)
         file_menu.addSeparator()
-        self.export_onnx_action = a("Export ONNX…", self.export_onnx_dialog, None, file_menu)
+        self.export_onnx_action = a("Export ONNX…", lambda: interop_actions.export_onnx_dialog(self),
+                                    None, file_menu)
         # Fixed texts (the stack's own actions grow "Undo Change training settings" and
         # stretch the toolbar); the history panel names the steps.
         self.undo_action = a("Undo", self.undo, QKeySequence.Undo)
@@ -194,40 +191,10 @@ class MainWindow(QMainWindow):
         return True
 
     def open_onnx(self, path):
-        """An ONNX model opens as a Loom graph: written beside the model (<stem>.loom.json and
-        its weights, <stem>-2… when taken) and opened from there, so Save keeps both."""
-        try:
-            target = free_name(Path(path).with_suffix("").with_suffix(".loom.json"))
-            written = import_file(path, target)
-        except LoomError as exc:
-            QMessageBox.warning(self, "Cannot import model", str(exc)) if self.isVisible() else None
-            self.statusBar().showMessage(str(exc))
-            return False
-        self.open_path(written)
-        self.statusBar().showMessage(f"Imported {Path(path).name} as {written.name} "
-                                     f"(weights in {self.document.weights})", 8000)
-        return True
-
-    def export_onnx_dialog(self):
-        path, _ = QFileDialog.getSaveFileName(self, "Export ONNX", f"{self.document.name}.onnx",
-                                              ONNX_FILTER)
-        if path:
-            self.export_onnx(path)
+        return interop_actions.open_onnx(self, path)
 
     def export_onnx(self, path):
-        """The inference graph as ONNX, with the weights of the last run's checkpoint when
-        there is one (else the initial weights)."""
-        ckpt = self.run_panel.checkpoint_path
-        ckpt = ckpt if ckpt is not None and ckpt.exists() else None
-        try:
-            export_file(self.document, path, checkpoint=ckpt)
-        except LoomError as exc:
-            QMessageBox.warning(self, "Cannot export", str(exc)) if self.isVisible() else None
-            self.statusBar().showMessage(str(exc))
-            return False
-        weights = f"trained weights of {ckpt.parent.name}" if ckpt else "initial weights (no run yet)"
-        self.statusBar().showMessage(f"Exported {path} with the {weights}", 8000)
-        return True
+        return interop_actions.export_onnx(self, path)
 
     def _replace_document(self, data, base_dir=None):
         """base_dir: the folder the graph's relative dataset paths are relative to (its
@@ -503,10 +470,3 @@ def _distinct(sequences):
             out.append(seq)
     return out
 
-
-def free_name(path: Path) -> Path:
-    """`path`, or <stem>-2.loom.json, -3… when it is taken: an import never overwrites a graph."""
-    stem, k = path.name[:-len(".loom.json")], 2
-    while path.exists():
-        path, k = path.with_name(f"{stem}-{k}.loom.json"), k + 1
-    return path

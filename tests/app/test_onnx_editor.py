@@ -28,7 +28,7 @@ def test_opening_an_onnx_model_imports_it_beside_the_model(window, tmp_path):
 
 def test_a_broken_onnx_file_is_one_message_and_nothing_changes(window, tmp_path, monkeypatch):
     shown = []
-    monkeypatch.setattr("app.main_window.QMessageBox.warning", lambda *a: shown.append(a[2]))
+    monkeypatch.setattr("app.interop_actions.QMessageBox.warning", lambda *a: shown.append(a[2]))
     before = set(window.document.nodes)
     bad = tmp_path / "broken.onnx"
     bad.write_bytes(b"\x08\x07garbage")
