@@ -110,7 +110,7 @@ class MainWindow(QMainWindow):
         self.save_action = a("Save", self.save, QKeySequence.Save, file_menu)
         self.save_as_action = a("Save As…", self.save_as, QKeySequence.SaveAs, file_menu)
         file_menu.addSeparator()
-        self.export_onnx_action = a("Export ONNX…", lambda: interop_actions.export_onnx_dialog(self),
+        self.export_onnx_action = a("Export ONNX…", lambda _=False: interop_actions.export_onnx_dialog(self),
                                     None, file_menu)
         # Fixed texts (the stack's own actions grow "Undo Change training settings" and
         # stretch the toolbar); the history panel names the steps.
