@@ -6,12 +6,10 @@ part scaled by its share of the batch, so K ranks compute what one process compu
 whole batch. `world()` is None in a plain, single-process run."""
 from __future__ import annotations
 
-import os
 import shutil
 import sys
 from pathlib import Path
 
-import numpy as np
 
 from .errors import LoomError
 
@@ -108,16 +106,3 @@ def launch_command(procs: int, argv: list[str]) -> list[str]:
     """`mpiexec -n K python main.py ARGV --distributed`: what `--procs K` runs."""
     main = Path(__file__).resolve().parents[1] / "main.py"
     return [mpiexec(), "-n", str(procs), sys.executable, str(main), *argv, "--distributed"]
-
-
-def fraction_feed(rows: int, batch: int) -> np.ndarray:
-    """This rank's share of the global batch, the weight of its mean gradient in the sum."""
-    return np.array(rows / batch, dtype=np.float64)
-
-
-def environment_rank() -> int | None:
-    """The rank MPICH / Open MPI gave this process, read before MPI starts (or None)."""
-    for key in ("PMI_RANK", "OMPI_COMM_WORLD_RANK"):
-        if key in os.environ:
-            return int(os.environ[key])
-    return None

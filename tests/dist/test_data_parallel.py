@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.cli.conftest import EXAMPLES, ROOT, events, run_cli
+from tests.cli.conftest import ROOT, events, run_cli, small_digits  # noqa: F401 (a fixture)
 
 mpiexec = Path(sys.executable).with_name("mpiexec")
 pytestmark = pytest.mark.skipif(
@@ -34,22 +34,13 @@ def test_two_ranks_give_the_parameters_of_one_process_float64(tmp_path):
     assert one["losses"][-1] < one["losses"][0]  # it did train
 
 
-@pytest.fixture
-def digits(tmp_path):
-    data = json.loads((EXAMPLES / "digits_mlp.loom.json").read_text())
-    data["training"].update(epochs=2, batch_size=64, seed=3)
-    path = tmp_path / "digits.loom.json"
-    path.write_text(json.dumps(data))
-    return path
-
-
 def _steps(stdout):
     return [e for e in events(stdout) if e["event"] == "step"]
 
 
-def test_procs_2_trains_like_one_process_and_rank_0_alone_reports(digits, tmp_path):
-    one = run_cli("train", digits, "--out", tmp_path / "one", "--events", "-")
-    two = run_cli("train", digits, "--out", tmp_path / "two", "--events", "-", "--procs", "2")
+def test_procs_2_trains_like_one_process_and_rank_0_alone_reports(small_digits, tmp_path):
+    one = run_cli("train", small_digits, "--out", tmp_path / "one", "--events", "-")
+    two = run_cli("train", small_digits, "--out", tmp_path / "two", "--events", "-", "--procs", "2")
     assert one.returncode == 0 and two.returncode == 0, two.stderr
     a, b = _steps(one.stdout), _steps(two.stdout)
     assert [e["step"] for e in b] == [e["step"] for e in a]  # each step reported once
@@ -59,12 +50,12 @@ def test_procs_2_trains_like_one_process_and_rank_0_alone_reports(digits, tmp_pa
     assert not list(tmp_path.glob("two-*"))  # one run folder, rank 0's
 
 
-def test_a_distributed_run_resumes(digits, tmp_path):
-    first = run_cli("train", digits, "--out", tmp_path / "run", "--epochs", "1", "--procs", "2")
+def test_a_distributed_run_resumes(small_digits, tmp_path):
+    first = run_cli("train", small_digits, "--out", tmp_path / "run", "--epochs", "1", "--procs", "2")
     assert first.returncode == 0, first.stderr
-    again = run_cli("train", digits, "--out", tmp_path / "run", "--resume", "--procs", "2")
+    again = run_cli("train", small_digits, "--out", tmp_path / "run", "--resume", "--procs", "2")
     assert again.returncode == 0, again.stderr
-    straight = run_cli("train", digits, "--out", tmp_path / "straight", "--procs", "2")
+    straight = run_cli("train", small_digits, "--out", tmp_path / "straight", "--procs", "2")
     resumed = json.loads((tmp_path / "run" / "summary.json").read_text())
     whole = json.loads((tmp_path / "straight" / "summary.json").read_text())
     assert resumed["epochs"] == 2 and resumed["val_loss"] == pytest.approx(whole["val_loss"], abs=1e-6)
@@ -86,12 +77,12 @@ def _rank_pids(parent_pid, rank):
     return found
 
 
-def test_a_killed_rank_ends_the_job_and_keeps_the_checkpoint(digits, tmp_path):
-    data = json.loads(digits.read_text())
+def test_a_killed_rank_ends_the_job_and_keeps_the_checkpoint(small_digits, tmp_path):
+    data = json.loads(small_digits.read_text())
     data["training"].update(epochs=500)
-    digits.write_text(json.dumps(data))
+    small_digits.write_text(json.dumps(data))
     out = tmp_path / "run"
-    job = subprocess.Popen([sys.executable, ROOT / "main.py", "train", digits, "--out", out,
+    job = subprocess.Popen([sys.executable, ROOT / "main.py", "train", small_digits, "--out", out,
                             "--events", "-", "--procs", "2"], stdout=subprocess.PIPE,
                            stderr=subprocess.PIPE, text=True, cwd=ROOT)
     for line in job.stdout:  # wait for training to be under way
@@ -111,10 +102,10 @@ def test_a_killed_rank_ends_the_job_and_keeps_the_checkpoint(digits, tmp_path):
     assert meta["epoch"] >= 1 and params
 
 
-def test_a_failure_on_every_rank_is_one_clear_error_and_no_hang(digits, tmp_path):
-    data = json.loads(digits.read_text())
+def test_a_failure_on_every_rank_is_one_clear_error_and_no_hang(small_digits, tmp_path):
+    data = json.loads(small_digits.read_text())
     data["training"].update(lr=1e30, optimizer="sgd")
-    digits.write_text(json.dumps(data))
-    result = run_cli("train", digits, "--out", tmp_path / "run", "--procs", "2", timeout=120)
+    small_digits.write_text(json.dumps(data))
+    result = run_cli("train", small_digits, "--out", tmp_path / "run", "--procs", "2", timeout=120)
     assert result.returncode != 0
     assert "non-finite loss" in result.stderr and "Traceback" not in result.stderr
