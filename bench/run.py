@@ -8,10 +8,9 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-import core  # noqa: E402
+import core  # noqa: E402  (before numpy: it sets how long OpenBLAS threads spin)
+import numpy as np  # noqa: E402
 from core.optim import make_optimizer  # noqa: E402
 from bench import dist, gpt, growth, numpy_ref, onnx_models  # noqa: E402
 from bench.graphs import wide_cnn  # noqa: E402
@@ -106,7 +105,7 @@ def speed_table(quick):
     for name, graph, ref, kind, repeat in cases:
         repeat = max(1, repeat // (4 if quick else 1))
         loom, hand = compare([loom_step(graph), numpy_step(graph, ref)], repeat)
-        threaded = loom_threaded(graph, repeat) if kind in ("cnn", "wide") else None
+        single = loom_one_thread(graph, repeat)
         # PyTorch on its own: its OpenMP workers spin on after a call and would slow
         # whichever contender ran next. Once with all cores, once with one thread.
         step = torch_step(graph, kind)
@@ -118,21 +117,20 @@ def speed_table(quick):
             pt1 = compare([step], repeat)[0]
             torch.set_num_threads(threads)
         ratio = lambda t: f"{loom / t:.2f}×" if t else "n/a"  # noqa: E731
-        rows.append([name, f"{loom:.3f}", f"{threaded:.3f}" if threaded else "", f"{hand:.3f}",
+        rows.append([name, f"{loom:.3f}", f"{single:.3f}", f"{hand:.3f}",
                      f"{pt:.3f}" if pt else "n/a", f"{pt1:.3f}" if pt1 else "n/a",
-                     f"{loom / hand:.2f}×", ratio(pt), f"{threaded / pt:.2f}×" if threaded and pt else "",
-                     ratio(pt1)])
-    return ["training step", "Loom ms", f"Loom {CORES}T ms", "numpy ms", f"PyTorch {TORCH_THREADS}T ms",
-            "PyTorch 1T ms", "Loom/numpy", "Loom/PyTorch", f"Loom {CORES}T/PyTorch",
-            "Loom/PyTorch 1T"], rows
+                     f"{loom / hand:.2f}×", ratio(pt), f"{single / pt1:.2f}×" if pt1 else "n/a"])
+    return ["training step", "Loom ms", "Loom 1T ms", "numpy ms", f"PyTorch {TORCH_THREADS}T ms",
+            "PyTorch 1T ms", "Loom/numpy", "Loom/PyTorch", "Loom 1T/PyTorch 1T"], rows
 
 
-def loom_threaded(graph, repeat):
-    """The same step with LOOM_CPU_THREADS = the cores (convolutions' batches split)."""
+def loom_one_thread(graph, repeat):
+    """The same step on one core: LOOM_CPU_THREADS=1 and one BLAS thread."""
     saved = os.environ.get("LOOM_CPU_THREADS")
-    os.environ["LOOM_CPU_THREADS"] = str(CORES)
+    os.environ["LOOM_CPU_THREADS"] = "1"
     try:
-        return compare([loom_step(graph)], repeat)[0]
+        with _one_blas_thread():
+            return compare([loom_step(graph)], repeat)[0]
     finally:
         if saved is None:
             del os.environ["LOOM_CPU_THREADS"]
@@ -140,11 +138,20 @@ def loom_threaded(graph, repeat):
             os.environ["LOOM_CPU_THREADS"] = saved
 
 
-SPEED_NOTE = f"""nT: n threads. Loom: convolutions one GEMM per sample on one BLAS thread, other GEMMs
-on numpy's BLAS threads; {CORES}T: LOOM_CPU_THREADS={CORES}, the batch of each large convolution and pool is split over
-{CORES} threads and BLAS keeps one thread for the whole step. PyTorch: all {TORCH_THREADS} cores, then
-one thread. Where other work holds a core, whatever splits every op over all cores waits for
-that core at every op: compare the 1-thread columns then."""
+def _one_blas_thread():
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # make bench installs it; elsewhere the column is BLAS's default
+        import contextlib
+        return contextlib.nullcontext()
+    return threadpool_limits(limits=1, user_api="blas")
+
+
+SPEED_NOTE = f"""nT: n threads. Loom: large row-wise ops (elementwise, activations, layer norm, softmax)
+and pools split over {core.ops.cpu.thread_count()} threads, GEMMs (convolutions: one per chunk of samples) on
+BLAS's threads; 1T: LOOM_CPU_THREADS=1 and one BLAS thread. PyTorch: all {TORCH_THREADS} cores, then one
+thread. Where other work holds a core, whatever splits ops over all cores waits for that
+core at every op: compare the 1-thread columns then."""
 
 
 # ---- memory --------------------------------------------------------------------------------

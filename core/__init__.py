@@ -1,9 +1,16 @@
 """Loom's engine: graph IR, op table, symbolic autodiff, compiler and executor.
 
 Never imports Qt or cupy (the cupy backend is loaded lazily through `core.backend`)."""
-from . import backend  # noqa: F401
-from .errors import FeedError, GraphError, LoomError, ShapeError  # noqa: F401
-from .graph import (Node, Variable, placeholder, parameter, constant, init_value,  # noqa: F401
+import os
+
+# OpenBLAS keeps its threads spinning for 2^28 cycles after every GEMM, holding the cores the
+# executor's own threads need for the next op (core/ops/cpu.py): let them sleep at once. Read
+# when numpy first loads OpenBLAS, so it holds where core is imported before numpy.
+os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
+
+from . import backend  # noqa: E402,F401
+from .errors import FeedError, GraphError, LoomError, ShapeError  # noqa: E402,F401
+from .graph import (Node, Variable, placeholder, parameter, constant, init_value,  # noqa: E402,F401
                     topological_order, verify)
 from .ops import (add, sub, mul, div, neg, relu, sigmoid, tanh, exp, log, sqrt, power,  # noqa
                   oneslike, zeroslike, reduce_sum, reduce_mean, broadcast_to, reshape,

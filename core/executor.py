@@ -51,13 +51,7 @@ class Executor:
             program = self._programs[signature] = _Program(self, sources)
             self.arena_allocations += 1
         self._last = program
-        if self.backend.name == "numpy" and cpu.thread_count() > 1:
-            # convolutions split over threads: BLAS stays on one thread for the whole step, as
-            # BLAS threads left spinning after a matmul would hold the cores those threads need
-            with cpu.one_blas_thread():
-                results = program.execute(sources, self._times if self.profiling else None)
-        else:
-            results = program.execute(sources, self._times if self.profiling else None)
+        results = program.execute(sources, self._times if self.profiling else None)
         if to_numpy:
             return [np.array(self.backend.to_numpy(r)) for r in results]
         return results
@@ -130,6 +124,8 @@ class _Program:
         self.replay = None
         self.warm = False
         self._deps = None  # step dependencies for the stream runner
+        # large row-wise ops split over CPU threads (numpy only: a device has its own)
+        self.row_threads = cpu.thread_count() if be.name == "numpy" else 1
         self._bind_steps(be, sources)
 
     def _bind_steps(self, be, sources):
@@ -179,10 +175,32 @@ class _Program:
 
     def _bind(self, index):
         compute, args, attrs, out = self.steps[index]
+        parts = self._row_parts(index)
+        if parts is not None:  # one call per CPU thread, each on its run of rows
+            return partial(cpu.together, [self._bind_part(index, *part) for part in parts])
         binder = self.binders[index]
         if binder is not None:
             return binder(self.xp, args, attrs, out)
         return partial(compute, self.xp, args, attrs, out)
+
+    def _row_parts(self, index):
+        if self.row_threads < 2:
+            return None
+        node = self.plan.schedule[index]
+        if node in self.fused:
+            return None
+        _, args, attrs, out = self.steps[index]
+        return cpu.row_parts(node.opdef, attrs, args, out, self.scratch.get(node), self.row_threads)
+
+    def _bind_part(self, index, args, out, ws):
+        node = self.plan.schedule[index]
+        binder = self.binders[index]
+        if binder is not None:
+            return binder(self.xp, args, node.attrs, out)
+        compute = self.backend.compute_for(node.opdef)
+        if ws is not None:
+            return partial(compute, self.xp, args, node.attrs, out, ws)
+        return partial(compute, self.xp, args, node.attrs, out)
 
     def _view(self, buf, shape, dtype):
         """A typed view of the buffer's planned byte range of the arena."""
@@ -266,12 +284,11 @@ class _Program:
 
     def _execute_timed(self, times):
         """The same loop with a clock around each op (kept apart so the hot loop stays bare)."""
-        for node, step in zip(self.plan.schedule, self.steps):
+        for node, step, call in zip(self.plan.schedule, self.steps, self.calls):
             if step is None:
                 continue
-            compute, args, attrs, out = step
             start = time.perf_counter()
-            compute(self.xp, args, attrs, out)
+            call()
             self.sync()
             times[node.name] = times.get(node.name, 0.0) + time.perf_counter() - start
 

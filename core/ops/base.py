@@ -76,6 +76,12 @@ class OpDef:
     mutates: tuple = ()
     identity_when: Callable | None = None  # see the module docstring (e.g. `same_as_input`)
     epilogue_head: bool = False  # an opaque op a following elementwise op fuses into
+    # rows of the output are independent and costly: computed on a run of its first-axis
+    # rows, with each input and workspace array of the output's rank and first axis cut
+    # alike, the op gives those rows, and enough work per element (transcendentals, row
+    # statistics) that splitting large ones over CPU threads pays (ops.cpu; memory-bound
+    # arithmetic does not); True, or (attrs, output rank) -> bool where it depends on them
+    rows: bool | Callable = False
     # a source whose value is bound at run time (feeds, parameters), not held in its attrs
     fed: bool = False
     doc: str = ""

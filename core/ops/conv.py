@@ -1,9 +1,12 @@
-"""Convolution and pooling on NCHW tensors. Convolution is im2col + one GEMM per sample: the
-columns are laid out (N, C·KH·KW, OH·OW), so the (O, C·KH·KW) weight matrix times a sample's
-columns is that sample's NCHW output, and both gradients are per-sample GEMMs too.
+"""Convolution and pooling on NCHW tensors. Convolution is im2col + one GEMM per chunk of
+samples: a chunk's columns are one (C·KH·KW, samples·OH·OW) matrix, so the (O, C·KH·KW) weight
+matrix times it is the chunk's output (sample-major columns, copied into NCHW), and both
+gradients are one GEMM per chunk too. The planner picks the chunk (OpDef.chunked_workspace):
+by default enough samples for a long GEMM, which BLAS runs on its threads; fewer where memory
+is tight. A chunk's float rounding follows its GEMM's shape, so results agree across chunk
+sizes to rounding, and bit for bit at equal chunks.
 
-On numpy the samples of a chunk are split over CPU threads (`cpu.for_each_run`): each
-sample's result comes from the same calls on any number of threads, bit for bit."""
+Pools split the batch over CPU threads where LOOM_CPU_THREADS asks (`cpu.for_each_run`)."""
 from __future__ import annotations
 
 import numpy as np
@@ -64,81 +67,110 @@ def _windows(xpad, k, s, oh, ow):
             yield i, j, xpad[:, :, i:i + s * oh:s, j:j + s * ow:s]
 
 
+def _matrix(buf, rows, cols):
+    """The first rows×cols elements of a workspace buffer as one contiguous matrix (a chunk
+    shorter than the buffer's still gets a matrix BLAS reads without a copy)."""
+    return buf.reshape(-1)[:rows * cols].reshape(rows, cols)
+
+
 def _im2col(x, kh, kw, s, p, oh, ow, cols, xpad):
-    """Columns of x as (N, C·KH·KW, OH·OW) into cols[:N]: per sample, the layout a batched
-    GEMM with the (O, C·KH·KW) weight matrix turns straight into NCHW output."""
-    n, c = x.shape[:2]
-    blocks = cols[:n].reshape(n, c, kh, kw, oh, ow)
-    xpad = _padded(x, p, None if xpad is None else xpad[:n])
+    """Columns of the m samples x as one (C·KH·KW, m·OH·OW) matrix (in cols' first bytes): one
+    GEMM with the (O, C·KH·KW) weight matrix convolves the whole chunk, sample-major columns."""
+    m, c = x.shape[:2]
+    blocks = _matrix(cols, c * kh * kw, m * oh * ow).reshape(c, kh, kw, m, oh, ow)
+    xpad = _padded(x, p, None if xpad is None else xpad[:m])
     if isinstance(xpad, np.ndarray):  # one copy from a strided view of all kernel offsets
         sn, sc, sh, sw = xpad.strides
-        np.copyto(blocks, as_strided(xpad, blocks.shape, (sn, sc, sh, sw, sh * s, sw * s),
-                                     writeable=False))
-        return cols[:n]
-    for i in range(kh):
-        for j in range(kw):
-            blocks[:, :, i, j] = xpad[:, :, i:i + s * oh:s, j:j + s * ow:s]
-    return cols[:n]
+        cpu.copy(blocks, as_strided(xpad, blocks.shape, (sc, sh, sw, sn, sh * s, sw * s),
+                                    writeable=False))
+    else:
+        for i in range(kh):
+            for j in range(kw):
+                blocks[:, i, j] = xpad[:, :, i:i + s * oh:s, j:j + s * ow:s].transpose(1, 0, 2, 3)
+    return blocks.reshape(c * kh * kw, m * oh * ow)
 
 
 def _col2im(cols, kh, kw, s, p, oh, ow, out, dxpad):
-    """Scatter-add (N, C·KH·KW, OH·OW) columns back to images: into out, or via dxpad."""
-    n, c, h, w = out.shape
-    blocks = cols.reshape(n, c, kh, kw, oh, ow)
-    target = dxpad[:n] if p else out
-    target.fill(0)
-    for i in range(kh):
-        for j in range(kw):
-            target[:, :, i:i + s * oh:s, j:j + s * ow:s] += blocks[:, :, i, j]
-    if p:
-        out[...] = target[:, :, p:p + h, p:p + w]
+    """Scatter-add (C·KH·KW, m·OH·OW) columns back to the m images out (via dxpad if padded),
+    kernel offset by kernel offset in a fixed order."""
+    m, c, h, w = out.shape
+    blocks = cols.reshape(c, kh, kw, m, oh, ow)
+    target = dxpad[:m] if p else out
+
+    def channels(lo, hi):  # each channel's image sums its own columns: split by channel
+        part = target[:, lo:hi]
+        part.fill(0)
+        for i in range(kh):
+            for j in range(kw):
+                part[:, :, i:i + s * oh:s, j:j + s * ow:s] += blocks[lo:hi, i, j].transpose(1, 0, 2, 3)
+        if p:
+            out[:, lo:hi] = part[:, :, p:p + h, p:p + w]
+    if isinstance(out, np.ndarray):
+        cpu.for_each_run(channels, 0, c, out.nbytes)
+    else:
+        channels(0, c)
 
 
-def _each_chunk(xp, n, size, run, done=None, sample_bytes=0):
-    """Batches of `size` samples (im2col columns are KH·KW times the input, so they are built
-    a chunk at a time and the workspace stays small): run(lo, hi, row) computes samples lo..hi
-    with the workspace rows from `row` on. On numpy a chunk's samples are split over threads
-    (cpu.for_each_run; `sample_bytes` of columns each). done(lo, hi) follows each chunk, on
-    the calling thread."""
-    for a in range(0, n, size):
-        b = min(a + size, n)
-        if xp is np:
-            cpu.for_each_run(lambda lo, hi: run(lo, hi, lo - a), a, b, (b - a) * sample_bytes)
-        else:
-            run(a, b, 0)
-        if done is not None:
-            done(a, b)
+def _to_nchw(y, out):
+    """A GEMM's (O, m·OH·OW) result into the m NCHW samples out."""
+    m, o, oh, ow = out.shape
+    samples = y.reshape(o, m, oh, ow).transpose(1, 0, 2, 3)
+    if isinstance(out, np.ndarray):
+        cpu.copy(out, samples)
+    else:
+        out[...] = samples
 
 
-def _rows(buf, row):
-    return None if buf is None else buf[row:]
+def _from_nchw(gy, buf):
+    """The m NCHW samples gy as one (O, m·OH·OW) matrix in buf (a GEMM operand)."""
+    m, o, oh, ow = gy.shape
+    g = _matrix(buf, o, m * oh * ow)
+    g.reshape(o, m, oh * ow)[...] = gy.reshape(m, o, oh * ow).transpose(1, 0, 2)
+    return g
 
 
-CHUNK_BYTES = 1 << 20  # by default a chunk's columns may take this much, however small the output
+PER_SAMPLE_PIXELS = 512  # a sample with this many output pixels is a long enough GEMM alone
 
 
-def _default_chunk(x_shape, w_shape, out_shape, dtype) -> int:
-    """Samples whose columns take about as much as the output (at least CHUNK_BYTES)."""
-    n, c, _, _ = x_shape
-    o, _, kh, kw = w_shape
-    pixels, itemsize = out_shape[-2] * out_shape[-1], np.dtype(dtype).itemsize
-    return max(1, max(n * o * pixels * itemsize, CHUNK_BYTES) // (c * kh * kw * pixels * itemsize))
+def per_sample_gemms(pixels) -> bool:
+    """One GEMM per sample (no transposition of results) where images are large enough."""
+    return pixels >= PER_SAMPLE_PIXELS
 
 
-def _conv_scratch(x_shape, w_shape, out_shape, attrs, dtype, extra=None):
-    """cols (and xpad) for one chunk of samples, plus `extra` name -> per-sample shape. The
-    chunk is attrs["chunk"] samples where the planner chose it (see OpDef.chunked_workspace),
-    else as many as make the columns about the size of the output (at least CHUNK_BYTES)."""
-    n, c, h, w = x_shape
-    o, _, kh, kw = w_shape
-    pixels = out_shape[-2] * out_shape[-1]
-    b = int(max(1, min(n, attrs.get("chunk") or _default_chunk(x_shape, w_shape, out_shape, dtype))))
-    ws = {"cols": ((b, c * kh * kw, pixels), dtype)}
-    if attrs["padding"]:
-        ws["xpad"] = (_padded_shape((b, c, h, w), attrs["padding"]), dtype)
-    for name, shape in (extra or {}).items():
-        ws[name] = ((b, *shape), dtype)
+def _samples(cols, pixels):
+    """A chunk's columns as a stack of per-sample (C·KH·KW, OH·OW) blocks: a strided view
+    that a batched matmul hands to BLAS in place."""
+    return cols.reshape(cols.shape[0], -1, pixels).transpose(1, 0, 2)
+
+
+def _each_chunk(n, size, run):
+    """run(lo, hi) over the batch in chunks of `size` samples: the columns of a chunk are
+    KH·KW times its input, so they are built a chunk at a time and the workspace stays small."""
+    for lo in range(0, n, size):
+        run(lo, min(lo + size, n))
+
+
+GEMM_COLUMNS = 4096  # a chunk's GEMM gets at least this many columns where the batch has them
+
+
+def _default_chunk(n, pixels) -> int:
+    """Samples per chunk unless the planner says otherwise: enough columns for an efficient
+    GEMM (BLAS threads pay off on long matrices, per-sample GEMMs of a small image do not)."""
+    return max(1, min(n, -(-GEMM_COLUMNS // pixels)))
+
+
+def _chunk_scratch(n, attrs, pixels, per_sample: dict, dtype, fixed=None):
+    """The workspace of a chunked op: name -> (chunk, *per-sample shape) for `per_sample`,
+    the chunk being attrs["chunk"] where the planner chose it (see OpDef.chunked_workspace),
+    else _default_chunk; plus `fixed` name -> shape, independent of the chunk."""
+    b = int(max(1, min(n, attrs.get("chunk") or _default_chunk(n, pixels))))
+    ws = {name: ((b, *shape), dtype) for name, shape in per_sample.items()}
+    ws.update({name: (shape, dtype) for name, shape in (fixed or {}).items()})
     return ws
+
+
+def _chunk_of(ws, name="cols"):
+    return ws[name].shape[0]
 
 
 # ---- conv2d --------------------------------------------------------------------------------------
@@ -153,21 +185,42 @@ def _conv_shape(shapes, attrs):
     return (x[0], w[0], _out_size(x[2], w[2], s, p, "conv2d"), _out_size(x[3], w[3], s, p, "conv2d"))
 
 
+def _columns_ws(x_shape, w_shape, out_shape, attrs, dtype, extra=None, fixed=None):
+    """cols (and xpad) for a chunk of samples of a convolution of x by w, with `extra`
+    per-sample and `fixed` buffers."""
+    n, c, h, w = x_shape
+    o, _, kh, kw = w_shape
+    pixels = out_shape[-2] * out_shape[-1]
+    per_sample = {"cols": (c * kh * kw * pixels,), **(extra or {})}
+    if attrs["padding"]:
+        per_sample["xpad"] = _padded_shape((1, c, h, w), attrs["padding"])[1:]
+    return _chunk_scratch(n, attrs, pixels, per_sample, dtype, fixed)
+
+
 def _conv_ws(shapes, attrs, out_shape, dtype):
     x, w = shapes
-    return _conv_scratch(x, w, out_shape, attrs, dtype)
+    pixels = out_shape[-2] * out_shape[-1]
+    return _columns_ws(x, w, out_shape, attrs, dtype, {} if per_sample_gemms(pixels) else {"y": (w[0] * pixels,)})
 
 
 def _conv(xp, ins, attrs, out, ws=None):
     x, w = ins
     ws = ws or scratch(_conv_ws, xp, ins, attrs, out)
-    n, o, oh, ow = out.shape
-    w2d, (kh, kw), s, p = w.reshape(o, -1), w.shape[2:], attrs["stride"], attrs["padding"]
+    _convolve(xp, x, w.reshape(w.shape[0], -1), w.shape[2:], attrs["stride"], attrs["padding"], out, ws)
 
-    def run(lo, hi, row):
-        cols = _im2col(x[lo:hi], kh, kw, s, p, oh, ow, ws["cols"][row:], _rows(ws.get("xpad"), row))
-        xp.matmul(w2d, cols, out=out[lo:hi].reshape(hi - lo, o, oh * ow))  # a GEMM per sample
-    _each_chunk(xp, n, ws["cols"].shape[0], run, sample_bytes=ws["cols"][0].nbytes)
+
+def _convolve(xp, x, w2d, kernel, s, p, out, ws):
+    """out = x convolved by the (O, C·KH·KW) matrix w2d: per chunk, im2col and one GEMM."""
+    n, o, oh, ow = out.shape
+
+    def run(lo, hi):
+        cols = _im2col(x[lo:hi], *kernel, s, p, oh, ow, ws["cols"], ws.get("xpad"))
+        if "y" in ws:  # small images: one GEMM for the chunk, then its columns to NCHW
+            _to_nchw(xp.matmul(w2d, cols, out=_matrix(ws["y"], o, cols.shape[1])), out[lo:hi])
+            return
+        # large images: a GEMM per sample (in one call), each straight into its NCHW output
+        xp.matmul(w2d, _samples(cols, oh * ow), out=out[lo:hi].reshape(hi - lo, o, oh * ow))
+    _each_chunk(n, _chunk_of(ws), run)
 
 
 def _conv_grad(n, g):
@@ -176,63 +229,85 @@ def _conv_grad(n, g):
     return [make("conv2d_grad_input", g, w, x, **a), make("conv2d_grad_weight", g, x, w, **a)]
 
 
+# ---- gradient with respect to the input ----------------------------------------------------------
+# With stride 1 (and padding below the kernel) it is itself a convolution: of gy, padded by
+# K-1-p, with the kernel flipped and its channel axes swapped. That is an im2col copy and one
+# GEMM per chunk, where the general rule (GEMM, then a scatter-add of columns per kernel offset)
+# reads and writes the input gradient KH·KW times.
+
+def grad_input_as_convolution(gy_shape, w_shape, x_shape, attrs) -> bool:
+    """Stride 1, square kernel, padding below it, and columns at most twice the general
+    rule's (those of gy over the input's pixels against those of x over the output's):
+    measured faster on the bench CNNs' 3×3 layers, slower on LeNet's 5×5 with 6 channels."""
+    o, c, kh, kw = w_shape
+    fits = attrs["stride"] == 1 and kh == kw and attrs["padding"] <= kh - 1
+    return fits and o * x_shape[2] * x_shape[3] <= 2 * c * gy_shape[2] * gy_shape[3]
+
+
 def _grad_input_ws(shapes, attrs, out_shape, dtype):
     gy, w, x = shapes
-    return _conv_scratch(x, w, gy, attrs, dtype)
+    o, c, kh, kw = w
+    if grad_input_as_convolution(gy, w, x, attrs):
+        flipped = {**attrs, "padding": kh - 1 - attrs["padding"]}
+        return _columns_ws(gy, (c, o, kh, kw), x, flipped, dtype, {"y": (c * x[2] * x[3],)},
+                           {"w_flipped": (c, o * kh * kw)})
+    pixels = gy[2] * gy[3]
+    per_sample = {"cols": (c * kh * kw * pixels,), "gy": (o * pixels,)}
+    if attrs["padding"]:
+        per_sample["xpad"] = _padded_shape((1, c, x[2], x[3]), attrs["padding"])[1:]
+    return _chunk_scratch(x[0], attrs, pixels, per_sample, dtype)
 
 
 def _conv_grad_input(xp, ins, attrs, out, ws=None):
     gy, w, x = ins
     ws = ws or scratch(_grad_input_ws, xp, ins, attrs, out)
     o, c, kh, kw = w.shape
+    if grad_input_as_convolution(gy.shape, w.shape, x.shape, attrs):
+        flipped = ws["w_flipped"]
+        flipped.reshape(c, o, kh, kw)[...] = w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3)
+        _convolve(xp, gy, flipped, (kh, kw), 1, kh - 1 - attrs["padding"], out, ws)
+        return
     n, _, oh, ow = gy.shape
     w2d_t, s, p = w.reshape(o, -1).T, attrs["stride"], attrs["padding"]
 
-    def run(lo, hi, row):
-        dcols = xp.matmul(w2d_t, gy[lo:hi].reshape(hi - lo, o, oh * ow), out=ws["cols"][row:row + hi - lo])
-        _col2im(dcols, kh, kw, s, p, oh, ow, out[lo:hi], _rows(ws.get("xpad"), row))
-    _each_chunk(xp, n, ws["cols"].shape[0], run, sample_bytes=ws["cols"][0].nbytes)
+    def run(lo, hi):
+        g = _from_nchw(gy[lo:hi], ws["gy"])
+        dcols = xp.matmul(w2d_t, g, out=_matrix(ws["cols"], w2d_t.shape[0], g.shape[1]))
+        _col2im(dcols, kh, kw, s, p, oh, ow, out[lo:hi], ws.get("xpad"))
+    _each_chunk(n, _chunk_of(ws), run)
 
+
+# ---- gradient with respect to the weight ---------------------------------------------------------
 
 def _grad_weight_ws(shapes, attrs, out_shape, dtype):
     gy, x, w = shapes
     o, c, kh, kw = w
-    return {**_conv_scratch(x, w, gy, attrs, dtype, {"per_sample": (o, c * kh * kw)}),
-            "chunk_sum": ((o, c * kh * kw), dtype)}
+    pixels = gy[2] * gy[3]
+    extra = {"per_sample": (o * c * kh * kw,)} if per_sample_gemms(pixels) else {"gy": (o * pixels,)}
+    return _columns_ws(x, w, gy, attrs, dtype, extra, {"chunk_sum": (o, c * kh * kw)})
 
 
 def _conv_grad_weight(xp, ins, attrs, out, ws=None):
+    """dw = Σ of gy (O, m·OH·OW) @ columns.T over chunks (or samples, for large images), in order."""
     gy, x, w = ins
     ws = ws or scratch(_grad_weight_ws, xp, ins, attrs, out)
     o, _, kh, kw = w.shape
     n, _, oh, ow = gy.shape
     dw, s, p = out.reshape(o, -1), attrs["stride"], attrs["padding"]
 
-    def run(lo, hi, row):
-        cols = _im2col(x[lo:hi], kh, kw, s, p, oh, ow, ws["cols"][row:], _rows(ws.get("xpad"), row))
-        xp.matmul(gy[lo:hi].reshape(hi - lo, o, oh * ow), cols.transpose(0, 2, 1),
-                  out=ws["per_sample"][row:row + hi - lo])
-
-    group = _default_chunk(x.shape, w.shape, gy.shape, out.dtype)
-
-    def add_up(lo, hi):
-        """Samples lo..hi (rows of per_sample) into dw: in order within groups of `group`
-        samples, then group by group. The sums do not depend on the chunk: they are the ones
-        chunks of `group` samples make, as every earlier version computed them."""
-        a = lo
-        while a < hi:
-            start = a // group * group
-            end = min(start + group, hi)
-            target, part = (dw if start == 0 else ws["chunk_sum"]), ws["per_sample"][a - lo:end - lo]
-            if a == start:
-                xp.add.reduce(part, axis=0, out=target)
-            else:  # the group began in the chunk before: one sample at a time, in order
-                for row in part:
-                    xp.add(target, row, out=target)
-            if start > 0 and end == min(start + group, n):
-                xp.add(dw, target, out=dw)
-            a = end
-    _each_chunk(xp, n, ws["cols"].shape[0], run, add_up, sample_bytes=ws["cols"][0].nbytes)
+    def run(lo, hi):
+        cols = _im2col(x[lo:hi], kh, kw, s, p, oh, ow, ws["cols"], ws.get("xpad"))
+        target = dw if lo == 0 else ws["chunk_sum"]
+        if "gy" in ws:  # small images: one GEMM over the chunk
+            xp.matmul(_from_nchw(gy[lo:hi], ws["gy"]), cols.T, out=target)
+        else:  # large images: a GEMM per sample (in one call), then their sum in order
+            per_sample = _matrix(ws["per_sample"], hi - lo, dw.size).reshape(hi - lo, *dw.shape)
+            xp.matmul(gy[lo:hi].reshape(hi - lo, o, oh * ow), _samples(cols, oh * ow).transpose(0, 2, 1),
+                      out=per_sample)
+            xp.add.reduce(per_sample, axis=0, out=target)
+        if lo:
+            xp.add(dw, target, out=dw)
+    _each_chunk(n, _chunk_of(ws), run)
 
 
 register(OpDef("conv2d", "opaque", _conv_shape, _conv, _conv_grad, workspace=_conv_ws,

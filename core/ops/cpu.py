@@ -1,75 +1,43 @@
-"""CPU threads for the numpy backend's convolutions and pools.
+"""CPU threads for the numpy backend: large row-wise ops split over the cores.
 
-Convolution works sample by sample: im2col, one GEMM per sample, col2im. Every per-sample GEMM
-runs on one BLAS thread (`one_blas_thread`). OpenBLAS otherwise splits a GEMM above its size
-threshold over its thread pool, once per sample: on 2 cores that made the wide CNN's step
-14% faster with both cores free (68 vs 78 ms) but 5-8× slower whenever another process held a
-core (390-630 ms), and its result depends on the number of threads. Pinned, a convolution
-gives the same bits on every machine; below the threshold (every bundled example) that is
-what it computed before, and above it float32 results moved by at most 7e-7 relative
-(float64 unchanged).
+numpy runs every op on one core; BLAS alone uses the others. So the executor splits a
+large op whose rows are independent (OpDef.rows: elementwise arithmetic, activations and
+their gradients, layer norm, softmax over a later axis) into one contiguous run of
+first-axis rows per thread, each run the same numpy call on a slice (numpy releases the GIL
+inside its loops). Every element comes from the same computation on any number of threads,
+bit for bit. Pools split their batch the same way (`for_each_run`).
 
-`LOOM_CPU_THREADS=N` (default 1) splits the batch of each large op (MIN_BYTES of columns or
-more) into N contiguous runs of samples on N threads: numpy releases the GIL inside its loops
-and BLAS calls, and each sample's result comes from exactly the same calls, bit for bit. The
-executor then keeps BLAS on one thread for the whole step (BLAS threads spin on after a
-matmul, holding the very cores these threads need), so dense layers lose their BLAS threads
-and their float32 GEMMs round as one thread does. Measured on 2 free cores: the wide CNN's
-step 77 -> 57 ms with 2 threads (without the whole-step BLAS pin: no gain, 80 ms); the
-LeNet-like one 10.5 -> 11.2 ms (its ops are too small). With another process holding a core,
-ops ran 1.25× slower on 2 threads, and splitting into more, smaller runs that idle threads
-take in turn 2.4× slower. So it is off by default, and on where cores are free and
-convolutions large."""
+`LOOM_CPU_THREADS=N` sets the number of threads (1: no splitting); by default, the cores
+this process may use, at most MAX_DEFAULT_THREADS.
+
+GEMMs stay on BLAS's own threads. OpenBLAS keeps them spinning for a while after each call
+(2^28 cycles by default), holding the very cores the next op's threads need: on 2 cores a
+GEMM followed by a split GELU gradient took 2.5 ms instead of 1.9. `core/__init__.py`
+shortens that wait (OPENBLAS_THREAD_TIMEOUT) before numpy loads OpenBLAS."""
 from __future__ import annotations
 
 import os
+import queue
 import threading
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 
-MIN_BYTES = 2 << 20  # smaller ops run on one thread: a handoff costs more than it saves
+import numpy as np
+
+# Below these sizes an op runs whole: handing work to another thread costs ~80 µs on a small
+# VM (waking a thread), measured against the part it takes over.
+SPLIT_BYTES = 512 << 10  # a row-wise op's output (exp of 2 MB: 1.07 -> 0.50 ms on 2 threads)
+MIN_BYTES = 1 << 20  # a copy or a pool (a 1.5 MB im2col copy: 0.38 -> 0.24 ms)
+MAX_DEFAULT_THREADS = 4
 
 
 def thread_count() -> int:
     wanted = os.environ.get("LOOM_CPU_THREADS", "").strip()
-    return max(1, int(wanted)) if wanted.isdigit() else 1
-
-
-_pool: ThreadPoolExecutor | None = None
-_blas = None  # the BLAS libraries' thread controls (threadpoolctl), found once
-_limit = {"depth": 0, "saved": []}  # one_blas_thread may nest or run on two threads at once
-_limit_lock = threading.Lock()
-
-
-def _blas_controls() -> list:
-    global _blas
-    if _blas is None:
-        try:
-            from threadpoolctl import ThreadpoolController
-            _blas = ThreadpoolController().select(user_api="blas").lib_controllers
-        except Exception:  # noqa: BLE001 - not installed or no BLAS found: nothing to limit
-            _blas = []
-    return _blas
-
-
-@contextmanager
-def one_blas_thread():
-    """BLAS calls inside run on the calling thread only (restored when the last one leaves)."""
-    controls = _blas_controls()
-    with _limit_lock:
-        if _limit["depth"] == 0:
-            _limit["saved"] = [c.num_threads for c in controls]
-            for c in controls:
-                c.set_num_threads(1)
-        _limit["depth"] += 1
+    if wanted.isdigit():
+        return max(1, int(wanted))
     try:
-        yield
-    finally:
-        with _limit_lock:
-            _limit["depth"] -= 1
-            if _limit["depth"] == 0:
-                for c, n in zip(controls, _limit["saved"]):
-                    c.set_num_threads(n)
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    return max(1, min(cores, MAX_DEFAULT_THREADS))
 
 
 def split(lo: int, hi: int, parts: int) -> list[tuple[int, int]]:
@@ -80,24 +48,103 @@ def split(lo: int, hi: int, parts: int) -> list[tuple[int, int]]:
     return list(zip(edges, edges[1:]))
 
 
+# ---- running calls on several threads ----------------------------------------------------------
+
+class _Crew:
+    """Worker threads that each take one call per request: a queue handoff, lighter than a
+    ThreadPoolExecutor's futures (this runs once per large op of every step)."""
+
+    def __init__(self, count: int):
+        self.inboxes = [queue.SimpleQueue() for _ in range(count)]
+        self.done = queue.SimpleQueue()
+        self.busy = threading.Lock()  # one request at a time; others run on their own thread
+        for inbox in self.inboxes:
+            threading.Thread(target=self._work, args=(inbox,), daemon=True, name="loom-cpu").start()
+
+    def _work(self, inbox):
+        while True:
+            call = inbox.get()
+            try:
+                call()
+                self.done.put(None)
+            except BaseException as exc:  # noqa: BLE001 - handed to the caller, raised there
+                self.done.put(exc)
+
+    def run(self, calls):
+        """calls[0] on this thread, the others on workers; returns when all are done and
+        raises the first error."""
+        if not self.busy.acquire(blocking=False):  # the crew works for another caller
+            for call in calls:
+                call()
+            return
+        try:
+            for inbox, call in zip(self.inboxes, calls[1:]):
+                inbox.put(call)
+            error = None
+            try:
+                calls[0]()
+            except BaseException as exc:  # noqa: BLE001 - wait for the workers first
+                error = exc
+            for _ in calls[1:]:
+                failed = self.done.get()
+                error = error or failed
+            if error is not None:
+                raise error
+        finally:
+            self.busy.release()
+
+
+_crew: _Crew | None = None
+_crew_lock = threading.Lock()
+
+
+def together(calls):
+    """Run zero-argument calls at once, one per thread (the calling thread takes the first)."""
+    if len(calls) == 1:
+        return calls[0]()
+    global _crew
+    with _crew_lock:
+        if _crew is None or len(_crew.inboxes) < len(calls) - 1:
+            _crew = _Crew(len(calls) - 1)
+        crew = _crew
+    crew.run(calls)
+
+
 def for_each_run(fn, lo: int, hi: int, nbytes: int = MIN_BYTES, threads: int | None = None):
-    """fn(a, b) for contiguous runs a..b covering lo..hi: one run, as it is, on one thread
-    (`thread_count()`) or where the op's `nbytes` are below MIN_BYTES; else one run per
-    thread, each with one BLAS thread. Returns when all are done, raising the first error."""
+    """fn(a, b) for contiguous runs a..b covering lo..hi: one run where the op's `nbytes` are
+    below MIN_BYTES, else one run per thread (`thread_count()`)."""
     threads = thread_count() if threads is None else threads
     runs = split(lo, hi, threads if nbytes >= MIN_BYTES else 1)
-    with one_blas_thread():
-        if len(runs) == 1:
-            fn(lo, hi)
-            return
-        futures = [_workers(len(runs) - 1).submit(fn, a, b) for a, b in runs[1:]]
-        fn(*runs[0])  # the calling thread takes the first run
-        for f in futures:
-            f.result()
+    together([lambda a=a, b=b: fn(a, b) for a, b in runs])
 
 
-def _workers(count: int) -> ThreadPoolExecutor:
-    global _pool
-    if _pool is None or _pool._max_workers < count:
-        _pool = ThreadPoolExecutor(max_workers=count, thread_name_prefix="loom-cpu")
-    return _pool
+# ---- splitting a row-wise op -------------------------------------------------------------------
+
+def row_parts(opdef, attrs, args, out, ws, threads: int):
+    """[(args, out, ws)] for each thread's run of the output's first-axis rows, or None where
+    the op runs whole: not row-wise, small, or one row. An input or workspace array with the
+    output's rank and first axis is cut alike; anything else (a broadcast bias, a scalar, a
+    row vector) is whole in every part."""
+    rule = opdef.rows
+    if (threads < 2 or not rule or getattr(out, "ndim", 0) == 0 or out.shape[0] < 2
+            or out.nbytes < SPLIT_BYTES or (callable(rule) and not rule(attrs, out.ndim))):
+        return None
+    def cut(a, lo, hi):
+        aligned = getattr(a, "ndim", -1) == out.ndim and a.shape[0] == out.shape[0]
+        return a[lo:hi] if aligned else a
+    return [([cut(a, lo, hi) for a in args], out[lo:hi],
+             None if ws is None else {k: cut(v, lo, hi) for k, v in ws.items()})
+            for lo, hi in split(0, out.shape[0], threads)]
+
+
+def copy(dst, src):
+    """np.copyto(dst, src) split over the threads along the first of dst's two leading axes
+    that has a run for each (a strided im2col view, a transposition back to NCHW)."""
+    threads = thread_count()
+    axis = next((a for a in range(min(2, dst.ndim)) if dst.shape[a] >= threads), None)
+    if threads < 2 or axis is None or dst.nbytes < MIN_BYTES:
+        np.copyto(dst, src)
+        return
+    index = lambda lo, hi: (slice(None),) * axis + (slice(lo, hi),)  # noqa: E731
+    together([lambda lo=lo, hi=hi: np.copyto(dst[index(lo, hi)], src[index(lo, hi)])
+              for lo, hi in split(0, dst.shape[axis], threads)])

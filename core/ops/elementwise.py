@@ -26,9 +26,11 @@ def binary(name, ufunc_name, gradient, doc):
                           broadcasting=True, bind=ufunc_binder(ufunc_name), doc=doc))
 
 
-def unary(name, compute, gradient, doc, dtype=None, ufunc=None):
+def unary(name, compute, gradient, doc, dtype=None, ufunc=None, rows=True):
+    """rows: worth splitting over CPU threads when large (transcendentals; not negation)."""
     return register(OpDef(name, "elementwise", same_shape, compute, gradient, dtype=dtype,
-                          inplace=(0,), bind=ufunc_binder(ufunc) if ufunc else None, doc=doc))
+                          inplace=(0,), bind=ufunc_binder(ufunc) if ufunc else None, rows=rows,
+                          doc=doc))
 
 
 # ---- builders (the public API) ------------------------------------------------------------
@@ -63,7 +65,7 @@ binary("div", "divide", lambda n, g: [div(g, n.inputs[1]), neg(div(mul(g, n), n.
        "a / b with numpy broadcasting")
 
 unary("neg", lambda xp, ins, a, out: xp.negative(ins[0], out=out),
-      lambda n, g: [neg(g)], "-x", ufunc="negative")
+      lambda n, g: [neg(g)], "-x", ufunc="negative", rows=False)
 unary("exp", lambda xp, ins, a, out: xp.exp(ins[0], out=out),
       lambda n, g: [mul(g, n)], "e^x", ufunc="exp")
 unary("log", lambda xp, ins, a, out: xp.log(ins[0], out=out),
@@ -157,9 +159,9 @@ unary("sigmoid", _sigmoid, lambda n, g: [make("sigmoid_grad", n, g)], "logistic 
 unary("tanh", lambda xp, ins, a, out: xp.tanh(ins[0], out=out),
       lambda n, g: [make("tanh_grad", n, g)], "hyperbolic tangent")
 register(OpDef("sigmoid_grad", "elementwise", like_shape, _sigmoid_grad, _sigmoid_grad_grad,
-               doc="g * y * (1 - y) with y = sigmoid(x)"))
+               rows=True, doc="g * y * (1 - y) with y = sigmoid(x)"))
 register(OpDef("tanh_grad", "elementwise", like_shape, _tanh_grad, _tanh_grad_grad,
-               doc="g * (1 - y^2) with y = tanh(x)"))
+               rows=True, doc="g * (1 - y^2) with y = tanh(x)"))
 
 
 # ---- shape-only sources ------------------------------------------------------------------

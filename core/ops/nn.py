@@ -42,14 +42,20 @@ def _log_softmax_grad(n, g):
     return [sub(g, mul(exp(n), reduce_sum(g, ax, keepdims=True)))]
 
 
+def _later_axis(attrs, ndim) -> bool:
+    """Rows of the first axis are independent where the softmax runs along another axis."""
+    return normalize_axes(attrs["axis"], ndim) != (0,)
+
+
 def _same(shapes, attrs):
     normalize_axes(attrs["axis"], len(shapes[0]))
     return tuple(shapes[0])
 
 
-register(OpDef("softmax", "opaque", _same, _softmax, _softmax_grad, inplace=(0,),
+register(OpDef("softmax", "opaque", _same, _softmax, _softmax_grad, inplace=(0,), rows=_later_axis,
                doc="exp(x) / sum(exp(x)) along axis, max-shifted"))
 register(OpDef("log_softmax", "opaque", _same, _log_softmax, _log_softmax_grad, inplace=(0,),
+               rows=_later_axis,
                doc="x - logsumexp(x) along axis"))
 
 

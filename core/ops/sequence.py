@@ -165,11 +165,16 @@ def _ln_gamma_grad_ws(shapes, attrs, out_shape, dtype):
 
 SECOND_ORDER = gradient_not_implemented("second order through layer_norm is not supported")
 
-register(OpDef("layer_norm", "opaque", _ln_shape, _ln, _ln_grad, inplace=(0,),
+
+def _matrix_rows(attrs, ndim) -> bool:
+    """Rows of the first axis are independent where it is not the normalised (last) axis."""
+    return ndim >= 2
+
+register(OpDef("layer_norm", "opaque", _ln_shape, _ln, _ln_grad, inplace=(0,), rows=_matrix_rows,
                dtype=lambda d, a: np.result_type(d[0]),
                doc="normalise over the last axis, then scale by gamma and shift by beta"))
 register(OpDef("layer_norm_grad", "opaque", lambda s, a: tuple(s[1]), _ln_grad_compute,
-               SECOND_ORDER, dtype=lambda d, a: np.result_type(d[0]),
+               SECOND_ORDER, dtype=lambda d, a: np.result_type(d[0]), rows=_matrix_rows,
                doc="gradient of layer_norm towards its input"))
 register(OpDef("layer_norm_gamma_grad", "opaque", lambda s, a: tuple(s[1][-1:]), _ln_gamma_grad,
                SECOND_ORDER, workspace=_ln_gamma_grad_ws, dtype=lambda d, a: np.result_type(d[0]),
@@ -260,9 +265,9 @@ def _gelu_grad_ws(shapes, attrs, out_shape, dtype):
 
 register(OpDef("gelu", "elementwise", same_shape, _gelu,
                lambda n, g: [make("gelu_grad", n.inputs[0], g, approximate=n.attrs["approximate"])],
-               doc="x * Phi(x), Gaussian error linear unit (tanh or erf form)"))
+               rows=True, doc="x * Phi(x), Gaussian error linear unit (tanh or erf form)"))
 register(OpDef("gelu_grad", "elementwise", like_shape, _gelu_grad,
                gradient_not_implemented("second order through gelu is not supported"),
-               workspace=_gelu_grad_ws,
+               workspace=_gelu_grad_ws, rows=True,
                dtype=lambda d, a: np.result_type(d[1]), doc="g * gelu'(x)"))
 

@@ -24,14 +24,26 @@ def _run(graph, **options):
 
 @pytest.mark.parametrize("graph", GRAPHS)
 def test_results_bit_identical_across_passes(graph):
-    reference, _ = _run(graph, **VARIANTS[0])
+    """Bit for bit wherever the convolutions get the same chunks (a chunk is one GEMM, whose
+    rounding follows its length); to float rounding where the planner picked others."""
+    reference, ref_ex = _run(graph, **VARIANTS[0])
     for options in VARIANTS[1:]:
         got, ex = _run(graph, **options)
+        same_gemms = _conv_chunks(ex) == _conv_chunks(ref_ex)
         for run_ref, run_got in zip(reference, got):
             for a, b in zip(run_ref, run_got):
-                np.testing.assert_array_equal(a, b, err_msg=str(options))
+                if same_gemms:
+                    np.testing.assert_array_equal(a, b, err_msg=str(options))
+                else:
+                    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6, err_msg=str(options))
         buffers = list({id(b): b for b in ex.plan.buffers.values()}.values())
         assert overlapping_pairs(buffers) == []
+
+
+def _conv_chunks(ex) -> list:
+    """Samples per chunk of each convolution op in schedule order (the length of its GEMMs)."""
+    plan = ex.plan
+    return sorted((n.op, ws["cols"][1][0]) for n, ws in plan.workspaces.items() if "cols" in ws)
 
 
 @pytest.mark.parametrize("graph", GRAPHS)
@@ -222,8 +234,8 @@ def test_planner_picks_convolution_chunks_that_fit_the_room():
 
 
 def test_training_chunks_do_not_change_results_or_raise_the_peak():
-    """The training step may take whole-batch chunks where there is room; the values are the
-    same bits as with one sample per chunk, and the peak is the one-sample peak."""
+    """The training step may take whole-batch chunks where there is room; the values agree
+    with one sample per chunk (to rounding), and the peak is the one-sample peak."""
     from core.compiler import pipeline, workspace
     loss, params, feed, _ = cnn(8)
     outputs = [loss, *core.gradients(loss, params)]
@@ -238,6 +250,6 @@ def test_training_chunks_do_not_change_results_or_raise_the_peak():
             results[pick, "bound"] = ex.memory_report()["lower_bound_bytes"]
         finally:
             pipeline.workspace.candidates = original
-    for a, b in zip(results[0], results[-1]):
-        np.testing.assert_array_equal(a, b)
+    for a, b in zip(results[0], results[-1]):  # GEMMs of other lengths: equal to rounding
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
     assert results[0, "bound"] == results[-1, "bound"]

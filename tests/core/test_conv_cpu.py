@@ -1,6 +1,7 @@
-"""The numpy backend's convolutions and pools (one strided copy per im2col, batches split over
-threads, chunks the planner picks) give the bits of the plain xp-generic loops: for every
-chunk size and thread count, in float32 and float64, with ties, NaN and -0 in the pools."""
+"""The numpy backend's convolutions and pools give the bits of the plain xp-generic loops:
+convolutions (one strided copy per im2col) at every chunk size the planner may pick, pools
+(batches split over threads) for every thread count, in float32 and float64, with ties, NaN
+and -0 in the pools."""
 import numpy as np
 import pytest
 
@@ -42,7 +43,10 @@ def threads(monkeypatch):
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("x_shape,w_shape,stride,padding", CONVS)
-def test_conv_ops_bitwise_for_every_chunk_and_thread_count(threads, dtype, x_shape, w_shape, stride, padding):
+def test_conv_ops_match_the_generic_path_at_every_chunk(dtype, x_shape, w_shape, stride, padding):
+    """At one chunk size the numpy path (one strided copy per im2col) gives the generic
+    path's bits; across chunk sizes (each a GEMM of another length) the results agree to
+    float rounding, and the reference is an einsum over kernel offsets."""
     rng = np.random.default_rng(7)
     x, w = rng.standard_normal(x_shape).astype(dtype), rng.standard_normal(w_shape).astype(dtype)
     attrs = {"stride": stride, "padding": padding}
@@ -50,14 +54,42 @@ def test_conv_ops_bitwise_for_every_chunk_and_thread_count(threads, dtype, x_sha
     gy = rng.standard_normal(y_shape).astype(dtype)
     cases = [("conv2d", [x, w], y_shape), ("conv2d_grad_input", [gy, w, x], x_shape),
              ("conv2d_grad_weight", [gy, x, w], w_shape)]
-    n = x_shape[0]
+    tolerance = 1e-5 if dtype == "float32" else 1e-12
     for op, ins, shape in cases:
-        want = _compute(op, GENERIC, ins, attrs, shape)
-        for count in (1, 2, 3):
-            threads(count)
-            for chunk in (None, 1, 2, 4, n):
-                got = _compute(op, np, ins, attrs, shape, chunk)
-                assert got.tobytes() == want.tobytes(), (op, count, chunk)
+        for chunk in (None, 1, 2, 4, x_shape[0]):
+            want = _compute(op, GENERIC, ins, attrs, shape, chunk)
+            got = _compute(op, np, ins, attrs, shape, chunk)
+            assert got.tobytes() == want.tobytes(), (op, chunk)
+            exact = _reference(op, [v.astype(np.float64) for v in ins], stride, padding)
+            np.testing.assert_allclose(got, exact, rtol=tolerance, atol=tolerance * 10, err_msg=op)
+
+
+def _reference(op, ins, stride, padding):
+    """conv2d and its two gradients by an einsum per kernel offset (float64)."""
+    a, b, c = (*ins, None)[:3]
+    def windows(x, k_shape):
+        xp = np.pad(x, ((0, 0), (0, 0), (padding, padding), (padding, padding)))
+        oh = (x.shape[2] + 2 * padding - k_shape[2]) // stride + 1
+        ow = (x.shape[3] + 2 * padding - k_shape[3]) // stride + 1
+        for i in range(k_shape[2]):
+            for j in range(k_shape[3]):
+                yield i, j, xp[:, :, i:i + stride * oh:stride, j:j + stride * ow:stride]
+    if op == "conv2d":
+        return sum(np.einsum("ncyx,oc->noyx", win, b[:, :, i, j]) for i, j, win in windows(a, b.shape))
+    if op == "conv2d_grad_weight":  # (gy, x, w)
+        dw = np.zeros_like(c)
+        for i, j, win in windows(b, c.shape):
+            dw[:, :, i, j] = np.einsum("ncyx,noyx->oc", win, a)
+        return dw
+    gy, w, x = a, b, c  # grad_input: scatter each offset's contribution back
+    h, wd = x.shape[2] + 2 * padding, x.shape[3] + 2 * padding
+    dxp = np.zeros((x.shape[0], x.shape[1], h, wd))
+    oh, ow = gy.shape[2:]
+    for i in range(w.shape[2]):
+        for j in range(w.shape[3]):
+            dxp[:, :, i:i + stride * oh:stride, j:j + stride * ow:stride] += np.einsum(
+                "noyx,oc->ncyx", gy, w[:, :, i, j])
+    return dxp[:, :, padding:padding + x.shape[2], padding:padding + x.shape[3]]
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
@@ -95,11 +127,3 @@ def test_errors_in_a_thread_reach_the_caller(threads):
             raise ValueError("run failed")
     with pytest.raises(ValueError, match="run failed"):
         cpu.for_each_run(fail, 0, 8)
-
-
-def test_blas_threads_are_restored_after_a_convolution():
-    controls = cpu._blas_controls()
-    before = [c.num_threads for c in controls]
-    x, w = np.ones((2, 1, 5, 5), np.float32), np.ones((1, 1, 3, 3), np.float32)
-    _compute("conv2d", np, [x, w], {"stride": 1, "padding": 0}, (2, 1, 3, 3))
-    assert [c.num_threads for c in controls] == before
