@@ -13,7 +13,7 @@ from .errors import GraphError
 # What `to_dict` writes; core.graphfile validates and migrates against the same two.
 ID_PATTERN = re.compile(r"[A-Za-z0-9_\-]+")  # node ids: safe in file names, plans, messages
 FORMAT = "loom.graph"
-VERSION = 1
+VERSION = 2  # 2: block definitions ("blocks")
 
 
 @dataclass
@@ -33,7 +33,9 @@ class Edge:
 class GraphDocument:
     """Every mutation goes through a method that emits `(event_name, payload)` to listeners.
     Events: node_added, node_removed, node_renamed, attr_changed, node_moved, edge_added,
-    edge_removed, training_changed, reset."""
+    edge_removed, training_changed, reset; for block definitions (core.blocks): block_added,
+    block_removed, block_renamed, and block_changed whenever a definition's body or promoted
+    parameters change (so views of the top level refresh the instances)."""
 
     def __init__(self, name: str = "untitled"):
         self.name = name
@@ -48,6 +50,12 @@ class GraphDocument:
         # an .npz of initial parameter values beside the graph file (imported models'
         # weights), keyed by parameter name; relative to base_dir
         self.weights: str | None = None
+        # block definitions by name, in file order (core.blocks.BlockDef); a definition's body
+        # is a document of its own whose `owner` is this one: instances inside a body name
+        # definitions of the document that owns it
+        self.blocks: dict = {}
+        self.owner: GraphDocument | None = None
+        self._body_hooks: dict = {}  # definition name -> its body listener
 
     # ---- events --------------------------------------------------------------------------
     def subscribe(self, callback: Callable[[str, dict], None]):
@@ -155,6 +163,61 @@ class GraphDocument:
         for e in self.edges:
             self._into.setdefault(e.dst[0], []).append(e)
 
+    # ---- block definitions -----------------------------------------------------------------
+    def add_block(self, defn, index: int | None = None):
+        """`index` puts a definition back at its old place (undo keeps files identical)."""
+        if defn.name in self.blocks:
+            raise GraphError(f"a block named {defn.name!r} already exists")
+        if defn.body.owner not in (None, self):  # one body, one owner: it forwards its events
+            raise GraphError(f"block {defn.name!r} belongs to another graph: add a copy "
+                             f"(core.block_library.import_block)")
+        items = list(self.blocks.items())
+        items.insert(len(items) if index is None else index, (defn.name, defn))
+        self.blocks = dict(items)
+        self._adopt(defn)
+        self._emit("block_added", block=defn.name)
+
+    def remove_block(self, name: str):
+        """Removes a definition (instances naming it stay: analysis reports them); returns it."""
+        defn = self.blocks.pop(name)
+        defn.body.unsubscribe(self._body_hooks.pop(name))
+        defn.body.owner = None
+        self._emit("block_removed", block=name)
+        return defn
+
+    def rename_block(self, old: str, new: str):
+        """Renames a definition and every instance of it, here and inside every body."""
+        problem = id_problem(new, self.blocks, old)
+        if problem:
+            raise GraphError(problem.replace("node name", "block name"))
+        defn = self.blocks[old]
+        self.blocks = {(new if k == old else k): v for k, v in self.blocks.items()}
+        defn.name = defn.body.name = new
+        self._body_hooks[new] = self._body_hooks.pop(old)
+        for doc in (self, *(d.body for d in self.blocks.values())):
+            for spec in list(doc.nodes.values()):
+                if spec.kind == "Block" and spec.attrs.get("block") == old:
+                    doc.set_attr(spec.id, "block", new)
+        self._emit("block_renamed", old=old, new=new)
+
+    def set_block_param(self, block: str, param: str, spec: dict | None):
+        """Promote (or, with None, drop) a parameter of a definition: {"default", "targets"}."""
+        params = self.blocks[block].params
+        if spec is None:
+            params.pop(param, None)
+        else:
+            params[param] = copy.deepcopy(spec)
+        self._emit("block_changed", block=block, change="params_changed", param=param)
+
+    def _adopt(self, defn):
+        """The body's instances resolve definitions through its owner; every body event is
+        forwarded as block_changed (the definition's name is read when it fires: renames)."""
+        defn.body.owner = self
+        hook = lambda event, payload: self._emit(  # noqa: E731
+            "block_changed", block=defn.name, change=event, **payload)
+        self._body_hooks[defn.name] = hook
+        defn.body.subscribe(hook)
+
     # ---- whole document --------------------------------------------------------------------
     def set_training(self, training: dict):
         self.training = copy.deepcopy(training)
@@ -170,6 +233,8 @@ class GraphDocument:
             "edges": [{"src": list(e.src), "dst": list(e.dst)} for e in self.edges],
             "training": copy.deepcopy(self.training),
             **({"weights": self.weights} if self.weights else {}),
+            **({"blocks": {name: d.to_dict() for name, d in self.blocks.items()}}
+               if self.blocks else {}),
         }
 
     def load_dict(self, data: dict):
@@ -181,7 +246,16 @@ class GraphDocument:
         self._index_edges()
         self.training = copy.deepcopy(data.get("training", {}))
         self.weights = data.get("weights")
+        self._load_blocks(data.get("blocks", {}))
         self._emit("reset")
+
+    def _load_blocks(self, blocks: dict):
+        from .blocks.model import BlockDef  # blocks build on documents: imported when used
+        for name, defn in self.blocks.items():
+            defn.body.unsubscribe(self._body_hooks.pop(name))
+        self.blocks = {name: BlockDef.from_dict(name, d) for name, d in blocks.items()}
+        for defn in self.blocks.values():
+            self._adopt(defn)
 
     @classmethod
     def from_dict(cls, data: dict) -> "GraphDocument":

@@ -1,7 +1,7 @@
 """The saved-graph format (`*.loom.json`): load, validate, migrate, save atomically.
 
 Structure is checked by a JSON Schema (the `jsonschema` library), meaning by our own checks
-on top (duplicate ids, edges to missing nodes). Everything wrong with a file raises one
+on top (duplicate ids, edges to missing nodes, in the graph and in every block definition). Everything wrong with a file raises one
 error type, `GraphFileError`, naming the file, the JSON path or node id, and the problem.
 Layer-level problems (unknown kinds, shapes, attribute ranges) are not load errors: the
 editor must open such a file to fix it; `core.layers.analyze` reports them."""
@@ -52,6 +52,25 @@ TRAINING_SCHEMA = {
     },
     "additionalProperties": False,
 }
+_NAME = {"type": "string", "minLength": 1, "pattern": f"^{ID_PATTERN.pattern}$"}
+_PAIR = {"type": "array", "items": {"type": "number"}, "minItems": 2, "maxItems": 2}
+_NODES = {"type": "array", "items": {
+    "type": "object", "required": ["id", "kind"], "additionalProperties": False,
+    "properties": {"id": _NAME, "kind": {"type": "string", "minLength": 1},
+                   "attrs": {"type": "object"}, "pos": _PAIR}}}
+_EDGES = {"type": "array", "items": {
+    "type": "object", "required": ["src", "dst"], "additionalProperties": False,
+    "properties": {"src": _PORT, "dst": _PORT}}}
+# a block definition (core.blocks): its body's nodes and edges, the attributes it promotes to
+# its instances ({"width": {"default": 64, "targets": [["linear1", "units"]]}}), and where
+# its instance stood when it was grouped
+_BLOCK = {
+    "type": "object", "required": ["nodes", "edges"], "additionalProperties": False,
+    "properties": {
+        "nodes": _NODES, "edges": _EDGES, "origin": _PAIR,
+        "params": {"type": "object", "propertyNames": _NAME, "additionalProperties": {
+            "type": "object", "required": ["default", "targets"], "additionalProperties": False,
+            "properties": {"default": {}, "targets": {"type": "array", "items": _PORT}}}}}}
 SCHEMA = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
     "type": "object",
@@ -62,24 +81,19 @@ SCHEMA = {
         "name": {"type": "string"},
         # initial parameter values: an .npz keyed by parameter name, beside the graph file
         "weights": {"type": "string", "minLength": 1},
-        "nodes": {"type": "array", "items": {
-            "type": "object", "required": ["id", "kind"], "additionalProperties": False,
-            "properties": {"id": {"type": "string", "minLength": 1, "pattern": f"^{ID_PATTERN.pattern}$"},
-                           "kind": {"type": "string", "minLength": 1},
-                           "attrs": {"type": "object"},
-                           "pos": {"type": "array", "items": {"type": "number"},
-                                   "minItems": 2, "maxItems": 2}}}},
-        "edges": {"type": "array", "items": {
-            "type": "object", "required": ["src", "dst"], "additionalProperties": False,
-            "properties": {"src": _PORT, "dst": _PORT}}},
+        "nodes": _NODES,
+        "edges": _EDGES,
         "training": TRAINING_SCHEMA,
+        "blocks": {"type": "object", "propertyNames": _NAME, "additionalProperties": _BLOCK},
     },
     "additionalProperties": False,
 }
 _VALIDATOR = jsonschema.Draft202012Validator(SCHEMA)
 
 # version -> function upgrading a dict of that version to version + 1
-MIGRATIONS: dict = {}
+MIGRATIONS: dict = {
+    1: lambda data: {**data, "version": 2},  # 2 adds "blocks": a version-1 file has none
+}
 
 
 class GraphFileError(LoomError):
@@ -249,16 +263,30 @@ def _semantic_checks(data, source):
     refused = setting_reasons(data.get("training", {}))  # what the schema cannot say (64.0)
     if refused:
         raise GraphFileError(f"{source}: at $.training.{refused[0][0]}: {refused[0][1]}")
+    _check_wiring(data, source, "$")
+    for name, block in data.get("blocks", {}).items():
+        ids = _check_wiring(block, source, f"$.blocks.{name}")
+        for param, spec in block.get("params", {}).items():
+            for i, (node_id, _) in enumerate(spec["targets"]):
+                if node_id not in ids:
+                    raise GraphFileError(f"{source}: at $.blocks.{name}.params.{param}.targets[{i}]: "
+                                         f"no node with id {node_id!r}")
+
+
+def _check_wiring(data, source, where) -> set:
+    """Node ids unique and every edge between existing nodes, in a graph or a block body;
+    returns the ids."""
     ids = set()
     for i, node in enumerate(data["nodes"]):
         if node["id"] in ids:
-            raise GraphFileError(f"{source}: at $.nodes[{i}]: duplicate node id {node['id']!r}")
+            raise GraphFileError(f"{source}: at {where}.nodes[{i}]: duplicate node id {node['id']!r}")
         ids.add(node["id"])
     for i, edge in enumerate(data["edges"]):
         for end in ("src", "dst"):
             if edge[end][0] not in ids:
-                raise GraphFileError(f"{source}: at $.edges[{i}].{end}: "
+                raise GraphFileError(f"{source}: at {where}.edges[{i}].{end}: "
                                      f"no node with id {edge[end][0]!r}")
+    return ids
 
 
 def dumps(doc: GraphDocument, folder=None) -> str:
@@ -286,7 +314,8 @@ def _rebase_paths(data, base, folder):
     weights = data.get("weights")
     if weights and not os.path.isabs(os.path.expanduser(weights)):
         data["weights"] = _relative(os.path.join(base, weights), folder)
-    for node in data["nodes"]:
+    bodies = [b["nodes"] for b in data.get("blocks", {}).values()]
+    for node in (n for nodes in (data["nodes"], *bodies) for n in nodes):
         kind = LAYERS.get(node["kind"])
         for spec in (a for a in (kind.attrs if kind else ()) if a.path):
             value = node["attrs"].get(spec.name)

@@ -24,6 +24,7 @@ from .errors import LoomError
 from .graph import topological_order
 from .layers.base import LAYERS
 from .layers.builder import DISPLAY_BATCH
+from .layers.flatten import flatten
 from .settings import DEFAULTS
 from .weights import initial_values
 
@@ -64,6 +65,7 @@ def probe_shapes(outputs):
 
 
 def inference_graph(doc) -> InferenceGraph:
+    doc = flatten(doc)  # blocks: a loss or an unread output inside one is found by its path
     built = layers.build(doc, training=False)
     outputs = _loss_inputs(doc, built) if built.loss is not None else _unread_outputs(doc, built)
     if not outputs:

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import layers
+from .blocks import has_blocks, plan_rows
 from .autodiff import gradients
 from .compiler import compile_plan
 from .compiler.report import plan_tables
@@ -139,6 +140,8 @@ def plan_report(doc, batch, checkpoint=None, inference=False, schedule="auto", p
               "node_of": dict(built.node_of)}
     report.update(plan_tables(plan, built.node_of))
     report["persistent"] = persistent_allocations(built, optimizer)
+    if has_blocks(doc):  # node ids inside blocks are paths: totals per top-level block
+        report["blocks"] = plan_rows(doc, report, built.macs, batch)
     if procs > 1:
         report["allreduce buckets"] = bucket_rows(plan, built.node_of)
     report["notes"] = budget_notes(report)

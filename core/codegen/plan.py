@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from ..compiler.shapes import show_shape
 from ..errors import LoomError
 from ..inference import PROBE, inference_graph, parameter_values, probe_shapes
+from ..layers.flatten import flatten
 from ..layers.base import LAYERS
 from ..layers.builder import doc_order
 from .script import literal
@@ -123,6 +124,7 @@ def returned(plan) -> str:
 
 
 def plan_export(doc, checkpoint=None) -> ExportPlan:
+    doc = flatten(doc)  # blocks are written out as their nodes, named by path (stage1_conv1)
     graph = inference_graph(doc)
     sources = output_sources(doc, graph)
     needed = ancestors(doc, {src[0] for src in sources.values()})

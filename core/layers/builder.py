@@ -1,7 +1,7 @@
 """Turning a GraphDocument into core nodes (`build`) and checking it (`analyze`).
 
-Both walk the document in topological order (networkx) and build each node from its
-inputs; shapes are inferred incrementally so layers like Linear can size their parameters,
+Both flatten blocks away first (core/layers/flatten.py), then walk the document in
+topological order (networkx) and build each node from its inputs; shapes are inferred incrementally so layers like Linear can size their parameters,
 and so the editor sees every output shape, parameter count and multiply-add count
 without running anything."""
 from __future__ import annotations
@@ -14,6 +14,7 @@ import networkx as nx
 from ..compiler.shapes import ShapeSpec, infer
 from ..errors import GraphError, LoomError
 from .base import LAYERS, BuildContext
+from .flatten import flatten
 
 DISPLAY_BATCH = 9973  # a prime no layer uses as a size: shapes show it back as N
 
@@ -46,7 +47,11 @@ class Analysis:
     problems: list = field(default_factory=list)
 
     def problems_of(self, node_id):
-        return [p for p in self.problems if p.node_id == node_id]
+        """The node's problems; for a block instance, also those of the nodes inside it
+        (their ids are paths under the instance's: `stage1/conv1`)."""
+        inside = f"{node_id}/"
+        return [p for p in self.problems if p.node_id is not None
+                and (p.node_id == node_id or p.node_id.startswith(inside))]
 
 
 @dataclass
@@ -61,7 +66,8 @@ class Built:
     metrics: dict = field(default_factory=dict)
     parameters: list = field(default_factory=list)
     state: list = field(default_factory=list)
-    node_of: dict = field(default_factory=dict)  # core node name -> document node id
+    node_of: dict = field(default_factory=dict)  # core node name -> (flat) document node id
+    macs: dict = field(default_factory=dict)  # (flat) document node id -> multiply-adds per sample
 
     def feed_of(self, port_type: str):
         """The training-data placeholder of a port type: "data" (inputs) or "label"."""
@@ -96,12 +102,15 @@ def compatible(src_type: str, dst_type: str) -> bool:
 
 
 def doc_order(doc):
-    """Node ids in dependency order; raises GraphError naming the nodes of a cycle."""
+    """Node ids in dependency order, ties broken by document order; raises GraphError naming
+    the nodes of a cycle. Parameters initialise in build order from one RNG: a grouped graph,
+    flattened, must build in the same order as the same graph drawn flat."""
+    index = {node_id: i for i, node_id in enumerate(doc.nodes)}
     g = nx.DiGraph()
     g.add_nodes_from(doc.nodes)
     g.add_edges_from((e.src[0], e.dst[0]) for e in doc.edges if e.src[0] in doc.nodes and e.dst[0] in doc.nodes)
     try:
-        return list(nx.topological_sort(g))
+        return list(nx.lexicographical_topological_sort(g, key=index.__getitem__))
     except nx.NetworkXUnfeasible:
         cycle = [u for u, _ in nx.find_cycle(g)]
         raise GraphError(f"cycle through nodes {' -> '.join(cycle + cycle[:1])}") from None
@@ -144,7 +153,16 @@ class Walker:
             self.built.outputs[(spec.id, port)] = node
         self._record(spec, kind, attrs, ctx, outs)
         self.contexts[spec.id] = (ctx, outs)
+        self.built.macs[spec.id] = self._macs(spec, kind, attrs, outs)
         return ctx, outs, attrs
+
+    def _macs(self, spec, kind, attrs, outs) -> int:
+        """Multiply-adds per sample, from shapes alone."""
+        if kind.macs is None:
+            return 0
+        ins = {p: self.shapes[n] for p, n in self.inputs_of(spec).items()}
+        full = kind.macs(ins, {p: self.shapes[n] for p, n in outs.items()}, attrs)
+        return int(full // self.specs.batch)
 
     def _record(self, spec, kind, attrs, ctx, outs):
         b = self.built
@@ -192,18 +210,30 @@ def resolve_path(value, base):
 
 
 def build(doc, training=True, batch=None, seed=0, distributed=False) -> Built:
-    """Core nodes for the whole document. Raises LoomError naming the first bad node.
-    distributed: a data-parallel training step (batch norm synchronises its statistics)."""
-    walker = Walker(doc, training, batch or DISPLAY_BATCH, seed, distributed)
-    for node_id in doc_order(doc):
-        spec = doc.nodes[node_id]
+    """Core nodes for the whole document, blocks flattened (node ids inside them are paths).
+    Raises LoomError naming the first bad node. distributed: a data-parallel training step
+    (batch norm synchronises its statistics)."""
+    flat = flatten(doc)
+    walker = Walker(flat, training, batch or DISPLAY_BATCH, seed, distributed)
+    for node_id in doc_order(flat):
+        spec = flat.nodes[node_id]
         if spec.kind not in LAYERS:
             raise GraphError(f"node {node_id}: unknown kind {spec.kind!r}")
         try:
             walker.build_node(spec)
         except (LoomError, KeyError) as exc:
             raise GraphError(f"node {node_id} ({spec.kind}): {_message(exc)}") from None
+    if flat is not doc:
+        alias_instance_outputs(flat, walker.built.outputs)
     return walker.built
+
+
+def alias_instance_outputs(flat, outputs):
+    """An instance's output port names the value of the inner node computing it, so callers
+    holding the unflattened document (inference reads what feeds the loss) find it."""
+    for key, src in getattr(flat, "outputs_of", {}).items():
+        if src in outputs:
+            outputs[key] = outputs[src]
 
 
 def _message(exc):

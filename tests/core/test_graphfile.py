@@ -73,7 +73,7 @@ def test_random_bytes_raise_only_graphfileerror(blob, tmp_path_factory):
 def test_newer_version_is_refused_clearly():
     data = json.loads(TEXT)
     data["version"] = 3
-    with pytest.raises(GraphFileError, match="newer Loom.*version 3.*up to version 1"):
+    with pytest.raises(GraphFileError, match="newer Loom.*version 3.*up to version 2"):
         graphfile.from_dict(data, "new.loom.json")
 
 
