@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from gpu.kernels.blas import gemm_args
+from gpu.kernels.blas import layout, operand_args
 
 SHIM = r"""#include <math.h>
 #include <string.h>
@@ -258,8 +258,10 @@ def _column_major(buf, offset, rows, cols, ld):
 
 
 def host_gemm(a, b, out, trans_a=False, trans_b=False):
-    """blas.gemm's contract, computed from its cuBLAS arguments."""
+    """blas.gemm's contract (operands arrays or Blocks), computed from its cuBLAS arguments
+    on the operands' whole buffers, as cuBLAS reads them."""
+    g = operand_args(a, b, out, trans_a, trans_b)
+    a, b = layout(a)[0], layout(b)[0]
     for x in (a, b, out):
         assert x.flags.c_contiguous and x.dtype == out.dtype
-    g = gemm_args(a.shape, b.shape, out.shape, trans_a, trans_b)
     out[...] = column_major_gemm(g, b.reshape(-1), a.reshape(-1), out.size).reshape(out.shape)

@@ -10,7 +10,7 @@ from core.ops.base import OPS
 from gpu.cache import KernelCache
 from gpu.graphs import stream_plan
 from gpu.kernels import kernels
-from gpu.kernels.blas import gemm_args
+from gpu.kernels.blas import Blocks, gemm_args, operand_args
 
 from .emulator import column_major_gemm
 
@@ -67,6 +67,23 @@ def test_gemm_arguments_compute_the_row_major_product(trans_a, trans_b, batch):
     op_a = np.swapaxes(a, -1, -2) if trans_a else a
     op_b = np.swapaxes(b, -1, -2) if trans_b else b
     np.testing.assert_allclose(got, np.matmul(op_a, op_b), rtol=1e-12)
+
+
+@pytest.mark.parametrize("trans_b", [False, True])
+def test_gemm_arguments_read_blocks_in_place(trans_b):
+    """A batch of per-sample blocks inside one (k, batch·cols) matrix (or its transpose),
+    read with leading dimension batch·cols and batch stride cols, against the copies."""
+    rng = np.random.default_rng(1)
+    batch, m, k, cols = 3, 4, 5, 6
+    a = rng.standard_normal((batch, m, cols) if trans_b else (m, k))
+    matrix = rng.standard_normal((k, batch * cols))  # column = sample·cols + pixel
+    blocks = Blocks(matrix, (batch, k, cols), batch * cols, cols)
+    out_shape = (batch, m, k) if trans_b else (batch, m, cols)
+    g = operand_args(a, blocks, np.empty(out_shape), trans_b=trans_b, trans_a=False)
+    got = column_major_gemm(g, matrix.ravel(), a.ravel(), int(np.prod(out_shape)))
+    each = matrix.reshape(k, batch, cols).transpose(1, 0, 2)  # the blocks, copied
+    want = np.matmul(a, np.swapaxes(each, -1, -2)) if trans_b else np.matmul(a, each)
+    np.testing.assert_allclose(got.reshape(out_shape), want, rtol=1e-12)
 
 
 # ---- the backend -------------------------------------------------------------------------------

@@ -115,6 +115,34 @@ def test_conv_in_several_chunks_and_without_workspace(gpu):
     close(device_compute(gpu, "conv2d", [x, w], attrs, y_shape, "float32", False), want)
 
 
+# (x, w, stride, padding): every branch of core.ops.conv — small / large images (one GEMM per
+# chunk / per sample) and the input gradient as a convolution / as GEMM + col2im
+CONV_BRANCHES = {"small, grad input by convolution": ((5, 3, 9, 9), (4, 3, 3, 3), 1, 1),
+                 "small, grad input by col2im": ((5, 2, 9, 9), (6, 2, 3, 3), 1, 0),
+                 "large, grad input by convolution": ((5, 2, 24, 24), (3, 2, 3, 3), 1, 1),
+                 "large, grad input by col2im": ((5, 2, 48, 47), (5, 2, 3, 3), 2, 1)}
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("branch", list(CONV_BRANCHES))
+def test_conv_branches_in_uneven_chunks(gpu, dtype, branch):
+    """Chunks of 2 samples over a batch of 5: the last chunk's matrices are shorter than the
+    planned buffers (and, for large images, the per-sample blocks' stride differs)."""
+    from core.ops.conv import grad_input_as_convolution, per_sample_gemms
+    x_shape, w_shape, stride, padding = CONV_BRANCHES[branch]
+    attrs = {"stride": stride, "padding": padding, "chunk": 2}
+    y_shape = OPS["conv2d"].shape([x_shape, w_shape], attrs)
+    assert per_sample_gemms(y_shape[2] * y_shape[3]) == branch.startswith("large")
+    as_convolution = grad_input_as_convolution(y_shape, w_shape, x_shape, attrs)
+    assert as_convolution == branch.endswith("convolution")
+    rng = np.random.default_rng(8)
+    x, w = rng.standard_normal(x_shape).astype(dtype), rng.standard_normal(w_shape).astype(dtype)
+    gy = rng.standard_normal(y_shape).astype(dtype)
+    check_op(gpu, "conv2d", [x, w], attrs, y_shape, dtype)
+    check_op(gpu, "conv2d_grad_input", [gy, w, x], attrs, x_shape, dtype)
+    check_op(gpu, "conv2d_grad_weight", [gy, x, w], attrs, w_shape, dtype)
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("kernel,stride,padding", [(2, 2, 0), (3, 2, 1)])
 def test_pool_kernels(gpu, dtype, kernel, stride, padding):

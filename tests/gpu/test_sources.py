@@ -16,7 +16,7 @@ def test_every_generated_source_compiles_alone():
 
 def test_sources_cover_every_kernel_kind():
     labels = " ".join(all_sources())
-    for kind in ("im2col", "col2im", "sum_batch", "max_pool", "avg_pool_grad", "softmax",
-                 "log_softmax", "sce_grad", "accuracy", "adam_update", "reduce_mean/float64",
-                 "expand_like/float32", "mnist_cnn/step", "constants"):
+    for kind in ("im2col", "col2im", "swap_outer", "sum_batch", "max_pool", "avg_pool_grad",
+                 "softmax", "log_softmax", "sce_grad", "accuracy", "adam_update",
+                 "reduce_mean/float64", "expand_like/float32", "mnist_cnn/step", "constants"):
         assert kind in labels, kind
