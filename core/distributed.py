@@ -6,6 +6,7 @@ part scaled by its share of the batch, so K ranks compute what one process compu
 whole batch. `world()` is None in a plain, single-process run."""
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -30,10 +31,21 @@ class Communicator:
         from mpi4py import MPI
         self.MPI, self.comm = MPI, comm
         self.rank, self.size = comm.Get_rank(), comm.Get_size()
+        # ranks on this machine: they share its cores (core/ops/cpu.py gives each its part)
+        self.local_size = comm.Split_type(MPI.COMM_TYPE_SHARED).Get_size()
+        self.pending: list = []  # started allreduces not yet waited for
 
     def iallreduce_sum(self, buffer):
         """Start summing `buffer` over the ranks, in place; returns the request to wait on."""
-        return self.comm.Iallreduce(self.MPI.IN_PLACE, buffer, op=self.MPI.SUM)
+        request = self.comm.Iallreduce(self.MPI.IN_PLACE, buffer, op=self.MPI.SUM)
+        self.pending.append(request)
+        return _Tracked(request, self.pending)
+
+    def progress(self):
+        """Let MPI move the pending allreduces on (MPICH advances a non-blocking collective
+        only inside MPI calls: without this, all of it happens in the final wait)."""
+        if self.pending:
+            self.MPI.Request.Testall(self.pending)
 
     def allreduce_sum(self, buffer):
         self.comm.Allreduce(self.MPI.IN_PLACE, buffer, op=self.MPI.SUM)
@@ -48,6 +60,30 @@ class Communicator:
         self.comm.Abort(code)
 
 
+class _Tracked:
+    """A request that leaves the pending list once waited for."""
+
+    def __init__(self, request, pending):
+        self.request, self.pending = request, pending
+
+    def Wait(self):  # noqa: N802 - mpi4py's request API
+        self.request.Wait()
+        # by identity: requests compare by handle, and every finished one is MPI_REQUEST_NULL
+        self.pending[:] = [r for r in self.pending if r is not self.request]
+
+
+def local_ranks() -> int:
+    """Ranks of this job on this machine (1 outside a job)."""
+    return 1 if _WORLD is None else _WORLD.local_size
+
+
+def progress():
+    """Called by the executor between the ops of a step with communication (cheap when
+    nothing is pending or outside an MPI job)."""
+    if _WORLD is not None and _WORLD.pending:
+        _WORLD.progress()
+
+
 def start() -> Communicator:
     """Join the MPI job this process was started in (`--distributed`)."""
     global _WORLD
@@ -56,7 +92,20 @@ def start() -> Communicator:
     except ImportError:
         raise DistributedError(f"--distributed needs mpi4py: {DIST_EXTRA}") from None
     _WORLD = Communicator(MPI.COMM_WORLD)
+    _share_blas_threads(_WORLD.local_size)
     return _WORLD
+
+
+def _share_blas_threads(ranks: int):
+    """BLAS threads of a rank: the machine's cores shared out among its ranks (as DDP does),
+    where threadpoolctl can set them (`--procs` also sets OPENBLAS_NUM_THREADS for its ranks)."""
+    if ranks <= 1:
+        return
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        return
+    threadpool_limits(max(1, (os.cpu_count() or 1) // ranks), user_api="blas")
 
 
 def world() -> Communicator | None:
@@ -100,6 +149,14 @@ def mpiexec() -> str:
     if not found:
         raise DistributedError(f"--procs needs mpiexec: {DIST_EXTRA}")
     return found
+
+
+def launch_env(procs: int) -> dict:
+    """The environment of `--procs` ranks: each its share of this machine's BLAS threads
+    (OpenBLAS reads it when numpy loads), unless the user set it."""
+    env = dict(os.environ)
+    env.setdefault("OPENBLAS_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // procs)))
+    return env
 
 
 def launch_command(procs: int, argv: list[str]) -> list[str]:

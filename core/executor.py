@@ -10,6 +10,7 @@ from functools import partial
 import numpy as np
 
 from . import backend as backends
+from . import distributed
 from .compiler import compile_plan, fusion, hazards
 from .errors import FeedError
 from .graph import Node, init_value, verify
@@ -225,6 +226,13 @@ class _Program:
         for call in self.live_calls:
             call()
 
+    def _run_polling(self):
+        """The same, letting started communication progress between ops (data-parallel)."""
+        progress = distributed.progress
+        for call in self.live_calls:
+            call()
+            progress()
+
     def _rebind(self, sources):
         """Re-bind only the steps reading a source that is a different array than last run:
         parameters updated in place keep their binding, a new batch rebinds its few readers."""
@@ -245,7 +253,8 @@ class _Program:
         drop a captured step, which replays the old ones."""
         self.live_calls = [c for c in self.calls if c is not None] if self.skipped or self.streamed \
             else self.calls
-        self.run_step = self._run_in_order
+        communicates = any(n.opdef.effects for n in self.plan.schedule)
+        self.run_step = self._run_polling if communicates else self._run_in_order
         if self.streamed:
             live = [i for i, step in enumerate(self.steps) if step is not None]
             if self._deps is None:  # a property of the plan: computed once

@@ -19,7 +19,7 @@ def run_mpiexec(procs: int, argv: list[str]) -> int:
     """Run the job and wait for it; Ctrl-C and SIGTERM (the editor's Stop) are passed on, so
     every rank saves its place and stops at the same step."""
     command = distributed.launch_command(procs, argv)
-    child = subprocess.Popen(command)
+    child = subprocess.Popen(command, env=distributed.launch_env(procs))
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda s, f: child.send_signal(s))

@@ -8,7 +8,8 @@ inside its loops). Every element comes from the same computation on any number o
 bit for bit. Pools split their batch the same way (`for_each_run`).
 
 `LOOM_CPU_THREADS=N` sets the number of threads (1: no splitting); by default, the cores
-this process may use, at most MAX_DEFAULT_THREADS.
+this process may use (shared out among the data-parallel ranks on this machine), at most
+MAX_DEFAULT_THREADS.
 
 GEMMs stay on BLAS's own threads. OpenBLAS keeps them spinning for a while after each call
 (2^28 cycles by default), holding the very cores the next op's threads need: on 2 cores a
@@ -21,6 +22,8 @@ import queue
 import threading
 
 import numpy as np
+
+from .. import distributed
 
 # Below these sizes an op runs whole: handing work to another thread costs ~80 µs on a small
 # VM (waking a thread), measured against the part it takes over.
@@ -37,7 +40,7 @@ def thread_count() -> int:
         cores = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         cores = os.cpu_count() or 1
-    return max(1, min(cores, MAX_DEFAULT_THREADS))
+    return max(1, min(cores // distributed.local_ranks(), MAX_DEFAULT_THREADS))
 
 
 def split(lo: int, hi: int, parts: int) -> list[tuple[int, int]]:
