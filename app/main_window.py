@@ -16,7 +16,7 @@ from core.document import GraphDocument
 from core.layers import LAYERS, compatible
 from core.layout import layered_positions
 
-from . import clipboard, commands, style
+from . import block_actions, blocks_menu, clipboard, commands, style
 from . import interop_actions, run_panel
 from .autosave import Autosave
 from .canvas.scene import GraphScene
@@ -24,7 +24,8 @@ from .canvas.view import GraphView
 from .inspector import Inspector
 from .palette import Palette
 from .problems import ProblemsPanel
-from .search_popup import SearchPopup, kinds_accepting
+from .canvas.levels import graph_totals
+from .search_popup import SearchPopup, kinds_accepting, offered_kinds
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "resources" / "examples"
@@ -50,7 +51,7 @@ class MainWindow(QMainWindow):
         self.view = GraphView(self.scene)
         self.setCentralWidget(self.view)
         self.palette = Palette()
-        self.inspector = Inspector(self.document, self.undo_stack)
+        self.inspector = Inspector(self.document, self.undo_stack, self.scene.levels)
         self.add_dock(self.palette, "Nodes", Qt.LeftDockWidgetArea)
         inspector = self.add_dock(self.inspector, "Inspector", Qt.RightDockWidgetArea)
         history = self.add_dock(QUndoView(self.undo_stack), "History", Qt.RightDockWidgetArea)
@@ -69,6 +70,7 @@ class MainWindow(QMainWindow):
         self.resizeDocks([inspector], [310], Qt.Horizontal)
         self._make_actions()
         self._connect()
+        blocks_menu.install(self)  # group, enter, breadcrumbs, the Blocks palette
         self.setStyleSheet(style.stylesheet())
         self.resize(1400, 860)
         self.autosave = Autosave(self, recovery_dir)
@@ -99,6 +101,7 @@ class MainWindow(QMainWindow):
     def _make_actions(self):
         bar = self.menuBar()
         file_menu, edit_menu, view_menu = bar.addMenu("&File"), bar.addMenu("&Edit"), bar.addMenu("&View")
+        self.edit_menu = edit_menu
         run_menu = bar.addMenu("&Run")
         a = self._action
         self.new_action = a("New", self.new, QKeySequence.New, file_menu)
@@ -165,7 +168,6 @@ class MainWindow(QMainWindow):
         self.scene.wire_dropped_on_empty.connect(self.open_search_for_wire)
         self.view.kind_dropped.connect(self.add_node)
         self.problems.node_chosen.connect(self.select_node)
-        self.view.search_requested.connect(self.open_search_at_cursor)
         self.palette.kind_activated.connect(
             lambda kind: self.add_node(kind, self.view.mapToScene(self.view.viewport().rect().center())))
 
@@ -199,6 +201,7 @@ class MainWindow(QMainWindow):
     def _replace_document(self, data, base_dir=None):
         """base_dir: the folder the graph's relative dataset paths are relative to (its
         file's folder); None for a new graph (the working directory)."""
+        self.scene.levels.path.clear()  # another graph: its top level, not a block of the old one
         self.document.load_dict(data)
         self.document.base_dir = base_dir
         self.undo_stack.clear()
@@ -284,9 +287,15 @@ class MainWindow(QMainWindow):
         self.setWindowTitle(f"{name}{'' if self.undo_stack.isClean() else ' *'} — Loom")
 
     # ---- editing ----------------------------------------------------------------------------
+    @property
+    def editing(self):
+        """The document the canvas shows: the graph, or the body of the block entered."""
+        return self.scene.doc
+
     def add_node(self, kind, pos: QPointF):
         """Add a node (dropped on a wire whose ends fit its ports, it is spliced in)."""
-        cmd = commands.AddNode(self.document, kind, {}, (pos.x(), pos.y()))
+        attrs = block_actions.initial_attrs(self.editing, kind)
+        cmd = commands.AddNode(self.editing, kind, attrs, (pos.x(), pos.y()))
         self.undo_stack.beginMacro(f"Add {kind}")
         self.undo_stack.push(cmd)
         for splice in self.scene.splice_commands(cmd.node_id):
@@ -299,8 +308,8 @@ class MainWindow(QMainWindow):
         """Selected nodes (with their wires) and selected wires, as one undo step."""
         ids = self.scene.selected_node_ids()
         wires = [e for e in self.scene.selected_edges() if e.src[0] not in ids and e.dst[0] not in ids]
-        cmds = ([commands.RemoveNodes(self.document, ids)] if ids else []) + \
-            [commands.RemoveEdge(self.document, e) for e in wires]
+        cmds = ([commands.RemoveNodes(self.editing, ids)] if ids else []) + \
+            [commands.RemoveEdge(self.editing, e) for e in wires]
         what = [_count(n, noun) for n, noun in ((len(ids), "node"), (len(wires), "wire")) if n]
         if cmds:
             commands.macro(self.undo_stack, "Delete " + " and ".join(what), cmds)
@@ -308,7 +317,7 @@ class MainWindow(QMainWindow):
     def copy_selection(self):
         ids = self.scene.selected_node_ids()
         if ids:
-            clipboard.copy_nodes(self.document, ids)
+            clipboard.copy_nodes(self.editing, ids)
 
     def cut_selection(self):
         self.copy_selection()
@@ -316,7 +325,7 @@ class MainWindow(QMainWindow):
 
     def paste(self, at_cursor=True):
         """Paste at the mouse when it is over the canvas (else beside the originals)."""
-        cmds, new_ids = clipboard.paste_commands(self.document, at=self._cursor_on_canvas()
+        cmds, new_ids = clipboard.paste_commands(self.editing, at=self._cursor_on_canvas()
                                                  if at_cursor else None)
         if cmds:
             commands.macro(self.undo_stack, f"Paste {_count(len(new_ids), 'node')}", cmds)
@@ -370,23 +379,23 @@ class MainWindow(QMainWindow):
         self.auto_layout()
 
     def auto_layout(self):
-        positions = layered_positions(self.document, self.layout_direction())
-        moves = {n: (self.document.nodes[n].pos, p) for n, p in positions.items()
-                 if tuple(self.document.nodes[n].pos) != p}
+        doc = self.editing
+        positions = layered_positions(doc, self.layout_direction())
+        moves = {n: (doc.nodes[n].pos, p) for n, p in positions.items() if tuple(doc.nodes[n].pos) != p}
         if moves:
-            self.undo_stack.push(commands.MoveNodes(self.document, moves, "Lay out"))
+            self.undo_stack.push(commands.MoveNodes(doc, moves, "Lay out"))
         self.scene.flush_routes()
         self.view.frame_all()
 
     def open_search_at_cursor(self):
         pos = self.view.mapToScene(self.view.mapFromGlobal(QCursor.pos()))
-        popup = SearchPopup(parent=self)
+        popup = SearchPopup(offered_kinds(bool(self.scene.levels.path)), self)
         popup.chosen.connect(lambda kind: self.add_node(kind, pos))
         self._show_popup(popup)
 
     def open_search_for_wire(self, port_item, scene_pos):
         """A wire dropped on empty canvas: offer kinds that fit, add one and connect it."""
-        kinds = kinds_accepting(port_item.port.type, as_input=not port_item.is_input)
+        kinds = kinds_accepting(port_item.port.type, not port_item.is_input, bool(self.scene.levels.path))
         if not kinds:  # e.g. a loss output: an end point, nothing reads it
             side = "reads" if not port_item.is_input else "feeds"
             message = (f"No node kind {side} a {port_item.port.type!r} "
@@ -402,13 +411,14 @@ class MainWindow(QMainWindow):
 
     def add_connected(self, kind, port_key, from_input, scene_pos):
         src_item = self.scene.port_item(port_key, from_input)
-        add = commands.AddNode(self.document, kind, {}, (scene_pos.x(), scene_pos.y()))
+        add = commands.AddNode(self.editing, kind, block_actions.initial_attrs(self.editing, kind),
+                               (scene_pos.x(), scene_pos.y()))
         ports = LAYERS[kind].outputs if from_input else LAYERS[kind].inputs
         port = next(p for p in ports if (compatible(p.type, src_item.port.type) if from_input
                                          else compatible(src_item.port.type, p.type)))
         new_key = (add.node_id, port.name)
-        edge = commands.AddEdge(self.document, new_key, port_key) if from_input else \
-            commands.AddEdge(self.document, port_key, new_key)
+        edge = commands.AddEdge(self.editing, new_key, port_key) if from_input else \
+            commands.AddEdge(self.editing, port_key, new_key)
         commands.macro(self.undo_stack, f"Add connected {kind}", [add, edge])
         return add.node_id
 
@@ -424,8 +434,7 @@ class MainWindow(QMainWindow):
         self.inspector.show_node(ids[0] if len(ids) == 1 else None)
 
     def _show_analysis(self, analysis):
-        params = sum(i.params for i in analysis.nodes.values())
-        macs = sum(i.macs for i in analysis.nodes.values())
+        params, macs = graph_totals(analysis)
         problems = len(analysis.problems)
         text = (f"{len(self.document.nodes)} nodes · {params:,} parameters · {macs:,} MACs/sample · "
                 + (f"{problems} problem{'s' * (problems != 1)}" if problems else "valid"))
@@ -438,13 +447,11 @@ class MainWindow(QMainWindow):
         self.problems_dock.raise_()
 
     def select_node(self, node_id):
-        self.scene.select_node(node_id)
-        if node_id in self.scene.nodes:
-            self.view.centerOn(self.scene.nodes[node_id])
+        """Select a node by its flat id (`stage1/conv1`: inside block instance stage1)."""
+        self.blocks.nav.reveal(node_id)
 
     def set_node_heat(self, heat: dict):
-        for node_id, item in self.scene.nodes.items():
-            item.set_heat(heat.get(node_id))
+        self.scene.set_heat(heat)
 
 
 def run_editor(path=None) -> int:

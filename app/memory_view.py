@@ -1,7 +1,8 @@
 """The memory-plan view: the compiler's buffer table as rectangles (x = schedule steps the
 buffer lives, y = its byte range in the arena), coloured by role, with the planned arena, the
 lower bound and the peak step marked; parameters and optimizer state (their own allocations,
-alive across steps) are stacked above the arena. Clicking a buffer selects its node. The view
+alive across steps) are stacked above the arena. Buffers can instead be coloured by the
+block (top-level instance) their node is in. Clicking a buffer selects its node. The view
 re-plans when it is shown after the graph or the training settings changed."""
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from PySide6.QtWidgets import (QComboBox, QGraphicsRectItem, QHBoxLayout, QLabel
                                QVBoxLayout, QWidget)
 
 from core.compiler import CHECKPOINT_MODES
+from core.blocks import TOP_LEVEL, block_of
 from core.compiler.report import layer_of
 from core.errors import LoomError
 from core.settings import training_config
@@ -23,19 +25,28 @@ ROLE_COLOURS = {"activation": "#4fc3f7", "gradient": "#ef5350", "workspace": "#9
                 "bucket": "#81c784", "parameter": "#ba68c8", "optimizer": "#ffb74d"}
 ROLE_NAMES = {"optimizer": "optimizer state", "bucket": "allreduce bucket"}
 KIB = 1024
+BLOCK_COLOURS = ["#4fc3f7", "#ffb74d", "#ba68c8", "#81c784", "#f06292", "#fff176", "#4db6ac",
+                 "#a1887f", "#7986cb", "#e57373"]  # one per block, in document order
+UNKNOWN = "(no node)"  # a buffer the plan does not attribute to a node (most gradients)
 
 
-def legend_html() -> str:
-    return " ".join(f'<span style="color:{c}">■</span> {ROLE_NAMES.get(r, r)}&nbsp;&nbsp;'
-                    for r, c in ROLE_COLOURS.items())
+def legend_html(colours=None) -> str:
+    colours = colours or {ROLE_NAMES.get(r, r): c for r, c in ROLE_COLOURS.items()}
+    return " ".join(f'<span style="color:{c}">■</span> {name}&nbsp;&nbsp;' for name, c in colours.items())
+
+
+def block_colours(blocks) -> dict:
+    """{block or "(top level)": colour}; buffers of no known node are grey."""
+    colours = {b: BLOCK_COLOURS[i % len(BLOCK_COLOURS)] for i, b in enumerate(blocks)}
+    return {**colours, TOP_LEVEL: "#cfd8dc", UNKNOWN: "#5f6368"}
 
 
 class BufferRect(QGraphicsRectItem):
-    def __init__(self, buf, on_click):
+    def __init__(self, buf, on_click, colour=None):
         first, last = buf["first"], buf["last"]
         super().__init__(QRectF(first, buf["offset"] / KIB, last - first + 1, max(buf["bytes"], 1) / KIB))
         self.buf, self.on_click = buf, on_click
-        colour = QColor(ROLE_COLOURS.get(buf["role"], "#9e9e9e"))
+        colour = QColor(colour or ROLE_COLOURS.get(buf["role"], "#9e9e9e"))
         self.setPen(QPen(colour.darker(160), 0))
         colour.setAlpha(170)
         self.setBrush(QBrush(colour))
@@ -64,6 +75,9 @@ class MemoryPlanView(QWidget):
         self.schedule.setToolTip("auto: memory-aware order when its peak is lower; "
                                  "memory: always the memory-aware greedy; topo: breadth-first")
         self.batch = QSpinBox(minimum=1, maximum=4096, value=64)
+        self.colour_by = QComboBox()
+        self.colour_by.addItems(["role", "block"])
+        self.colour_by.setToolTip("block: each buffer in the colour of the block its node is in")
         self.summary = QLabel()
         self.legend = QLabel(legend_html())
         self.plot = pg.PlotWidget()
@@ -73,7 +87,7 @@ class MemoryPlanView(QWidget):
         self.plot.showGrid(x=True, y=True, alpha=0.15)
         bar = QHBoxLayout()
         for label, w in (("graph", self.mode), ("checkpointing", self.checkpoint),
-                         ("schedule", self.schedule), ("batch", self.batch)):
+                         ("schedule", self.schedule), ("batch", self.batch), ("colour", self.colour_by)):
             bar.addWidget(QLabel(label))
             bar.addWidget(w)
         bar.addStretch(1)
@@ -87,6 +101,7 @@ class MemoryPlanView(QWidget):
         for w in (self.mode, self.checkpoint, self.schedule):
             w.currentTextChanged.connect(self._on_doc_event)
         self.batch.valueChanged.connect(self._on_doc_event)
+        self.colour_by.currentTextChanged.connect(lambda *_: self.report and self.draw(self.report))
         self.stale = True
         self._replan = QTimer(self, singleShot=True, interval=300, timeout=self._refresh_if_visible)
         observe(self, doc, self._on_doc_event)
@@ -127,8 +142,9 @@ class MemoryPlanView(QWidget):
     def draw(self, report):
         self.plot.clear()
         mem = report["memory"]
-        self.rects = [BufferRect(b, self._clicked) for b in mem["buffers"]]
-        self.persistent_rects = [BufferRect(b, self._clicked)
+        colour = self._colouring(report)
+        self.rects = [BufferRect(b, self._clicked, colour(b)) for b in mem["buffers"]]
+        self.persistent_rects = [BufferRect(b, self._clicked, colour(b))
                                  for b in persistent_layout(report.get("persistent", []), mem)]
         for r in self.rects + self.persistent_rects:
             self.plot.addItem(r)
@@ -154,11 +170,35 @@ class MemoryPlanView(QWidget):
             f"parameters {mib(kept['parameter'])} · optimizer state {mib(kept['optimizer'])}"
             + "".join(f"\n{note}" for note in report.get("notes", ())))
 
+    def _colouring(self, report):
+        """Buffer -> colour (None: by role), and the legend to match."""
+        if self.colour_by.currentText() != "block":
+            self.legend.setText(legend_html())
+            return lambda buf: None
+        blocks = {n.id: n.attrs.get("block") for n in self.doc.nodes.values() if n.kind == "Block"}
+        colours = block_colours(blocks)
+        owner = lambda buf: buffer_block(buf, report.get("node_of", {}), set(blocks))  # noqa: E731
+        used = {owner(b) for b in report["memory"]["buffers"] + report.get("persistent", [])}
+        self.legend.setText(legend_html({(f"{k} ({blocks[k]})" if k in blocks else k): c
+                                         for k, c in colours.items() if k in used or k in blocks}))
+        return lambda buf: colours[owner(buf)]
+
     def _clicked(self, buffer_name):
         persistent = {b["name"]: b["node"] for b in (self.report or {}).get("persistent", [])}
         node_id = persistent.get(buffer_name) or layer_of(buffer_name, (self.report or {}).get("node_of", {}))
         if node_id:
             self.buffer_clicked.emit(node_id)
+
+
+def buffer_block(buf, node_of, instances) -> str:
+    """The top-level instance a buffer belongs to, "(top level)", or "(no node)". A buffer of
+    no known node whose name is under an instance's path (an update's scratch space,
+    `stage1/conv1.weight.update/tmp`) is that instance's."""
+    node = buf.get("node") or layer_of(buf["name"], node_of)
+    if node:
+        return block_of(node) or TOP_LEVEL
+    head = buf["name"].split("/")[0]
+    return head if head in instances else UNKNOWN
 
 
 def mib(n) -> str:

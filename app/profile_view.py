@@ -1,11 +1,15 @@
 """Profile overlay: time per editor node for one training step (measured in-process with
-the executor's per-op clock), as a sortable table and as heat colours on the canvas."""
+the executor's per-op clock), as a sortable table and as heat colours on the canvas. Nodes
+inside blocks are listed by path (`stage1/conv1`); the table can instead total each block
+(top-level instance) and "(top level)"."""
 from __future__ import annotations
 
 from PySide6.QtCore import QSortFilterProxyModel, Qt
 from PySide6.QtGui import QStandardItem, QStandardItemModel
-from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QTableView, QVBoxLayout, QWidget
+from PySide6.QtWidgets import (QComboBox, QHBoxLayout, QLabel, QPushButton, QTableView, QVBoxLayout,
+                               QWidget)
 
+from core.blocks import per_block
 from core.errors import LoomError
 from core.step import profile_step
 
@@ -26,9 +30,14 @@ class ProfileView(QWidget):
         self.button = QPushButton("Profile one training step")
         self.clear = QPushButton("Clear heat")
         self.status = QLabel()
+        self.rows = QComboBox()
+        self.rows.addItems(["per node", "per block"])
+        self.rows.setToolTip("per block: the time of each block (top-level instance) summed")
+        self.rows.currentTextChanged.connect(lambda *_: self.times and self.show_times(self.times))
         bar = QHBoxLayout()
         bar.addWidget(self.button)
         bar.addWidget(self.clear)
+        bar.addWidget(self.rows)
         bar.addWidget(self.status, 1)
         layout = QVBoxLayout(self)
         layout.addLayout(bar)
@@ -55,7 +64,9 @@ class ProfileView(QWidget):
     def show_times(self, times):
         self.model.removeRows(0, self.model.rowCount())
         total = sum(times.values()) or 1.0
-        for node, ms in times.items():
+        by_block = self.rows.currentText() == "per block"
+        self.model.setHorizontalHeaderLabels(["block" if by_block else "node", "ms / step", "share"])
+        for node, ms in (per_block(times) if by_block else times).items():
             cells = [QStandardItem(node), QStandardItem(f"{ms:.3f}"), QStandardItem(f"{100 * ms / total:.1f}%")]
             for c, key in zip(cells, (node, ms, ms / total)):
                 c.setData(key, Qt.UserRole)

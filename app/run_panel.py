@@ -19,6 +19,7 @@ from core.layers import analyze
 from core.settings import choices, training_config
 
 from . import commands
+from .block_commands import restoring
 from .observe import observe
 from .memory_view import MemoryPlanView
 from .plots import LivePlots
@@ -137,7 +138,7 @@ class RunPanel(QWidget):
     def _on_doc_event(self, event, payload):
         if event in ("training_changed", "reset"):
             self.load_training()
-        if event == "reset":  # another graph: earlier runs and timings were of the old one
+        if event == "reset" and not restoring():  # another graph: its runs and timings were the old one's
             self.plots.clear_runs(keep_current=self.process.running())
             self.profile.clear_times()
             self.samples.clear()

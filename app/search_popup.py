@@ -1,5 +1,7 @@
 """The add-node search box (Tab, or a wire dropped on empty canvas): type to filter,
-Enter or click to add. When opened from a wire, only kinds with a compatible port show."""
+Enter or click to add. When opened from a wire, only kinds with a compatible port show.
+Block instances are not a kind to add (they come from the palette's Blocks section), and a
+block's port nodes are offered only inside a block."""
 from __future__ import annotations
 
 from PySide6.QtCore import Qt, Signal
@@ -10,10 +12,20 @@ from core.layers import LAYERS, compatible
 from .palette import CATEGORY_ORDER
 
 
-def kinds_accepting(port_type: str, as_input: bool):
+INTERFACE = ("BlockInput", "BlockOutput")
+
+
+def offered_kinds(inside_block: bool = False) -> list[str]:
+    """The kinds a user can add here, sorted."""
+    hidden = {"Block", *(() if inside_block else INTERFACE)}
+    return sorted((k for k in LAYERS if k not in hidden), key=str.lower)
+
+
+def kinds_accepting(port_type: str, as_input: bool, inside_block: bool = False):
     """Kinds with an input (as_input) or output port that a `port_type` wire can attach to."""
     out = []
-    for name, kind in LAYERS.items():
+    for name in offered_kinds(inside_block):
+        kind = LAYERS[name]
         ports = kind.inputs if as_input else kind.outputs
         if any(compatible(port_type, p.type) if as_input else compatible(p.type, port_type)
                for p in ports):
@@ -26,7 +38,7 @@ class SearchPopup(QFrame):
 
     def __init__(self, kinds=None, parent=None):
         super().__init__(parent, Qt.Popup)
-        self.kinds = list(kinds) if kinds is not None else sorted(LAYERS, key=str.lower)
+        self.kinds = list(kinds) if kinds is not None else offered_kinds()
         self.edit = QLineEdit(placeholderText="Add node…")
         self.list = QListWidget()
         layout = QVBoxLayout(self)

@@ -53,9 +53,10 @@ class PortItem(QGraphicsEllipseItem):
 
 
 class NodeItem(QGraphicsObject):
-    def __init__(self, node_id, kind):
+    def __init__(self, node_id, kind, title=None):
         super().__init__()
         self.node_id, self.kind = node_id, kind
+        self.title = title or kind.name  # a block instance shows its block's name
         self.info_lines: list[str] = []
         self._bounds = None  # cached boundingRect
         self.problems: list[str] = []
@@ -67,7 +68,7 @@ class NodeItem(QGraphicsObject):
         # PySide6 corrupts None's refcount when Qt passes None through it.
         self.setFlags(QGraphicsItem.ItemIsMovable | QGraphicsItem.ItemIsSelectable)
         self.setAcceptHoverEvents(True)
-        self.setToolTip(f"{kind.name} · {node_id}")  # the full id, however the header elides it
+        self.setToolTip(f"{self.title} · {node_id}")  # the full id, however the header elides it
         self.setZValue(1)
 
     def _place_ports(self):
@@ -90,7 +91,7 @@ class NodeItem(QGraphicsObject):
         self.prepareGeometryChange()
         self.info_lines, self.problems = list(lines), list(problems)
         self._bounds = None
-        self.setToolTip("\n".join(self.problems) or f"{self.kind.name} · {self.node_id}")
+        self.setToolTip("\n".join(self.problems) or f"{self.title} · {self.node_id}")
         self.update()
 
     def set_heat(self, heat):
@@ -123,23 +124,23 @@ class NodeItem(QGraphicsObject):
         big = QFont()
         big.setBold(True)
         big.setPixelSize(int(HEADER * 1.4))
-        width = QFontMetricsF(big).horizontalAdvance(self.kind.name)
+        width = QFontMetricsF(big).horizontalAdvance(self.title)
         if width > WIDTH - 12:  # long names shrink to fit the card rather than being cut
             big.setPixelSize(max(8, int(HEADER * 1.4 * (WIDTH - 12) / width)))
         painter.setFont(big)
         painter.setPen(QColor(style.TEXT))
-        painter.drawText(QRectF(6, 0, WIDTH - 12, self.height()), Qt.AlignCenter, self.kind.name)
+        painter.drawText(QRectF(6, 0, WIDTH - 12, self.height()), Qt.AlignCenter, self.title)
 
     def header_texts(self) -> tuple[str, str]:
         """The title and the node id as drawn: the id elided into the room the title leaves
         (or dropped), so the two never overlap."""
         bold = QFont()
         bold.setBold(True)
-        title_width = QFontMetricsF(bold).horizontalAdvance(self.kind.name)
+        title_width = QFontMetricsF(bold).horizontalAdvance(self.title)
         room = WIDTH - 16 - title_width - 10
         node_id = QFontMetricsF(QFont()).elidedText(self.node_id, Qt.ElideMiddle, room) \
             if room > 24 else ""
-        return self.kind.name, node_id
+        return self.title, node_id
 
     def _paint_text(self, painter):
         bold = QFont()

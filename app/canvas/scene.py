@@ -1,30 +1,40 @@
 """GraphScene: observes the GraphDocument (never edits it directly: edits go through undo
-commands), draws nodes and wires, runs the live analysis, and handles wire drags."""
+commands), draws nodes and wires, runs the live analysis, and handles wire drags. It shows
+one level at a time: the graph, or the body of a block entered through an instance
+(`levels`); the analysis is always the whole graph's, read at the shown level's paths."""
 from __future__ import annotations
 
 import networkx as nx
-from PySide6.QtCore import QLineF, QPointF, Qt, QTimer, Signal
+from PySide6.QtCore import QLineF, QPoint, QPointF, Qt, QTimer, Signal
 from PySide6.QtGui import QColor, QPainterPath, QPen
 from PySide6.QtWidgets import QGraphicsLineItem, QGraphicsScene
 
-from core.layers import LAYERS, LayerKind, analyze, compatible
+from core.blocks import kind_of
+from core.layers import LayerKind, analyze, compatible
+from core.layers.block_layers import port_name
 
 from .. import commands, style
+from ..block_commands import restoring
 from ..observe import observe
+from .levels import Level, Levels, heat_by_card
 from .node_item import NodeItem, PortItem, human, shape_text
 from .wire_item import WireItem, bezier, carriage_return, detour, stroke
 
-
-
 ROOM = 2000.0  # canvas kept around the cards, to drag and drop into
+
 
 class GraphScene(QGraphicsScene):
     wire_dropped_on_empty = Signal(object, QPointF)  # (PortItem it started from, scene pos)
     analysis_updated = Signal(object)
+    level_changed = Signal()  # entered a block or went up
+    node_activated = Signal(str)  # a card double-clicked
+    node_menu = Signal(object, QPoint)  # right-click: the card's node id (None: canvas), screen pos
 
     def __init__(self, doc, undo_stack, parent=None):
         super().__init__(parent)
-        self.doc, self.stack = doc, undo_stack
+        self.root, self.stack = doc, undo_stack
+        self.levels = Levels(doc)
+        self.heat: dict = {}  # the profile's times by flat node id (empty: no overlay)
         self.nodes: dict[str, NodeItem] = {}
         self.wires: dict = {}  # Edge -> WireItem
         self.analysis = None
@@ -40,21 +50,47 @@ class GraphScene(QGraphicsScene):
         self._handlers = {"node_added": self._on_node_added, "node_removed": self._on_node_removed,
                           "node_moved": self._on_node_moved, "edge_added": self._on_edge_added,
                           "edge_removed": self._on_edge_removed, "reset": self._on_reset,
-                          "node_renamed": self._on_node_renamed}
+                          "node_renamed": self._on_node_renamed, "attr_changed": self._on_attr_changed}
         observe(self, doc, self.on_document_event)
         self.rebuild()
 
+    @property
+    def doc(self):
+        """The document shown: the graph, or (a stand-in for) the body of the block entered."""
+        return self.levels.doc
+
+    # ---- levels ----------------------------------------------------------------------------
+    def show_path(self, path):
+        """Show the level reached through `path` ([Level, ...] from the top)."""
+        self.levels.path = list(path)
+        self.clearSelection()
+        self.rebuild()
+        self.level_changed.emit()
+
+    def enter(self, instance_id):
+        block = self.doc.nodes[instance_id].attrs["block"]
+        self.show_path([*self.levels.path, Level(instance_id, block)])
+
     # ---- observing the model ------------------------------------------------------------
     def on_document_event(self, event, payload):
-        handler = self._handlers.get(event)  # attr/training changes only refresh the analysis
+        """The graph's events; inside a block, its body's arrive wrapped in block_changed."""
+        if event == "block_renamed":
+            self.levels.renamed(payload["old"], payload["new"])
+        if self.levels.path and self.levels.current_path() != self.levels.path:
+            # an undo removed the instance the canvas was inside, or renamed its block
+            return self.show_path(self.levels.current_path())
+        mine = self.levels.translate(event, payload)
+        handler = self._handlers.get(mine[0]) if mine else None
         if handler:
-            handler(**payload)
+            handler(**mine[1])
+        elif event.startswith("block_"):  # a definition changed: its instances' ports may have
+            self._refresh_instances()
         self._refresh.start()
 
     def _on_node_added(self, node):
         spec = self.doc.nodes[node]
-        kind = LAYERS.get(spec.kind) or _unknown_kind(spec.kind)
-        item = NodeItem(node, kind)
+        kind = kind_of(self.doc, spec) or _unknown_kind(spec.kind)
+        item = NodeItem(node, kind, card_title(spec))
         item.setPos(*spec.pos)
         item.xChanged.connect(lambda i=item: self.node_geometry_changed(i))
         item.yChanged.connect(lambda i=item: self.node_geometry_changed(i))
@@ -88,7 +124,42 @@ class GraphScene(QGraphicsScene):
             self.select_node(new)
 
     def _on_reset(self):
+        """Another graph, or the same one restored by an undo: what was selected and is still
+        there stays selected (the inspector keeps showing it)."""
+        selected = self.selected_node_ids() if restoring() else []
         self.rebuild()
+        for node_id in selected:
+            if node_id in self.nodes:
+                self.nodes[node_id].setSelected(True)
+        self.level_changed.emit()  # the graph's name, the blocks the breadcrumbs name
+
+    def _on_attr_changed(self, node, attr):
+        if attr in ("block", "name", "type"):  # what an instance's or a port's card is made of
+            self._refresh_card(node)
+
+    def _refresh_instances(self):
+        for node_id, spec in self.doc.nodes.items():
+            if spec.kind == "Block":
+                self._refresh_card(node_id)
+
+    def _refresh_card(self, node_id):
+        """Make the card again when its title or ports changed (a block's interface or name)."""
+        spec, item = self.doc.nodes.get(node_id), self.nodes.get(node_id)
+        if spec is None or item is None:
+            return
+        kind = kind_of(self.doc, spec) or _unknown_kind(spec.kind)
+        if (card_title(spec), kind.inputs, kind.outputs) == (item.title, item.kind.inputs, item.kind.outputs):
+            return
+        selected = item.isSelected()
+        touching = [e for e in self.wires if node_id in (e.src[0], e.dst[0])]
+        for edge in touching:
+            self._on_edge_removed(edge)
+        self._on_node_removed(node_id)
+        self._on_node_added(node_id)
+        for edge in touching:
+            self._on_edge_added(edge)
+        self.nodes[node_id].setSelected(selected)
+        self._apply_heat()
 
     def rebuild(self):
         for item in list(self.nodes.values()) + list(self.wires.values()):
@@ -104,6 +175,7 @@ class GraphScene(QGraphicsScene):
         self._moved.clear()
         self.grow_to_fit()
         self.refresh_analysis()
+        self._apply_heat()
 
     # ---- geometry --------------------------------------------------------------------------
     def port_item(self, key, is_input) -> PortItem | None:
@@ -168,17 +240,29 @@ class GraphScene(QGraphicsScene):
 
     # ---- live analysis ---------------------------------------------------------------------
     def refresh_analysis(self):
-        self.analysis = analyze(self.doc)
+        self.analysis = analyze(self.root)  # the whole graph: inside a block, shapes are the entered instance's
         for node_id, item in self.nodes.items():
-            info = self.analysis.nodes.get(node_id)
+            info = self.levels.info(self.analysis, node_id)
             lines = []
             if info is not None:
                 lines = [f"{port}: {shape_text(s)}" if len(info.out_shapes) > 1 else shape_text(s)
                          for port, s in info.out_shapes.items()]
                 if info.params or info.macs:
                     lines.append(f"{human(info.params)} params · {human(info.macs)} MACs")
-            item.set_info(lines, [str(p) for p in self.analysis.problems_of(node_id)])
+            problems = self.analysis.problems_of(self.levels.flat_id(node_id))
+            item.set_info(lines, [str(p) for p in problems])
         self.analysis_updated.emit(self.analysis)
+
+    # ---- profile overlay ---------------------------------------------------------------------
+    def set_heat(self, times: dict):
+        """Colour the cards by time (an instance by the sum inside it); {} turns it off."""
+        self.heat = dict(times)
+        self._apply_heat()
+
+    def _apply_heat(self):
+        shares = heat_by_card(self.heat, self.levels.prefix, self.nodes) if self.heat else {}
+        for node_id, item in self.nodes.items():
+            item.set_heat(shares.get(node_id))
 
     # ---- wire drags ------------------------------------------------------------------------
     def can_connect(self, a: PortItem, b: PortItem) -> bool:
@@ -211,6 +295,26 @@ class GraphScene(QGraphicsScene):
             if isinstance(item, PortItem):
                 return item
         return None
+
+    def _card_at(self, pos) -> NodeItem | None:
+        return next((i for i in self.items(pos) if isinstance(i, NodeItem)), None)
+
+    def mouseDoubleClickEvent(self, event):
+        card = self._card_at(event.scenePos())
+        if card is not None and event.button() == Qt.LeftButton:
+            self.node_activated.emit(card.node_id)  # an instance card: enter the block
+            event.accept()
+            return
+        super().mouseDoubleClickEvent(event)
+
+    def contextMenuEvent(self, event):
+        if event.modifiers() & Qt.ControlModifier or self._cut:  # Ctrl+right-drag cuts wires
+            return
+        card = self._card_at(event.scenePos())
+        if card is not None and not card.isSelected():
+            self.select_node(card.node_id)
+        self.node_menu.emit(card.node_id if card else None, event.screenPos())
+        event.accept()
 
     def mousePressEvent(self, event):
         if event.button() == Qt.RightButton and event.modifiers() & Qt.ControlModifier:
@@ -355,6 +459,16 @@ class GraphScene(QGraphicsScene):
 
 def _unknown_kind(name):
     return LayerKind(name, "Ops", (), (), (), lambda *a: {}, help="unknown kind")
+
+
+def card_title(spec) -> str | None:
+    """A block instance is titled by its block, a block's port by the port's name; other
+    cards by their kind (None)."""
+    if spec.kind == "Block":
+        return str(spec.attrs.get("block") or "Block")
+    if spec.kind in ("BlockInput", "BlockOutput"):
+        return f"{spec.kind[5:]} {port_name(spec)}"
+    return None
 
 
 def _crosses(path, start, end, samples=64) -> bool:

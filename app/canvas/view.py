@@ -10,10 +10,12 @@ from .. import style
 from .minimap import Minimap
 
 KIND_MIME = "application/x-loom-kind"
+BLOCK_MIME = "application/x-loom-block"  # a palette Blocks entry: "doc:Name" / "lib:Name"
 
 
 class GraphView(QGraphicsView):
     kind_dropped = Signal(str, QPointF)  # kind name, scene position
+    block_dropped = Signal(str, QPointF)  # Blocks entry key, scene position
     search_requested = Signal()  # Tab on the canvas: "Add node…"
 
     def __init__(self, scene, parent=None):
@@ -129,7 +131,7 @@ class GraphView(QGraphicsView):
 
     # ---- drops from the palette ----------------------------------------------------------------
     def dragEnterEvent(self, event):
-        if event.mimeData().hasFormat(KIND_MIME):
+        if event.mimeData().hasFormat(KIND_MIME) or event.mimeData().hasFormat(BLOCK_MIME):
             event.acceptProposedAction()
         else:
             super().dragEnterEvent(event)
@@ -137,8 +139,11 @@ class GraphView(QGraphicsView):
     dragMoveEvent = dragEnterEvent
 
     def dropEvent(self, event):
-        if not event.mimeData().hasFormat(KIND_MIME):
+        mime, at = event.mimeData(), self.mapToScene(event.position().toPoint())
+        if mime.hasFormat(KIND_MIME):
+            self.kind_dropped.emit(bytes(mime.data(KIND_MIME)).decode(), at)
+        elif mime.hasFormat(BLOCK_MIME):
+            self.block_dropped.emit(bytes(mime.data(BLOCK_MIME)).decode(), at)
+        else:
             return super().dropEvent(event)
-        kind = bytes(event.mimeData().data(KIND_MIME)).decode()
-        self.kind_dropped.emit(kind, self.mapToScene(event.position().toPoint()))
         event.acceptProposedAction()

@@ -5,6 +5,13 @@ import pytest
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 
+@pytest.fixture(autouse=True)
+def block_library(tmp_path, monkeypatch):
+    """The user's block library (the palette lists it) is a fresh folder in every test."""
+    monkeypatch.setenv("LOOM_BLOCKS_DIR", str(tmp_path / "blocks"))
+    return tmp_path / "blocks"
+
+
 @pytest.fixture
 def window(qtbot, tmp_path):
     from PySide6.QtCore import QSettings
