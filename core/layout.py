@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import networkx as nx
 
-from core.layers import LAYERS
+from core.layers.block_layers import kind_of
 
 LAYER_GAP = 80.0  # between a layer's cards and the next: room for a detouring wire to bend
 CARD_WIDTH = 190.0
@@ -140,7 +140,7 @@ def _crossings(g, ranks) -> int:
 
 def card_height(doc, node) -> float:
     """A card's height as the canvas draws it (header, port rows, two info lines)."""
-    kind = LAYERS.get(doc.nodes[node].kind)
+    kind = kind_of(doc, doc.nodes[node])  # a block instance: its definition's ports
     ports = max(len(kind.inputs), len(kind.outputs), 1) if kind else 1
     return 24.0 + 18.0 * ports + 18.0 * 2 + 8.0
 

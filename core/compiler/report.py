@@ -64,5 +64,11 @@ def _layer(node, node_of):
 
 def layer_of(buffer_or_node_name, node_of):
     """The document node a compiled value or buffer came from: recomputed copies end in "'",
-    workspace buffers are "<node>/<scratch name>"."""
-    return node_of.get(buffer_or_node_name.split("/")[0].rstrip("'"), "")
+    workspace buffers are "<node>/<scratch name>", and names of values inside blocks carry
+    their path ("stage1/conv.weight.update/tmp"): the longest known prefix wins."""
+    name = buffer_or_node_name
+    while True:
+        found = node_of.get(name.rstrip("'"))
+        if found is not None or "/" not in name:
+            return found or ""
+        name = name.rpartition("/")[0]
