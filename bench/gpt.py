@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from core import graphfile, layers
+from core.blocks import flatten
 from core.executor import Executor
 from core.optim import make_optimizer
 from core.settings import training_config
@@ -22,9 +23,10 @@ def _document():
 
 
 def _block_outputs(doc, built) -> frozenset:
-    """The residual stream after each block: the second Add of every block."""
-    return frozenset(node for (node_id, _), node in built.outputs.items()
-                     if doc.nodes[node_id].kind == "Add" and node_id.endswith("b"))
+    """The residual stream after each block: the outputs of every top-level block instance
+    (build names an instance's output port after the value the instance computes)."""
+    instances = [n.id for n in doc.nodes.values() if n.kind == "Block"]
+    return frozenset(node for (node_id, _), node in built.outputs.items() if node_id in instances)
 
 
 def loom_step(checkpoint=None, batch=12):
@@ -37,7 +39,7 @@ def loom_step(checkpoint=None, batch=12):
     keep = _block_outputs(doc, built) if checkpoint == "blocks" else checkpoint
     ex = Executor(step.outputs, checkpoint=keep)
     feed = sample_feed(built, batch, fill="random")
-    vocab = doc.nodes["tokens"].attrs["vocab"]
+    vocab = torch_config(doc)["vocab"]
     rng = np.random.default_rng(0)
     for port in ("data", "label"):
         node = built.feed_of(port)
@@ -51,11 +53,14 @@ def loom_step(checkpoint=None, batch=12):
 
 
 def torch_config(doc=None):
-    doc = doc or _document()
-    attn = doc.nodes["attn1"].attrs
-    return {"vocab": doc.nodes["tokens"].attrs["vocab"], "context": doc.nodes["text"].attrs["context"],
-            "layers": sum(n.kind == "MultiHeadAttention" for n in doc.nodes.values()),
-            "heads": attn["heads"], "width": attn["width"]}
+    """The PyTorch twin's sizes, read from the flattened graph (the blocks' attention layers
+    are `block1/attn`...; promoted heads are written into them there)."""
+    flat = flatten(doc or _document())
+    of_kind = lambda kind: [n.attrs for n in flat.nodes.values() if n.kind == kind]  # noqa: E731
+    attn = of_kind("MultiHeadAttention")
+    return {"vocab": of_kind("Embedding")[0]["vocab"],
+            "context": of_kind("TextDataset")[0]["context"],
+            "layers": len(attn), "heads": attn[0]["heads"], "width": attn[0]["width"]}
 
 
 def speed_rows(compare, torch, quick):

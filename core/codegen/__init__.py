@@ -4,7 +4,9 @@ weights beside it (`<OUT stem>.weights.npz`, Loom's parameter names, no pickle),
 
 A flavour is one entry in `FLAVOURS`: its imports, the model (one emitter per layer kind),
 how it loads weights and runs, and its training step. `plan.py` works out what every flavour
-needs from the graph; `script.py` holds the parts they share."""
+needs from the graph; `script.py` holds the parts they share. Blocks: `scopes.py` decides which
+instances are written as calls (a torch submodule, a Loom function) and `sharing.py` writes
+one class / function per definition, what differs between its instances as arguments."""
 from __future__ import annotations
 
 import re

@@ -4,11 +4,18 @@ primitive ops, in the same order, as the kind's build function in core/layers, s
 script's outputs are those of `main.py infer`; op nodes are written as core.ops calls."""
 from __future__ import annotations
 
+import ast
+import io
 import math
+import re
+import tokenize
 
 from ..layers.op_layers import OP_NODES
-from .plan import CodegenError, returned, signature
-from .script import Code, call, collection, join, literal, mapping
+from .plan import CodegenError, function_name, returned, signature, unique_name
+from .scopes import Call
+from .script import (RUNTIME_NAMES, Code, block_docstring, call, collection, emitting, join,
+                     literal, mapping, options, wrap_line)
+from .sharing import REQUIRED, Hooks, Sharing, replace_tokens
 
 IMPORTS = ["import argparse", "import itertools", "import lzma", "import math", "import os",
            "import sys", "",
@@ -56,7 +63,7 @@ def _linear(l):
 
 def _conv(l):
     a = l.attrs
-    kw = {k: a[k] for k, default in (("stride", 1), ("padding", 0)) if a[k] != default}
+    kw = options({"stride": a["stride"], "padding": a["padding"]}, {"stride": 1, "padding": 0})
     bias = f" + {_p(l, 'bias')}" if a["bias"] else ""
     lead = len(l.name) + 3 + len(bias)  # `name = ` before, the bias after
     return _assign(l, call("core.conv2d", [_x(l), _p(l, "weight")], kw, indent=4, lead=lead) + bias)
@@ -64,8 +71,8 @@ def _conv(l):
 
 def _pool(op):
     def emit(l):
-        kw = {k: l.attrs[k] for k in ("kernel", "stride", "padding")}
-        kw = {k: v for k, v in kw.items() if k != "padding" or v}  # padding 0: the default
+        kw = {"kernel": l.attrs["kernel"], "stride": l.attrs["stride"],
+              **options({"padding": l.attrs["padding"]}, {"padding": 0})}
         return _call(l, f"core.{op}", [_x(l)], kw)
     return emit
 
@@ -175,23 +182,97 @@ def emitter(kind):
 # ---- the script's model section -------------------------------------------------------------
 
 def model_code(plan) -> str:
-    lines, helpers = [], []
-    for layer in plan.layers:
-        emit = emitter(layer.kind)
-        if emit is None:
+    helpers = []
+    for layer in plan.layers:  # a kind without an emitter is refused before anything is written
+        if emitter(layer.kind) is None:
             raise CodegenError(f"node {layer.id} ({layer.kind}): the loom flavour has no "
                                f"emitter for this kind")
-        lines += emit(layer)
         if layer.kind in HELPERS and HELPERS[layer.kind] not in helpers:
             helpers.append(HELPERS[layer.kind])
-    body = "\n".join(f"    {line}" for line in lines + [f"return {returned(plan)}"])
+    taken = {*MODULE_NAMES, *RUNTIME_NAMES, *plan.scopes.names()}
+    sharing = Sharing(plan, HOOKS, lambda block: unique_name(function_name(block), taken))
+    top = plan.scopes.top
+    with emitting(wrap=False):  # lines are wrapped once indented
+        steps = [_step(step, sharing.of) for step in top.steps]
+    body = _indented([*steps, [f"return {returned(plan)}"]])
     args = ", ".join(i.var for i in plan.inputs)
     build = (f"def build(p, {args}, training=False, stats=None):\n"
              f'    """{signature(plan)}\n\n'
              f"    p: the parameter nodes by name. training: a training step's graph (dropout on,\n"
              f"    batch norm over the batch: (node id, its output) added to `stats`)."
              f'"""\n{body}\n')
-    return join(*(HELPER_CODE[h] for h in helpers), build)
+    functions = [_block_function(shared, plan.scopes) for shared in sharing.shared]
+    return join(*(HELPER_CODE[h] for h in helpers), *functions, build)
+
+
+# the script's own top-level names (a block's function takes another)
+MODULE_NAMES = {"build", "parameters", "Model", "load_model", "run", "save_weights", "metrics",
+                "Optimizer", "Trainer", *HELPERS.values()}
+
+
+def _step(step, functions) -> list:
+    if isinstance(step, Call):
+        return _call_block(step, functions[step.path], functions[step.path].values[step.path])
+    return _layer(step)
+
+
+def _layer(layer) -> list:
+    return ["\n".join(emitter(layer.kind)(layer))]
+
+
+def _call_block(step, callee, values) -> list:
+    """An instance: its definition's function, given the instance's path (its parameters'
+    names start with it), its inputs and its arguments."""
+    args = [Code("p"), step.path, *map(Code, step.inputs)]
+    passed = {word: Code(word) for word in _training_args(callee)}
+    return [f"{', '.join(step.outputs)} = {call(callee.name, args, {**values, **passed})}"]
+
+
+def _training_args(shared) -> list:
+    """Which of build's `training` and `stats` the block's code reads (dropout, batch norm)."""
+    return [word for word in ("training", "stats") if any(
+        re.search(rf"\b{word}\b", part) for parts in shared.parts for part in parts)]
+
+
+def _indented(steps, indent=4) -> str:
+    return "\n".join(wrap_line(" " * indent + line, 0)
+                     for parts in steps for part in parts for line in part.splitlines())
+
+
+def _block_function(shared, scopes) -> str:
+    """One block definition as a function building its nodes; what differs between its
+    instances (the promoted attributes that reach the code) are its keyword arguments."""
+    body = scopes.bodies[shared.members[0]]
+    params = [name if default is REQUIRED else f"{name}={literal(default)}"
+              for name, default in shared.params]
+    trains = [{"training": "training=False", "stats": "stats=None"}[word]
+              for word in _training_args(shared)]
+    args = ", ".join(["p", "name", *body.args, *params, *trains])
+    head = wrap_line(f"def {shared.name}({args}):", 0)
+    returns = ", ".join(body.returns) or "None"
+    doc = "\n".join(block_docstring(shared, scopes.ports(shared.block)))
+    return (f"{head}\n{doc}\n\n"
+            f"    p: the parameter nodes by name; name: the instance's path, which its parameters'\n"
+            f'    names start with."""\n'
+            f"{_indented([*shared.parts, [f'return {returns}']])}\n")
+
+
+def _relative(text, path) -> str:
+    """Names inside the instance ("stage1/conv.weight") written relative to the function's
+    `name` argument (f"{name}/conv.weight"), so every instance's code reads the same."""
+    edits = []
+    for tok in tokenize.generate_tokens(io.StringIO(text).readline):
+        if tok.type == tokenize.STRING and tok.string[0] in "'\"":
+            value = ast.literal_eval(tok.string)
+            if isinstance(value, str) and value.startswith(path + "/"):
+                edits.append((tok, 'f"{name}/' + value[len(path) + 1:] + '"'))
+    return replace_tokens(text, edits)
+
+
+HOOKS = Hooks(layer=_layer, call=_call_block, localise=_relative, slot_parts=(0,),
+              positional={"core.gelu": ("x", "approximate"), "core.dropout": ("x", "rate"),
+                          "core.reshape": ("x", "shape")},
+              reserved={"p", "name", "training", "stats"})
 
 
 ATTENTION = '''\

@@ -1,7 +1,9 @@
 """What a generated script holds, worked out once for every flavour: the inference model
 (core/inference.py, the model `main.py infer` runs) traced back to the document's nodes, in
-the document's topological order, each with a Python name, its attributes, what feeds its
-inputs, their shapes and its parameters, and the parameter values the script loads."""
+the document's topological order, each with its attributes, its inputs' shapes and its
+parameters; the scopes they are written in (the model's, and one per block instance written
+as a call: core/codegen/scopes.py), where each has a Python name and reads its inputs by
+name; and the parameter values the script loads."""
 from __future__ import annotations
 
 import builtins
@@ -15,6 +17,7 @@ from ..inference import PROBE, inference_graph, parameter_values, probe_shapes
 from ..layers.flatten import flatten
 from ..layers.base import LAYERS
 from ..layers.builder import doc_order
+from .scopes import Scopes
 from .script import literal
 
 
@@ -24,8 +27,8 @@ class CodegenError(LoomError):
 
 # Names a node's Python name must not take: the generated code's own (module names, the
 # arguments of build/forward), Python's, and nn.Module's attributes (`self.<name>` holds a layer).
-CODE_NAMES = {"self", "core", "np", "torch", "nn", "F", "math", "os", "sys", "p", "training",
-              "stats", "attention", "argparse", "itertools", "lzma"}
+CODE_NAMES = {"self", "core", "np", "torch", "nn", "F", "math", "os", "sys", "p", "name",
+              "training", "stats", "attention", "argparse", "itertools", "lzma"}
 MODULE_ATTRIBUTES = {
     "T_destination", "add_module", "apply", "bfloat16", "buffers", "call_super_init", "children",
     "compile", "cpu", "cuda", "double", "dump_patches", "eval", "extra_repr", "float", "forward",
@@ -59,17 +62,38 @@ def class_name(graph_name: str) -> str:
     return name if name[:1].isalpha() and name not in RESERVED else f"Model{name}"
 
 
+def function_name(block: str) -> str:
+    """"ConvStage" -> "conv_stage" (a block's function in the loom flavour)."""
+    words = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", block)
+    name = re.sub(r"\W+", "_", words).strip("_").lower()
+    return name if name[:1].isalpha() else f"block_{name}"
+
+
+def unique_name(name: str, taken: set) -> str:
+    """`name`, or `name_2`, `name_3`..., whichever is free (and no constant's or Python's
+    name); taken from then on."""
+    if name.isupper():  # "LR": the script's constants are in capitals
+        name += "Block"
+    base, i = name, 1
+    while name in taken or name in RESERVED or keyword.iskeyword(name):
+        i += 1
+        name = f"{base}_{i}"
+    taken.add(name)
+    return name
+
+
 @dataclass
 class Layer:
-    """One document node as the emitters see it."""
+    """One document node as the emitters see it (blocks flattened: its id is its path)."""
     id: str
     kind: str
-    name: str  # the Python name of its output (and of its torch attribute)
+    name: str  # the Python name of its output (and of its torch attribute), in its scope
     attrs: dict  # every attribute, defaults filled in
-    inputs: dict  # input port -> Python name of what feeds it
+    inputs: dict  # input port -> Python name of what feeds it, in its scope
     shapes: dict  # input port -> one sample's shape (the batch axis dropped)
     out_shape: tuple  # one sample's output shape
-    params: dict  # short parameter name ("weight") -> full name ("linear1.weight")
+    params: dict  # short parameter name ("weight") -> full name ("stage1/conv.weight")
+    out_port: str = "out"  # its output port
 
     @property
     def x(self) -> str:
@@ -99,12 +123,13 @@ class Port:
 @dataclass
 class ExportPlan:
     name: str  # the graph's name
-    doc: object
+    doc: object  # the graph, blocks flattened
     graph: object  # core.inference.InferenceGraph
     inputs: list  # [Port], in the order of build's / forward's arguments
     outputs: list  # [Port]
-    layers: list  # [Layer], in the document's topological order
+    layers: list  # [Layer], in the flattened document's topological order (unnamed)
     parameters: dict  # full name -> core parameter node, in layer order
+    scopes: object = None  # core.codegen.scopes.Scopes: where each layer is written
     values: dict = field(default_factory=dict)  # full name -> host array (the weights file)
 
     @property
@@ -124,10 +149,10 @@ def returned(plan) -> str:
 
 
 def plan_export(doc, checkpoint=None) -> ExportPlan:
-    doc = flatten(doc)  # blocks are written out as their nodes, named by path (stage1_conv1)
-    graph = inference_graph(doc)
-    sources = output_sources(doc, graph)
-    needed = ancestors(doc, {src[0] for src in sources.values()})
+    flat = flatten(doc)  # the values and shapes; `doc` says which blocks become calls
+    graph = inference_graph(flat)
+    sources = output_sources(flat, graph)
+    needed = ancestors(flat, {src[0] for src in sources.values()})
     taken: set = set()
     inputs = {name: python_name(name, taken) for name in graph.inputs}
     by_node = {node: name for name, node in graph.inputs.items()}
@@ -136,39 +161,44 @@ def plan_export(doc, checkpoint=None) -> ExportPlan:
     for key, node in built.outputs.items():
         outs.get(key[0], {})[key] = node
     shapes, dtypes = probe_shapes([n for found in outs.values() for n in found.values()])
-    var, layers = {}, []  # var: (node id, port) -> the Python name of its value
-    for node_id in (n for n in doc_order(doc) if n in needed):
+    input_vars, layers = {}, {}  # input_vars: (node id, port) -> the model input's Python name
+    for node_id in (n for n in doc_order(flat) if n in needed):
         if all(v.op == "placeholder" for v in outs[node_id].values()):  # Dataset, Input...
-            var.update({k: inputs[by_node[v]] for k, v in outs[node_id].items() if v in by_node})
+            input_vars.update({k: inputs[by_node[v]] for k, v in outs[node_id].items()
+                               if v in by_node})
             continue
         if len(outs[node_id]) != 1:
-            raise CodegenError(f"node {node_id} ({doc.nodes[node_id].kind}): a kind with several "
+            raise CodegenError(f"node {node_id} ({flat.nodes[node_id].kind}): a kind with several "
                                f"outputs is not written as code")
-        layer = _layer(doc, doc.nodes[node_id], var, built, shapes, taken)
-        var[next(iter(outs[node_id]))] = layer.name
-        layers.append(layer)
+        layers[node_id] = _layer(flat, flat.nodes[node_id], built, shapes)
+    scopes = Scopes(doc, flat, layers, input_vars, sources)
     params = {p.name: p for p in built.parameters if p.name.split(".", 1)[0] in needed}
-    name = re.sub(r"[^\w .-]", "_", doc.name) or "model"  # it goes into docstrings
+    name = re.sub(r"[^\w .-]", "_", flat.name) or "model"  # it goes into docstrings
     ins = [_port(n, inputs[n], graph.inputs[n], shapes, dtypes) for n in graph.inputs]
-    outs = [_port(n, var[sources[n]], graph.outputs[n], shapes, dtypes) for n in sources]
-    plan = ExportPlan(name, doc, graph, ins, outs, layers, params)
-    values = parameter_values(doc, built, checkpoint)
+    outs = [_port(n, var, graph.outputs[n], shapes, dtypes)
+            for n, var in zip(sources, scopes.top.returns)]
+    plan = ExportPlan(name, flat, graph, ins, outs, list(layers.values()), params, scopes)
+    values = parameter_values(flat, built, checkpoint)
     plan.values = {name: values[name] for name in params}
     return plan
 
 
-def _layer(doc, spec, var, built, shapes, taken) -> Layer:
+def _layer(doc, spec, built, shapes) -> Layer:
+    """The node with every attribute, its inputs' shapes and its parameters; its Python name
+    and inputs' names are given in its scope."""
     kind = LAYERS[spec.kind]
     edges = {p.name: doc.edge_into(spec.id, p.name) for p in kind.inputs}
     ins = {port: edge.src for port, edge in edges.items() if edge is not None}
     prefix = f"{spec.id}."
+    out_port = kind.outputs[0].name
     return Layer(
-        spec.id, spec.kind, python_name(spec.id, taken),
+        spec.id, spec.kind, "",
         {a.name: spec.attrs.get(a.name, a.default) for a in kind.attrs},
-        {port: var[src] for port, src in ins.items()},
+        {port: src[0] for port, src in ins.items()},  # named in its scope (scopes.py)
         {port: _sample(shapes[built.outputs[src]]) for port, src in ins.items()},
-        _sample(shapes[built.outputs[(spec.id, kind.outputs[0].name)]]),
-        {p.name[len(prefix):]: p.name for p in built.parameters if p.name.startswith(prefix)})
+        _sample(shapes[built.outputs[(spec.id, out_port)]]),
+        {p.name[len(prefix):]: p.name for p in built.parameters if p.name.startswith(prefix)},
+        out_port)
 
 
 def _port(name, var, node, shapes, dtypes) -> Port:

@@ -6,11 +6,36 @@ reading and writing .npz files as `main.py infer` does, inference in slices, the
 data as Loom splits and batches it, the learning-rate schedule, the loop and the command line."""
 from __future__ import annotations
 
+import io
 import os
+import re
 import textwrap
+import tokenize
+from contextlib import contextmanager
 from pathlib import Path
 
 WIDTH = 99  # longest line the generator writes
+
+# While the code of a block's instances is compared (core/codegen/sharing.py): options to
+# write even at their defaults (so every instance writes the same ones), and no wrapping (a
+# value becomes a parameter's name, and the line is wrapped once, afterwards).
+_STATE = {"forced": frozenset(), "wrap": True}
+
+
+@contextmanager
+def emitting(forced=(), wrap=True):
+    saved = dict(_STATE)
+    _STATE.update(forced=frozenset(forced), wrap=wrap)
+    try:
+        yield
+    finally:
+        _STATE.update(saved)
+
+
+def options(values: dict, defaults: dict) -> dict:
+    """The options whose values differ from the callee's defaults (the others go unsaid),
+    and those being forced."""
+    return {k: v for k, v in values.items() if v != defaults[k] or k in _STATE["forced"]}
 
 
 def literal(value) -> str:
@@ -42,12 +67,65 @@ def call(func: str, args=(), kwargs=None, indent=0, lead=0) -> str:
         return v if isinstance(v, Code) else literal(v)
     parts = [*map(text, args), *(f"{k}={text(v)}" for k, v in (kwargs or {}).items())]
     line = f"{func}({', '.join(parts)})"
-    if indent + lead + len(line) <= WIDTH:
+    if indent + lead + len(line) <= WIDTH or not _STATE["wrap"]:
         return line
     pad = " " * (indent + 4)
     if len(pad) + len(", ".join(parts)) <= WIDTH:  # as black lays it out: one line inside
         return f"{func}(\n{pad}{', '.join(parts)}\n{' ' * indent})"
     return f"{func}(\n" + "".join(f"{pad}{part},\n" for part in parts) + " " * indent + ")"
+
+
+def wrap_line(line: str, indent: int) -> str:
+    """A statement written on one line, wrapped as `call` would where it is too long at
+    `indent`: inside its first bracket, on one line or one argument per line."""
+    body = line.lstrip()
+    own = len(line) - len(body)
+    if indent + len(line) <= WIDTH or "(" not in body:
+        return line
+    try:
+        tokens = list(tokenize.generate_tokens(io.StringIO(body).readline))
+    except (tokenize.TokenError, SyntaxError):
+        return line
+    span = _first_bracket(tokens)
+    if span is None:
+        return line
+    (start, end), commas = span
+    pad = " " * (own + 4)
+    parts = [body[a:b].strip() for a, b in zip([start + 1, *[c + 1 for c in commas]],
+                                                [*commas, end])]
+    if indent + len(pad) + len(", ".join(parts)) <= WIDTH:
+        inside = f"{pad}{', '.join(parts)}\n"
+    else:
+        inside = "".join(f"{pad}{part},\n" for part in parts)
+    return f"{' ' * own}{body[:start + 1]}\n{inside}{' ' * own}{body[end:]}"
+
+
+def _first_bracket(tokens):
+    """((open, close) columns of the first round bracket on the line, its top-level commas)."""
+    depth, start, commas = 0, None, []
+    for tok in tokens:
+        if tok.type != tokenize.OP:
+            continue
+        if tok.string in "([{":
+            if depth == 0 and tok.string == "(" and start is None:
+                start = tok.start[1]
+            depth += 1
+        elif tok.string in ")]}":
+            depth -= 1
+            if depth == 0 and start is not None:
+                return (start, tok.start[1]), commas
+        elif tok.string == "," and depth == 1 and start is not None:
+            commas.append(tok.start[1])
+    return None
+
+
+def block_docstring(shared, ports, indent=4, separator=", ") -> list:
+    """The first lines of a block's class / function docstring: which definition, which
+    instances (wrapped where they are many), its ports."""
+    members = separator.join(shared.members)
+    text = f'"""Block {shared.block} ({members}): {ports}.'
+    return textwrap.wrap(text, WIDTH - indent, initial_indent=" " * indent,
+                         subsequent_indent=" " * indent, break_on_hyphens=False)
 
 
 def mapping(name: str, items: dict, comment="") -> str:
@@ -340,3 +418,9 @@ def data_code(training) -> str:
     text = IMAGES if training.data == "images" else TEXT
     variable = {"images": "x", "tokens": "x"}.get(training.target[0], "y")  # the loss's target
     return join(EXISTING, text.replace("$target", variable))
+
+
+# Top-level names every script defines (its functions); a block's class or function takes
+# another name
+RUNTIME_NAMES = set(re.findall(r"^(?:def|class) (\w+)", NPZ + EXISTING + IMAGES + TEXT + LOOP
+                               + REFUSED + MAIN, re.M))

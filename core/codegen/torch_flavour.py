@@ -1,12 +1,18 @@
 """The `torch` flavour: an nn.Module with one attribute per layer node (named after the node
 id) and a forward pass in the document's topological order, plus a training loop with torch's
-optimizer. Loom's parameter layouts are mapped to torch's when the weights are loaded."""
+optimizer. A block definition is an nn.Module of its own (its promoted attributes are its
+constructor's arguments), each instance a submodule named after it: the state_dict keys are
+`stage1.conv.weight` where Loom's names are `stage1/conv.weight`. Loom's parameter layouts are
+mapped to torch's when the weights are loaded."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
-from .plan import CodegenError, class_name, returned, signature
-from .script import Code, call, collection, join, mapping
+from .plan import CodegenError, class_name, returned, signature, unique_name
+from .scopes import Call
+from .script import (RUNTIME_NAMES, Code, block_docstring, call, collection, emitting, join,
+                     literal, mapping, options, wrap_line)
+from .sharing import REQUIRED, Hooks, Sharing
 
 IMPORTS = ["import argparse", "import itertools", "import lzma", "import math", "import os",
            "import sys", "",
@@ -37,7 +43,7 @@ def _inline(expr) -> TorchLayer:
 
 def _options(attrs, defaults) -> dict:
     """The attributes whose values differ from torch's defaults (the others go unsaid)."""
-    return {k: attrs[k] for k, default in defaults.items() if attrs[k] != default}
+    return options({k: attrs[k] for k in defaults}, defaults)
 
 
 # ---- one emitter per layer kind: Layer -> TorchLayer --------------------------------------------
@@ -51,21 +57,20 @@ NORM_WEIGHTS = {"gamma": ("weight", False), "beta": ("bias", False),
 
 
 def _linear(l):
-    options = {} if l.attrs["bias"] else {"bias": False}
-    return _module("nn.Linear", [l.shape[-1], l.attrs["out_features"]], options, LINEAR_WEIGHTS)
+    return _module("nn.Linear", [l.shape[-1], l.attrs["out_features"]],
+                   _options(l.attrs, {"bias": True}), LINEAR_WEIGHTS)
 
 
 def _conv(l):
     a = l.attrs
-    options = _options(a, {"stride": 1, "padding": 0, "bias": True})
-    options = {"kernel_size": a["kernel"], **options}
-    return _module("nn.Conv2d", [l.shape[0], a["out_channels"]], options, PLAIN_WEIGHTS)
+    kwargs = {"kernel_size": a["kernel"], **_options(a, {"stride": 1, "padding": 0, "bias": True})}
+    return _module("nn.Conv2d", [l.shape[0], a["out_channels"]], kwargs, PLAIN_WEIGHTS)
 
 
 def _pool(name):
     def emit(l):  # Loom's padding is at most half the window, as torch's (and counts as zeros)
-        k, s, pad = (l.attrs[n] for n in ("kernel", "stride", "padding"))
-        return _module(f"nn.{name}", [k], {"stride": s, **({"padding": pad} if pad else {})})
+        k, s = l.attrs["kernel"], l.attrs["stride"]
+        return _module(f"nn.{name}", [k], {"stride": s, **_options(l.attrs, {"padding": 0})})
     return emit
 
 
@@ -74,13 +79,12 @@ def _batch_norm(l):
     if len(l.shape) not in kind:
         raise CodegenError(f"node {l.id} (BatchNorm): torch has no batch norm for "
                            f"{len(l.shape) + 1}-D input")
-    options = {} if l.attrs["eps"] == 1e-5 else {"eps": l.attrs["eps"]}
-    return _module(kind[len(l.shape)], [l.shape[0]], options, NORM_WEIGHTS)
+    return _module(kind[len(l.shape)], [l.shape[0]], _options(l.attrs, {"eps": 1e-5}),
+                   NORM_WEIGHTS)
 
 
 def _layer_norm(l):
-    options = {} if l.attrs["eps"] == 1e-5 else {"eps": l.attrs["eps"]}
-    return _module("nn.LayerNorm", [l.shape[-1]], options,
+    return _module("nn.LayerNorm", [l.shape[-1]], _options(l.attrs, {"eps": 1e-5}),
                    {"gamma": ("weight", False), "beta": ("bias", False)})
 
 
@@ -88,8 +92,8 @@ def _attention(l):
     a = l.attrs
     weights = {f"{part}_{kind}": (f"{part}.{kind}", kind == "weight")
                for part in ("q", "k", "v", "out") for kind in ("weight", "bias")}
-    options = {"causal": a["causal"], **({"dropout": a["dropout"]} if a["dropout"] else {})}
-    return _module("SelfAttention", [l.shape[-1], a["width"], a["heads"]], options, weights,
+    kwargs = {"causal": a["causal"], **_options(a, {"dropout": 0.0})}
+    return _module("SelfAttention", [l.shape[-1], a["width"], a["heads"]], kwargs, weights,
                    "SelfAttention")
 
 
@@ -115,8 +119,9 @@ EMITTERS = {
         "PositionalEmbedding", [l.attrs["length"], l.shape[-1]],
         weights={"weight": ("weight", False)}, helper="PositionalEmbedding"),
     "LayerNorm": _layer_norm,
-    "GELU": lambda l: _module("nn.GELU", [], {"approximate": "tanh"}
-                              if l.attrs["approximate"] == "tanh" else {}),  # else erf
+    "GELU": lambda l: _module("nn.GELU", [], options(  # Loom's erf is torch's "none"
+        {"approximate": "tanh" if l.attrs["approximate"] == "tanh" else "none"},
+        {"approximate": "none"})),
     "MultiHeadAttention": _attention,
 }
 
@@ -172,16 +177,77 @@ def _emit_all(plan) -> list:
 
 
 def model_code(plan) -> str:
-    emitted = _emit_all(plan)
-    args = ", ".join(p.var for p in plan.inputs)
-    init = [f"        {t.constructor(l.name)}" for l, t in emitted if t.module]
-    forward = [f"        {l.name} = {t.expr or f'self.{l.name}({l.x})'}" for l, t in emitted]
+    emitted = _emit_all(plan)  # a kind without an emitter is refused before anything is written
+    model = class_name(plan.name)
+    taken = {model, *HELPERS, *RUNTIME_NAMES, "Trainer", *plan.scopes.names()}
+    sharing = Sharing(plan, HOOKS, lambda block: unique_name(class_name(block), taken))
     helpers = [HELPERS[h] for h in dict.fromkeys(t.helper for _, t in emitted if t.helper)]
-    model = "\n".join([
-        f"class {class_name(plan.name)}(nn.Module):", f'    """{signature(plan)}"""', "",
+    blocks = [_block_class(shared, plan.scopes) for shared in sharing.shared]
+    top = plan.scopes.top
+    with emitting(wrap=False):  # lines are wrapped once indented
+        steps = [_step(step, sharing.of) for step in top.steps]
+    init, forward = _sections(steps)
+    code = "\n".join([
+        f"class {model}(nn.Module):", f'    """{signature(plan)}"""', "",
         "    def __init__(self):", "        super().__init__()", *init, "",
-        f"    def forward(self, {args}):", *forward, f"        return {returned(plan)}"])
-    return join(*helpers, model)
+        f"    def forward(self, {', '.join(top.args)}):", *forward,
+        f"        return {returned(plan)}"])
+    return join(*helpers, *blocks, code)
+
+
+def _step(step, classes) -> list:
+    if isinstance(step, Call):
+        return _call(step, classes[step.path], classes[step.path].values[step.path])
+    return _layer(step)
+
+
+def _layer(layer) -> list:
+    """[its constructor line or "", its forward line]."""
+    t = EMITTERS[layer.kind](layer)
+    return [t.constructor(layer.name) if t.module else "",
+            f"{layer.name} = {t.expr or f'self.{layer.name}({layer.x})'}"]
+
+
+def _call(step, callee, values) -> list:
+    """A block instance: its submodule, made with its arguments, and called on its inputs."""
+    return [f"self.{step.name} = {call(callee.name, [], values)}",
+            f"{', '.join(step.outputs)} = self.{step.name}({', '.join(step.inputs)})"]
+
+
+def _sections(steps) -> tuple[list, list]:
+    """The __init__ and forward lines, indented and wrapped."""
+    indent = lambda text: [wrap_line(f"        {line}", 0) for line in text.splitlines()]  # noqa
+    init = [line for parts in steps if parts[0] for line in indent(parts[0])]
+    return init, [line for parts in steps for line in indent(parts[1])]
+
+
+def _block_class(shared, scopes) -> str:
+    """One block definition as an nn.Module: its promoted attributes (and whatever else
+    differs between its instances) are the constructor's arguments."""
+    body = scopes.bodies[shared.members[0]]
+    init, forward = _sections(shared.parts)
+    args = "".join(f", {name}" if default is REQUIRED else f", {name}={literal(default)}"
+                   for name, default in shared.params)
+    attributes = replace(shared, members=[m.replace("/", ".") for m in shared.members])
+    doc = block_docstring(attributes, scopes.ports(shared.block))
+    return "\n".join([
+        f"class {shared.name}(nn.Module):", *doc[:-1], doc[-1] + '"""', "",
+        wrap_line(f"    def __init__(self{args}):", 0), "        super().__init__()", *init, "",
+        f"    def forward({', '.join(['self', *body.args])}):", *forward,
+        f"        return {', '.join(body.returns) or 'None'}"])
+
+
+HOOKS = Hooks(
+    layer=_layer, call=_call, localise=lambda text, path: text, slot_parts=(0,),
+    positional={"nn.Linear": ("in_features", "out_features"),
+                "nn.Conv2d": ("in_channels", "out_channels"),
+                "nn.MaxPool2d": ("kernel_size",), "nn.AvgPool2d": ("kernel_size",),
+                "nn.Dropout": ("p",), "nn.LayerNorm": ("normalized_shape",),
+                **{f"nn.BatchNorm{d}d": ("num_features",) for d in (1, 2, 3)},
+                "nn.Embedding": ("num_embeddings", "embedding_dim"),
+                "SelfAttention": ("channels", "width", "heads"),
+                "PositionalEmbedding": ("length", "width")},
+    reserved={"self"})
 
 
 def weights_code(plan) -> str:
@@ -190,7 +256,8 @@ def weights_code(plan) -> str:
         for short, (attr, flip) in torch_layer.weights.items():
             if short in layer.params:
                 full = layer.params[short]
-                table[full] = (f"{layer.name}.{attr}", tuple(plan.parameters[full].attrs["shape"]))
+                key = f"{plan.scopes.attribute[layer.id]}.{attr}"  # stage1/conv -> stage1.conv
+                table[full] = (key, tuple(plan.parameters[full].attrs["shape"]))
                 transposed += [full] if flip else []
     return join("\n".join([
         "# Loom's parameter name (the weights file's key) -> (state_dict key here, Loom's shape).",
@@ -258,8 +325,8 @@ OPTIMIZERS = {
 
 
 def _optimizer(name) -> str:
-    ctor, options = OPTIMIZERS[name]
-    kwargs = {"lr": Code("LR"), **options, "weight_decay": Code("WEIGHT_DECAY")}
+    ctor, extra = OPTIMIZERS[name]
+    kwargs = {"lr": Code("LR"), **extra, "weight_decay": Code("WEIGHT_DECAY")}
     return call(ctor, [Code("parameters")], kwargs, indent=8, lead=len("self.optimizer = "))
 
 TRAINER = '''

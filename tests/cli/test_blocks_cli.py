@@ -12,15 +12,16 @@ import pytest
 from core import graphfile
 from core.blocks import group, promote
 
-from .conftest import EXAMPLES, events, run_cli
+from .conftest import events, run_cli
+from .flat_examples import flat_data
 from .test_text_models import tiny_gpt
 
 CONV_STAGE = ["conv2d1", "relu1", "maxpool2d1", "conv2d2", "relu2", "maxpool2d2"]
 
 
 def _short_cnn(tmp_path):
-    """mnist_cnn with a training section of a few steps (the seed fixed)."""
-    data = json.loads((EXAMPLES / "mnist_cnn.loom.json").read_text())
+    """mnist_cnn drawn flat with a training section of a few steps (the seed fixed)."""
+    data = flat_data("mnist_cnn")
     data["training"].update(epochs=2, steps_per_epoch=4, batch_size=32, seed=5)
     path = tmp_path / "flat.loom.json"
     path.write_text(json.dumps(data))
@@ -126,7 +127,7 @@ def test_an_onnx_export_of_a_grouped_graph_infers_the_same(tmp_path):
 def test_a_transformer_block_with_a_promoted_width_trains_and_samples(tmp_path):
     """The tiny GPT's transformer block grouped, its MLP width promoted: the same losses as
     the flat graph, and `sample` writes text from the grouped graph's checkpoint."""
-    flat = tiny_gpt(tmp_path, epochs=1, sample_chars=0)
+    flat = tiny_gpt(tmp_path, flat=True, epochs=1, sample_chars=0)
     doc = graphfile.load(flat)
     block = ["ln1a", "attn1", "res1a", "ln1b", "mlp1_in", "gelu1", "mlp1_out", "res1b"]
     inst = group(doc, block, "Transformer", "block1")
@@ -156,3 +157,23 @@ def test_a_promoted_width_is_set_from_the_instance(tmp_path, width):
               if r["role"] == "parameter"}
     assert params[f"{inst}/linear2.weight"] == 4 * 120 * width
     assert params["linear3.weight"] == 4 * width * 10
+
+
+def test_text_generation_finds_the_text_node_inside_a_block(tmp_path):
+    """The tiny GPT with its data, token and position embeddings grouped into a block:
+    training writes its per-epoch samples and `sample` writes text from its checkpoint."""
+    doc = graphfile.load(tiny_gpt(tmp_path, epochs=1, sample_chars=12))
+    front = group(doc, ["text", "tokens", "positions"], "Front", "front1")
+    assert not any(n.kind == "TextDataset" for n in doc.nodes.values())
+    graph = tmp_path / "front.loom.json"
+    graphfile.save(doc, graph)
+    result = run_cli("train", graph, "--out", tmp_path / "run", "--events", "-")
+    assert result.returncode == 0, result.stderr
+    samples = [e for e in events(result.stdout) if e["event"] == "sample"]
+    assert len(samples) == 1 and len(samples[0]["text"]) == len(samples[0]["prompt"]) + 12
+    sample = run_cli("sample", graph, "--checkpoint", tmp_path / "run" / "checkpoint.npz",
+                     "--prompt", "ROMEO:", "--chars", "20")
+    assert sample.returncode == 0, sample.stderr
+    assert sample.stdout.startswith("ROMEO:") and len(sample.stdout) == len("ROMEO:") + 21
+    with np.load(tmp_path / "run" / "checkpoint.npz") as saved:
+        assert f"param/{front}/tokens.weight" in saved.files

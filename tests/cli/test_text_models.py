@@ -1,42 +1,65 @@
 """Text models from the command line: a short run of a tiny character GPT writes a sample
 after each epoch, and `sample` writes new text from its checkpoint."""
 import json
+import re
 
 import pytest
 
 from .conftest import EXAMPLES, events, run_cli
+from .flat_examples import flat_data
 
 
-def tiny_gpt(tmp_path, **training):
-    """The bundled baby GPT shrunk (one block, width 32, context 16) with a short training
-    section: the same nodes and wiring, a few seconds to train."""
-    data = json.loads((EXAMPLES / "shakespeare_char_gpt.loom.json").read_text())
-    blocks = {n["id"] for n in data["nodes"] if n["id"][-2:-1].isdigit() and n["id"][-2] != "1"
-              or any(n["id"].startswith(p) for p in ("ln2", "ln3", "ln4", "attn2", "attn3", "attn4",
-                                                    "res2", "res3", "res4", "gelu2", "gelu3", "gelu4",
-                                                    "mlp2", "mlp3", "mlp4"))}
-    data["nodes"] = [n for n in data["nodes"] if n["id"] not in blocks]
-    data["edges"] = [e for e in data["edges"] if e["src"][0] not in blocks and e["dst"][0] not in blocks]
-    data["edges"].append({"src": ["res1b", "out"], "dst": ["ln_final", "in"]})
-    for n in data["nodes"]:
-        attrs = n["attrs"]
-        if n["kind"] == "TextDataset":
-            attrs["context"] = 16
-        elif n["kind"] == "PositionalEmbedding":
-            attrs["length"] = 16
-        elif n["kind"] == "Embedding":
-            attrs["width"] = 32
-        elif n["kind"] == "MultiHeadAttention":
-            attrs.update(width=32, heads=2)
-        elif n["id"] == "mlp1_in":
-            attrs["out_features"] = 64
-        elif n["id"] == "mlp1_out":
-            attrs["out_features"] = 32
+def tiny_gpt(tmp_path, flat=False, **training):
+    """The bundled baby GPT shrunk (one transformer block, width 32, context 16) with a short
+    training section: the same nodes and wiring, a few seconds to train. flat: drawn without
+    blocks, under the example's old node ids (ln1a, attn1, mlp1_in...)."""
+    data = _one_flat_block() if flat else _one_block_instance()
+    for n in data["nodes"] + data.get("blocks", {}).get("TransformerBlock", {}).get("nodes", []):
+        _shrink(n)
     data["training"].update({"epochs": 2, "steps_per_epoch": 15, "batch_size": 8,
                              "warmup_steps": 5, "sample_chars": 40, "lr": 3e-3, **training})
     path = tmp_path / "tiny_gpt.loom.json"
     path.write_text(json.dumps(data))
     return path
+
+
+def _one_block_instance() -> dict:
+    """The example with only the first instance of its TransformerBlock (2 heads, MLP 64)."""
+    data = json.loads((EXAMPLES / "shakespeare_char_gpt.loom.json").read_text())
+    gone = {"block2", "block3", "block4"}
+    _drop(data, gone)
+    data["edges"].append({"src": ["block1", "out"], "dst": ["ln_final", "in"]})
+    next(n for n in data["nodes"] if n["id"] == "block1")["attrs"].update(heads=2, mlp_width=64)
+    return data
+
+
+def _one_flat_block() -> dict:
+    data = flat_data("shakespeare_char_gpt")
+    _drop(data, {n["id"] for n in data["nodes"] if re.fullmatch(r"\D+[234]\D*", n["id"])})
+    data["edges"].append({"src": ["res1b", "out"], "dst": ["ln_final", "in"]})
+    return data
+
+
+def _drop(data, gone):
+    data["nodes"] = [n for n in data["nodes"] if n["id"] not in gone]
+    data["edges"] = [e for e in data["edges"]
+                     if e["src"][0] not in gone and e["dst"][0] not in gone]
+
+
+def _shrink(node):
+    attrs = node["attrs"]
+    if node["kind"] == "TextDataset":
+        attrs["context"] = 16
+    elif node["kind"] == "PositionalEmbedding":
+        attrs["length"] = 16
+    elif node["kind"] == "Embedding":
+        attrs["width"] = 32
+    elif node["kind"] == "MultiHeadAttention":
+        attrs.update(width=32, heads=2)
+    elif node["id"] in ("mlp1_in", "mlp_in"):
+        attrs["out_features"] = 64
+    elif node["id"] in ("mlp1_out", "mlp_out"):
+        attrs["out_features"] = 32
 
 
 @pytest.fixture
@@ -89,10 +112,10 @@ def test_sample_refuses_what_it_cannot_use(trained, tmp_path):
     (tmp_path / "other").mkdir()
     wider = tiny_gpt(tmp_path / "other")
     data = json.loads(wider.read_text())
-    next(n for n in data["nodes"] if n["id"] == "mlp1_in")["attrs"]["out_features"] = 96
+    next(n for n in data["nodes"] if n["id"] == "block1")["attrs"]["mlp_width"] = 96
     wider.write_text(json.dumps(data))
     mismatch = run_cli("sample", wider, "--checkpoint", ckpt, "--chars", "5")
-    assert mismatch.returncode == 2 and "mlp1_in.weight" in mismatch.stderr
+    assert mismatch.returncode == 2 and "block1/mlp_in.weight" in mismatch.stderr
     data["edges"] = [e for e in data["edges"] if e["dst"] != ["lm_head", "in"]]
     wider.write_text(json.dumps(data))
     broken = run_cli("sample", wider, "--checkpoint", ckpt, "--chars", "5")

@@ -5,20 +5,20 @@ import numpy as np
 import pytest
 
 import core
-from core import graphfile
 from core.blocks import (TOP_LEVEL, BlockDef, add_instance, block_of, flatten, group, kind_of,
                          per_block, promote)
 from core.document import GraphDocument
 from core.errors import GraphError
 from core.layers import analyze, build
 from core.step import plan_report
-from tests.cli.conftest import EXAMPLES
+from tests.cli.flat_examples import flat_doc
 
 CONV_STAGE = ["conv2d1", "relu1", "maxpool2d1", "conv2d2", "relu2", "maxpool2d2"]
 
 
 def cnn():
-    return graphfile.load(EXAMPLES / "mnist_cnn.loom.json")
+    """The CNN example drawn flat (its conv stages not yet a block)."""
+    return flat_doc("mnist_cnn")
 
 
 def grouped_cnn():

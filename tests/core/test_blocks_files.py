@@ -1,6 +1,7 @@
-"""Blocks on disk: the graph file's version 2 (bundled version-1 examples load unchanged, a
-file with blocks round-trips exactly, malformed blocks are one clear error with its JSON path)
-and the user's block library (save, list, import with nested definitions)."""
+"""Blocks on disk: the graph file's version 2 (every bundled example loads and saves back as
+it is, version-1 files load unchanged, a file with blocks round-trips exactly, malformed
+blocks are one clear error with its JSON path) and the user's block library (save, list,
+import with nested definitions)."""
 import copy
 import json
 
@@ -15,23 +16,37 @@ from core.document import VERSION
 from core.graphfile import GraphFileError
 from core.layers import analyze
 from tests.cli.conftest import EXAMPLES
+from tests.cli.flat_examples import flat_data, flat_doc
 
 EXAMPLE_FILES = sorted(EXAMPLES.glob("*.loom.json"))
 
 
 @pytest.mark.parametrize("path", EXAMPLE_FILES, ids=lambda p: p.name)
-def test_version_one_examples_load_unchanged(path):
+def test_every_bundled_example_loads_and_saves_back_as_it_is(path):
     raw = json.loads(path.read_text())
-    assert raw["version"] == 1
+    doc = graphfile.load(path)
+    assert raw["version"] == (2 if "blocks" in raw else 1)  # only blocks need the new version
+    assert doc.to_dict() == {**raw, "version": VERSION} and VERSION == 2
+    assert list(doc.blocks) == list(raw.get("blocks", {})) and analyze(doc).problems == []
+
+
+@pytest.mark.parametrize("name", sorted(p.name[:-len(".loom.json")] for p in EXAMPLE_FILES))
+def test_version_one_files_load_unchanged(name, tmp_path):
+    """Every example as a version-1 file (the grouped ones as they were drawn flat, before
+    blocks): it loads with no blocks, and reads the same as version 2."""
+    raw = flat_data(name)
+    assert raw["version"] == 1 and "blocks" not in raw
+    path = tmp_path / f"{name}.loom.json"
+    path.write_text(json.dumps(raw, indent=2))
     doc = graphfile.load(path)
     assert doc.blocks == {}
-    assert doc.to_dict() == {**raw, "version": VERSION} and VERSION == 2
+    assert doc.to_dict() == {**raw, "version": VERSION}
     as_two = graphfile.from_dict({**raw, "version": 2})
     assert as_two.to_dict() == doc.to_dict()
 
 
 def _grouped():
-    doc = graphfile.load(EXAMPLES / "mnist_cnn.loom.json")
+    doc = flat_doc("mnist_cnn")
     group(doc, ["conv2d1", "relu1", "maxpool2d1"], "Stage")
     group(doc, ["linear1", "relu3"], "Dense")
     promote(doc, "Dense", "width", [["linear1", "out_features"]])

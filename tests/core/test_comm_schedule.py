@@ -63,4 +63,4 @@ def test_plan_shows_one_ranks_share_and_the_buckets():
     report = plan_report(_cnn(), 64, procs=2)
     buckets = report["allreduce buckets"]
     assert report["batch"] == 32 and len(buckets) == 1  # 25 MiB default: one bucket
-    assert "conv2d1" in buckets[0]["gradients of"] and buckets[0]["bytes"] > 200_000
+    assert "stage1/conv" in buckets[0]["gradients of"] and buckets[0]["bytes"] > 200_000

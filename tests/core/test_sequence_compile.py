@@ -20,7 +20,7 @@ def gpt(tmp_path_factory):
     rng = np.random.default_rng(0)
     for node in built.feeds.values():
         feed[node] = rng.integers(0, 66, feed[node].shape)
-    blocks = frozenset(n for (nid, _), n in built.outputs.items() if nid.startswith("res"))
+    blocks = frozenset(n for (nid, _), n in built.outputs.items() if "/res" in nid)  # residuals
     return outputs, feed, blocks
 
 
