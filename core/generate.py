@@ -4,7 +4,8 @@ Each step feeds the last `context` characters (fewer while the text is shorter),
 logits of the last position, and draws the next character from their softmax at a
 temperature. The model is the graph's evaluation build with the text node's context set to
 the current length, compiled once per length (PositionalEmbedding's table is sized by its
-own `length`, so the same parameters fit every length)."""
+own `length`, so the same parameters fit every length). Blocks are flattened first: the text
+node and the embeddings may sit inside one (their ids are then paths, `front/text`)."""
 from __future__ import annotations
 
 import numpy as np
@@ -14,6 +15,7 @@ from .errors import LoomError
 from .executor import Executor
 from .document import GraphDocument
 from .layers.builder import resolve_path
+from .layers.flatten import flatten
 from .layers.sequence_layers import vocabulary
 
 
@@ -22,8 +24,8 @@ class TextSampler:
         """`params`: parameter name -> array, e.g. a checkpoint's (host arrays, moved to the
         backend here), or with shared=True the trainer's own backend arrays, read as they
         are (they are updated in place as training goes on)."""
-        self.doc = doc
-        self.node = _text_node(doc)
+        self.doc = flatten(doc)  # the plain graph the engine builds (a copy if it has blocks)
+        self.node = _text_node(self.doc)
         attrs = {**_defaults("TextDataset"), **self.node.attrs}
         attrs["path"] = resolve_path(attrs["path"], getattr(doc, "base_dir", None))
         self.context = attrs["context"]
@@ -84,8 +86,8 @@ def draw(logits, temperature, rng, top_k=None) -> int:
     return int(rng.choice(len(p), p=p / p.sum()))
 
 
-def _text_node(doc):
-    nodes = [n for n in doc.nodes.values() if n.kind == "TextDataset"]
+def _text_node(flat):
+    nodes = [n for n in flat.nodes.values() if n.kind == "TextDataset"]
     if not nodes:
         raise LoomError("the graph has no TextDataset node: only text models write text")
     return nodes[0]
@@ -96,7 +98,9 @@ def _defaults(kind):
 
 
 def is_text_model(doc) -> bool:
-    return any(n.kind == "TextDataset" for n in doc.nodes.values())
+    """Whether the graph reads a TextDataset, at the top level or inside a block (the editor
+    asks while blocks are being edited: a broken one is no error here)."""
+    return any(n.kind == "TextDataset" for n in flatten(doc, strict=False).nodes.values())
 
 
 def sample_prompt(dataset) -> str:
