@@ -1,11 +1,13 @@
-"""File > Open of an .onnx model and File > Export ONNX: the editor's side of core/interop.
-Each reports to the window's status bar and, when the window is shown, in a message box."""
+"""File > Open of an .onnx model, File > Export ONNX and File > Export as Python: the editor's
+side of core/interop and core/codegen. Each reports to the window's status bar and, when the
+window is shown, in a message box."""
 from __future__ import annotations
 
 from pathlib import Path
 
 from PySide6.QtWidgets import QFileDialog, QMessageBox
 
+from core.codegen import export_python as write_python, weights_path
 from core.errors import LoomError
 from core.interop.onnx_export import export_file
 from core.interop.onnx_import import import_file
@@ -44,6 +46,32 @@ def export_onnx(window, path) -> bool:
         return _failed(window, "Cannot export", exc)
     weights = f"trained weights of {ckpt.parent.name}" if ckpt else "initial weights (no run yet)"
     window.statusBar().showMessage(f"Exported {path} with the {weights}", 8000)
+    return True
+
+
+def export_python_dialog(window, flavour):
+    path, _ = QFileDialog.getSaveFileName(window, f"Export as Python ({FLAVOUR_NAMES[flavour]})",
+                                          f"{window.document.name}.py", "Python scripts (*.py)")
+    if path:
+        export_python(window, path, flavour)
+
+
+FLAVOUR_NAMES = {"torch": "PyTorch", "loom": "Loom"}
+
+
+def export_python(window, path, flavour) -> bool:
+    """The inference model as a script (blocks as classes or functions), with the last run's
+    weights beside it when there is one (else the initial weights), as `main.py export
+    --python` writes it."""
+    ckpt = window.run_panel.checkpoint_path
+    ckpt = ckpt if ckpt is not None and ckpt.exists() else None
+    try:
+        write_python(window.document, Path(path), flavour, ckpt)
+    except LoomError as exc:
+        return _failed(window, "Cannot export", exc)
+    weights = f"trained weights of {ckpt.parent.name}" if ckpt else "initial weights (no run yet)"
+    window.statusBar().showMessage(f"Exported {path} ({FLAVOUR_NAMES[flavour]}) with the "
+                                   f"{weights} in {weights_path(path).name}", 8000)
     return True
 
 

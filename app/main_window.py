@@ -115,6 +115,10 @@ class MainWindow(QMainWindow):
         file_menu.addSeparator()
         self.export_onnx_action = a("Export ONNX…", lambda _=False: interop_actions.export_onnx_dialog(self),
                                     None, file_menu)
+        self.export_python_actions = {
+            flavour: a(f"Export as Python ({name})…",
+                       lambda _=False, f=flavour: interop_actions.export_python_dialog(self, f), None, file_menu)
+            for flavour, name in interop_actions.FLAVOUR_NAMES.items()}
         # Fixed texts (the stack's own actions grow "Undo Change training settings" and
         # stretch the toolbar); the history panel names the steps.
         self.undo_action = a("Undo", self.undo, QKeySequence.Undo)
@@ -197,6 +201,9 @@ class MainWindow(QMainWindow):
 
     def export_onnx(self, path):
         return interop_actions.export_onnx(self, path)
+
+    def export_python(self, path, flavour):
+        return interop_actions.export_python(self, path, flavour)
 
     def _replace_document(self, data, base_dir=None):
         """base_dir: the folder the graph's relative dataset paths are relative to (its
