@@ -127,6 +127,8 @@ class _Program:
         self._deps = None  # step dependencies for the stream runner
         # large row-wise ops split over CPU threads (numpy only: a device has its own)
         self.row_threads = cpu.thread_count() if be.name == "numpy" else 1
+        # a data-parallel step: MPI is polled between its ops (a property of the plan)
+        self.communicates = any(n.opdef.effects for n in plan.schedule)
         self._bind_steps(be, sources)
 
     def _bind_steps(self, be, sources):
@@ -177,9 +179,17 @@ class _Program:
     def _bind(self, index):
         compute, args, attrs, out = self.steps[index]
         parts = self._row_parts(index)
-        if parts is not None:  # one call per CPU thread, each on its run of rows
-            return partial(cpu.together, [self._bind_part(index, *part) for part in parts])
-        binder = self.binders[index]
+        if parts is None:
+            return self._call(index, compute, args, out)
+        # one call per CPU thread, each on its run of rows (and of the workspace)
+        raw = self.backend.compute_for(self.plan.schedule[index].opdef)
+        return partial(cpu.together, [
+            self._call(index, raw if ws is None else partial(_with_workspace, raw, ws), a, o)
+            for a, o, ws in parts])
+
+    def _call(self, index, compute, args, out):
+        """The op's fast bind rule where it has one, else its compute as a partial."""
+        attrs, binder = self.steps[index][2], self.binders[index]
         if binder is not None:
             return binder(self.xp, args, attrs, out)
         return partial(compute, self.xp, args, attrs, out)
@@ -192,16 +202,6 @@ class _Program:
             return None
         _, args, attrs, out = self.steps[index]
         return cpu.row_parts(node.opdef, attrs, args, out, self.scratch.get(node), self.row_threads)
-
-    def _bind_part(self, index, args, out, ws):
-        node = self.plan.schedule[index]
-        binder = self.binders[index]
-        if binder is not None:
-            return binder(self.xp, args, node.attrs, out)
-        compute = self.backend.compute_for(node.opdef)
-        if ws is not None:
-            return partial(compute, self.xp, args, node.attrs, out, ws)
-        return partial(compute, self.xp, args, node.attrs, out)
 
     def _view(self, buf, shape, dtype):
         """A typed view of the buffer's planned byte range of the arena."""
@@ -253,8 +253,7 @@ class _Program:
         drop a captured step, which replays the old ones."""
         self.live_calls = [c for c in self.calls if c is not None] if self.skipped or self.streamed \
             else self.calls
-        communicates = any(n.opdef.effects for n in self.plan.schedule)
-        self.run_step = self._run_polling if communicates else self._run_in_order
+        self.run_step = self._run_polling if self.communicates else self._run_in_order
         if self.streamed:
             live = [i for i, step in enumerate(self.steps) if step is not None]
             if self._deps is None:  # a property of the plan: computed once

@@ -1,9 +1,9 @@
 """Turning a GraphDocument into core nodes (`build`) and checking it (`analyze`).
 
 Both flatten blocks away first (core/layers/flatten.py), then walk the document in
-topological order (networkx) and build each node from its inputs; shapes are inferred incrementally so layers like Linear can size their parameters,
-and so the editor sees every output shape, parameter count and multiply-add count
-without running anything."""
+topological order (networkx) and build each node from its inputs; shapes are inferred
+incrementally so layers like Linear can size their parameters, and so the editor sees every
+output shape, parameter count and multiply-add count without running anything."""
 from __future__ import annotations
 
 import os

@@ -159,16 +159,6 @@ def _default_chunk(n, pixels) -> int:
     return max(1, min(n, -(-GEMM_COLUMNS // pixels)))
 
 
-def _chunk_scratch(n, attrs, pixels, per_sample: dict, dtype, fixed=None):
-    """The workspace of a chunked op: name -> (chunk, *per-sample shape) for `per_sample`,
-    the chunk being attrs["chunk"] where the planner chose it (see OpDef.chunked_workspace),
-    else _default_chunk; plus `fixed` name -> shape, independent of the chunk."""
-    b = int(max(1, min(n, attrs.get("chunk") or _default_chunk(n, pixels))))
-    ws = {name: ((b, *shape), dtype) for name, shape in per_sample.items()}
-    ws.update({name: (shape, dtype) for name, shape in (fixed or {}).items()})
-    return ws
-
-
 def _chunk_of(ws, name="cols"):
     return ws[name].shape[0]
 
@@ -186,15 +176,19 @@ def _conv_shape(shapes, attrs):
 
 
 def _columns_ws(x_shape, w_shape, out_shape, attrs, dtype, extra=None, fixed=None):
-    """cols (and xpad) for a chunk of samples of a convolution of x by w, with `extra`
-    per-sample and `fixed` buffers."""
+    """The workspace of a convolution of x by w, chunked: cols (and xpad) plus `extra`, each
+    (chunk, *per-sample shape), the chunk being attrs["chunk"] where the planner chose it (see
+    OpDef.chunked_workspace), else _default_chunk; plus `fixed` name -> shape."""
     n, c, h, w = x_shape
     o, _, kh, kw = w_shape
     pixels = out_shape[-2] * out_shape[-1]
     per_sample = {"cols": (c * kh * kw * pixels,), **(extra or {})}
     if attrs["padding"]:
         per_sample["xpad"] = _padded_shape((1, c, h, w), attrs["padding"])[1:]
-    return _chunk_scratch(n, attrs, pixels, per_sample, dtype, fixed)
+    b = int(max(1, min(n, attrs.get("chunk") or _default_chunk(n, pixels))))
+    ws = {name: ((b, *shape), dtype) for name, shape in per_sample.items()}
+    ws.update({name: (shape, dtype) for name, shape in (fixed or {}).items()})
+    return ws
 
 
 def _conv_ws(shapes, attrs, out_shape, dtype):
@@ -251,11 +245,7 @@ def _grad_input_ws(shapes, attrs, out_shape, dtype):
         flipped = {**attrs, "padding": kh - 1 - attrs["padding"]}
         return _columns_ws(gy, (c, o, kh, kw), x, flipped, dtype, {"y": (c * x[2] * x[3],)},
                            {"w_flipped": (c, o * kh * kw)})
-    pixels = gy[2] * gy[3]
-    per_sample = {"cols": (c * kh * kw * pixels,), "gy": (o * pixels,)}
-    if attrs["padding"]:
-        per_sample["xpad"] = _padded_shape((1, c, x[2], x[3]), attrs["padding"])[1:]
-    return _chunk_scratch(x[0], attrs, pixels, per_sample, dtype)
+    return _columns_ws(x, w, gy, attrs, dtype, {"gy": (o * gy[2] * gy[3],)})
 
 
 def _conv_grad_input(xp, ins, attrs, out, ws=None):
