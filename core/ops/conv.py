@@ -1,10 +1,19 @@
 """Convolution and pooling on NCHW tensors. Convolution is im2col + one GEMM per chunk of
 samples: a chunk's columns are one (C·KH·KW, samples·OH·OW) matrix, so the (O, C·KH·KW) weight
-matrix times it is the chunk's output (sample-major columns, copied into NCHW), and both
-gradients are one GEMM per chunk too. The planner picks the chunk (OpDef.chunked_workspace):
-by default enough samples for a long GEMM, which BLAS runs on its threads; fewer where memory
-is tight. A chunk's float rounding follows its GEMM's shape, so results agree across chunk
-sizes to rounding, and bit for bit at equal chunks.
+matrix times it is the chunk's output, and both gradients are one GEMM per chunk too. The
+planner picks the chunk (OpDef.chunked_workspace): by default enough samples for a long GEMM,
+which BLAS runs on its threads; fewer where memory is tight. A chunk's float rounding follows
+its GEMM's shape, so results agree across chunk sizes to rounding, and bit for bit at equal
+chunks.
+
+Two column orders, by image size (`per_sample_gemms`):
+- small images: batch-innermost, column = (oy, ox, sample). The chunk is first transposed to
+  (C, H, W, samples), so each kernel offset's window is rows of OW·samples contiguous values
+  (one long copy per row, where sample-major windows are rows of only OW: on the bench CNN's
+  14×14 layer the im2col copy took 2.4 ms sample-major, 0.2 + 0.5 ms this way) and col2im
+  adds rows that long. The GEMM's result is then transposed to NCHW.
+- large images: sample-major, column = (sample, oy, ox), one GEMM per sample straight into
+  its NCHW output (no transposition; the rows are long already).
 
 Pools split the batch over CPU threads where LOOM_CPU_THREADS asks (`cpu.for_each_run`)."""
 from __future__ import annotations
@@ -111,21 +120,74 @@ def _col2im(cols, kh, kw, s, p, oh, ow, out, dxpad):
         channels(0, c)
 
 
-def _to_nchw(y, out):
-    """A GEMM's (O, m·OH·OW) result into the m NCHW samples out."""
-    m, o, oh, ow = out.shape
-    samples = y.reshape(o, m, oh, ow).transpose(1, 0, 2, 3)
-    if isinstance(out, np.ndarray):
-        cpu.copy(out, samples)
+def _batch_inner(x, p, buf):
+    """The m samples x (m, C, H, W) as one (C, H+2p, W+2p, m) array in buf, border zero."""
+    m, c, h, w = x.shape
+    xt = _matrix(buf, c, (h + 2 * p) * (w + 2 * p) * m).reshape(c, h + 2 * p, w + 2 * p, m)
+    if p:
+        for border in (xt[:, :p], xt[:, p + h:], xt[:, p:p + h, :p], xt[:, p:p + h, p + w:]):
+            border.fill(0)
+    _copy(xt[:, p:p + h, p:p + w], x.transpose(1, 2, 3, 0))
+    return xt
+
+
+def _im2col_batch_inner(x, kh, kw, s, p, oh, ow, cols, xpad):
+    """Columns of the m samples x as one (C·KH·KW, OH·OW·m) matrix, batch-innermost (see the
+    module docstring), built from their transposition in xpad."""
+    m, c = x.shape[:2]
+    xt = _batch_inner(x, p, xpad)
+    blocks = _matrix(cols, c * kh * kw, oh * ow * m).reshape(c, kh, kw, oh, ow, m)
+    if isinstance(xt, np.ndarray):  # one copy from a strided view of all kernel offsets
+        sc, sh, sw, sn = xt.strides
+        cpu.copy(blocks, as_strided(xt, blocks.shape, (sc, sh, sw, sh * s, sw * s, sn),
+                                    writeable=False))
     else:
-        out[...] = samples
+        for i in range(kh):
+            for j in range(kw):
+                blocks[:, i, j] = xt[:, i:i + s * oh:s, j:j + s * ow:s]
+    return blocks.reshape(c * kh * kw, oh * ow * m)
+
+
+def _col2im_batch_inner(cols, kh, kw, s, p, oh, ow, out, xpad):
+    """Sum (C·KH·KW, OH·OW·m) batch-innermost columns back into the m images out, kernel
+    offset by kernel offset in a fixed order, in their transposition in xpad."""
+    m, c, h, w = out.shape
+    dxt = _matrix(xpad, c, (h + 2 * p) * (w + 2 * p) * m).reshape(c, h + 2 * p, w + 2 * p, m)
+    blocks = cols.reshape(c, kh, kw, oh, ow, m)
+
+    def channels(lo, hi):  # each channel's image sums its own columns: split by channel
+        part = dxt[lo:hi]
+        part.fill(0)
+        for i in range(kh):
+            for j in range(kw):
+                part[:, i:i + s * oh:s, j:j + s * ow:s] += blocks[lo:hi, i, j]
+    if isinstance(out, np.ndarray):
+        cpu.for_each_run(channels, 0, c, out.nbytes)
+    else:
+        channels(0, c)
+    _copy(out, dxt[:, p:p + h, p:p + w].transpose(3, 0, 1, 2))
+
+
+def _copy(dst, src):
+    """dst[...] = src: split over the CPU threads on numpy."""
+    if isinstance(dst, np.ndarray):
+        cpu.copy(dst, src)
+    else:
+        dst[...] = src
+
+
+def _to_nchw(y, out):
+    """A GEMM's batch-innermost (O, OH·OW·m) result into the m NCHW samples out."""
+    m, o, oh, ow = out.shape
+    _copy(out, y.reshape(o, oh, ow, m).transpose(3, 0, 1, 2))
 
 
 def _from_nchw(gy, buf):
-    """The m NCHW samples gy as one (O, m·OH·OW) matrix in buf (a GEMM operand)."""
+    """The m NCHW samples gy as one batch-innermost (O, OH·OW·m) matrix in buf (a GEMM
+    operand against batch-innermost columns)."""
     m, o, oh, ow = gy.shape
-    g = _matrix(buf, o, m * oh * ow)
-    g.reshape(o, m, oh * ow)[...] = gy.reshape(m, o, oh * ow).transpose(1, 0, 2)
+    g = _matrix(buf, o, oh * ow * m)
+    _copy(g.reshape(o, oh, ow, m), gy.transpose(1, 2, 3, 0))
     return g
 
 
@@ -150,7 +212,10 @@ def _each_chunk(n, size, run):
         run(lo, min(lo + size, n))
 
 
-GEMM_COLUMNS = 4096  # a chunk's GEMM gets at least this many columns where the batch has them
+# A chunk's GEMM gets at least this many columns where the batch has them: step time fell
+# with every doubling of the chunk up to the whole batch of 64 on the bench CNNs' 14×14 and
+# 7×7 layers (e.g. 16 samples, 3136 columns: 10.6 ms; 64 samples: 8.7 ms).
+GEMM_COLUMNS = 16384
 
 
 def _default_chunk(n, pixels) -> int:
@@ -175,16 +240,18 @@ def _conv_shape(shapes, attrs):
     return (x[0], w[0], _out_size(x[2], w[2], s, p, "conv2d"), _out_size(x[3], w[3], s, p, "conv2d"))
 
 
-def _columns_ws(x_shape, w_shape, out_shape, attrs, dtype, extra=None, fixed=None):
-    """The workspace of a convolution of x by w, chunked: cols (and xpad) plus `extra`, each
-    (chunk, *per-sample shape), the chunk being attrs["chunk"] where the planner chose it (see
-    OpDef.chunked_workspace), else _default_chunk; plus `fixed` name -> shape."""
+def _columns_ws(x_shape, w_shape, out_shape, attrs, dtype, extra=None, fixed=None, batch_inner=False):
+    """The workspace of a convolution of x by w, chunked: cols plus `extra`, each (chunk,
+    *per-sample shape), the chunk being attrs["chunk"] where the planner chose it (see
+    OpDef.chunked_workspace), else _default_chunk; plus `fixed` name -> shape. Batch-innermost
+    columns come from the chunk's padded transposition `xt`, sample-major ones from its padded
+    copy `xpad` (where padded). The GPU's kernels pad as they read and leave `xt` unused."""
     n, c, h, w = x_shape
     o, _, kh, kw = w_shape
     pixels = out_shape[-2] * out_shape[-1]
     per_sample = {"cols": (c * kh * kw * pixels,), **(extra or {})}
-    if attrs["padding"]:
-        per_sample["xpad"] = _padded_shape((1, c, h, w), attrs["padding"])[1:]
+    if batch_inner or attrs["padding"]:
+        per_sample["xt" if batch_inner else "xpad"] = _padded_shape((1, c, h, w), attrs["padding"])[1:]
     b = int(max(1, min(n, attrs.get("chunk") or _default_chunk(n, pixels))))
     ws = {name: ((b, *shape), dtype) for name, shape in per_sample.items()}
     ws.update({name: (shape, dtype) for name, shape in (fixed or {}).items()})
@@ -194,7 +261,9 @@ def _columns_ws(x_shape, w_shape, out_shape, attrs, dtype, extra=None, fixed=Non
 def _conv_ws(shapes, attrs, out_shape, dtype):
     x, w = shapes
     pixels = out_shape[-2] * out_shape[-1]
-    return _columns_ws(x, w, out_shape, attrs, dtype, {} if per_sample_gemms(pixels) else {"y": (w[0] * pixels,)})
+    if per_sample_gemms(pixels):
+        return _columns_ws(x, w, out_shape, attrs, dtype)
+    return _columns_ws(x, w, out_shape, attrs, dtype, {"y": (w[0] * pixels,)}, batch_inner=True)
 
 
 def _conv(xp, ins, attrs, out, ws=None):
@@ -208,11 +277,12 @@ def _convolve(xp, x, w2d, kernel, s, p, out, ws):
     n, o, oh, ow = out.shape
 
     def run(lo, hi):
-        cols = _im2col(x[lo:hi], *kernel, s, p, oh, ow, ws["cols"], ws.get("xpad"))
-        if "y" in ws:  # small images: one GEMM for the chunk, then its columns to NCHW
+        if "xt" in ws:  # small images: one GEMM for the chunk, then its columns to NCHW
+            cols = _im2col_batch_inner(x[lo:hi], *kernel, s, p, oh, ow, ws["cols"], ws["xt"])
             _to_nchw(xp.matmul(w2d, cols, out=_matrix(ws["y"], o, cols.shape[1])), out[lo:hi])
             return
         # large images: a GEMM per sample (in one call), each straight into its NCHW output
+        cols = _im2col(x[lo:hi], *kernel, s, p, oh, ow, ws["cols"], ws.get("xpad"))
         xp.matmul(w2d, _samples(cols, oh * ow), out=out[lo:hi].reshape(hi - lo, o, oh * ow))
     _each_chunk(n, _chunk_of(ws), run)
 
@@ -230,12 +300,16 @@ def _conv_grad(n, g):
 # reads and writes the input gradient KH·KW times.
 
 def grad_input_as_convolution(gy_shape, w_shape, x_shape, attrs) -> bool:
-    """Stride 1, square kernel, padding below it, and columns at most twice the general
-    rule's (those of gy over the input's pixels against those of x over the output's):
-    measured faster on the bench CNNs' 3×3 layers, slower on LeNet's 5×5 with 6 channels."""
+    """Stride 1, square kernel, padding below it, large images (where col2im would add
+    sample-major rows of only OW) and columns at most twice the general rule's (those of gy
+    over the input's pixels against those of x over the output's). Measured (batch 64, the
+    two ways alternated in one process): 3×3 from 16 to 32 channels on 28×28, 17.2 ms against
+    20.0 by col2im; on 14×14 and 7×7, where col2im adds batch-innermost rows, col2im won
+    (32→64 on 14×14: 11.2 against 11.9 ms; 64→128 on 7×7: 7.6 against 8.3)."""
     o, c, kh, kw = w_shape
     fits = attrs["stride"] == 1 and kh == kw and attrs["padding"] <= kh - 1
-    return fits and o * x_shape[2] * x_shape[3] <= 2 * c * gy_shape[2] * gy_shape[3]
+    return (fits and per_sample_gemms(gy_shape[2] * gy_shape[3])
+            and o * x_shape[2] * x_shape[3] <= 2 * c * gy_shape[2] * gy_shape[3])
 
 
 def _grad_input_ws(shapes, attrs, out_shape, dtype):
@@ -244,8 +318,10 @@ def _grad_input_ws(shapes, attrs, out_shape, dtype):
     if grad_input_as_convolution(gy, w, x, attrs):
         flipped = {**attrs, "padding": kh - 1 - attrs["padding"]}
         return _columns_ws(gy, (c, o, kh, kw), x, flipped, dtype, {"y": (c * x[2] * x[3],)},
-                           {"w_flipped": (c, o * kh * kw)})
-    return _columns_ws(x, w, gy, attrs, dtype, {"gy": (o * gy[2] * gy[3],)})
+                           {"w_flipped": (c, o * kh * kw)}, batch_inner=True)
+    # gy: its batch-innermost transposition (small images; the GPU transposes into it at any size)
+    return _columns_ws(x, w, gy, attrs, dtype, {"gy": (o * gy[2] * gy[3],)},
+                       batch_inner=not per_sample_gemms(gy[2] * gy[3]))
 
 
 def _conv_grad_input(xp, ins, attrs, out, ws=None):
@@ -261,8 +337,14 @@ def _conv_grad_input(xp, ins, attrs, out, ws=None):
     w2d_t, s, p = w.reshape(o, -1).T, attrs["stride"], attrs["padding"]
 
     def run(lo, hi):
-        g = _from_nchw(gy[lo:hi], ws["gy"])
-        dcols = xp.matmul(w2d_t, g, out=_matrix(ws["cols"], w2d_t.shape[0], g.shape[1]))
+        m = hi - lo
+        dcols = _matrix(ws["cols"], w2d_t.shape[0], m * oh * ow)
+        if "xt" in ws:  # small images: one GEMM over the chunk
+            xp.matmul(w2d_t, _from_nchw(gy[lo:hi], ws["gy"]), out=dcols)
+            _col2im_batch_inner(dcols, kh, kw, s, p, oh, ow, out[lo:hi], ws["xt"])
+            return
+        # large images: a GEMM per sample (in one call) into its block of columns
+        xp.matmul(w2d_t, gy[lo:hi].reshape(m, o, oh * ow), out=_samples(dcols, oh * ow))
         _col2im(dcols, kh, kw, s, p, oh, ow, out[lo:hi], ws.get("xpad"))
     _each_chunk(n, _chunk_of(ws), run)
 
@@ -273,8 +355,10 @@ def _grad_weight_ws(shapes, attrs, out_shape, dtype):
     gy, x, w = shapes
     o, c, kh, kw = w
     pixels = gy[2] * gy[3]
-    extra = {"per_sample": (o * c * kh * kw,)} if per_sample_gemms(pixels) else {"gy": (o * pixels,)}
-    return _columns_ws(x, w, gy, attrs, dtype, extra, {"chunk_sum": (o, c * kh * kw)})
+    fixed = {"chunk_sum": (o, c * kh * kw)}
+    if per_sample_gemms(pixels):
+        return _columns_ws(x, w, gy, attrs, dtype, {"per_sample": (o * c * kh * kw,)}, fixed)
+    return _columns_ws(x, w, gy, attrs, dtype, {"gy": (o * pixels,)}, fixed, batch_inner=True)
 
 
 def _conv_grad_weight(xp, ins, attrs, out, ws=None):
@@ -286,11 +370,12 @@ def _conv_grad_weight(xp, ins, attrs, out, ws=None):
     dw, s, p = out.reshape(o, -1), attrs["stride"], attrs["padding"]
 
     def run(lo, hi):
-        cols = _im2col(x[lo:hi], kh, kw, s, p, oh, ow, ws["cols"], ws.get("xpad"))
         target = dw if lo == 0 else ws["chunk_sum"]
-        if "gy" in ws:  # small images: one GEMM over the chunk
+        if "xt" in ws:  # small images: one GEMM over the chunk
+            cols = _im2col_batch_inner(x[lo:hi], kh, kw, s, p, oh, ow, ws["cols"], ws["xt"])
             xp.matmul(_from_nchw(gy[lo:hi], ws["gy"]), cols.T, out=target)
         else:  # large images: a GEMM per sample (in one call), then their sum in order
+            cols = _im2col(x[lo:hi], kh, kw, s, p, oh, ow, ws["cols"], ws.get("xpad"))
             per_sample = _matrix(ws["per_sample"], hi - lo, dw.size).reshape(hi - lo, *dw.shape)
             xp.matmul(gy[lo:hi].reshape(hi - lo, o, oh * ow), _samples(cols, oh * ow).transpose(0, 2, 1),
                       out=per_sample)

@@ -3,8 +3,10 @@ algorithm and workspace of core/ops/conv.py branch by branch. A chunk of m sampl
 columns as one (C·KH·KW, m·OH·OW) matrix in the planned `cols` buffer (column = sample·OH·OW +
 pixel), so one GEMM covers the chunk; small images then transpose the (O, m, OH·OW) result
 into NCHW, large ones (`per_sample_gemms`) read each sample's block of columns in place with a
-strided-batched GEMM straight into its output. Padding is handled inside the kernels, so
-`xpad` is never needed.
+strided-batched GEMM straight into its output. (The CPU orders small images' columns
+batch-innermost, for numpy's copy loops; a kernel computes each column wherever it lies, so
+the GPU keeps the sample-major order and one transposition rule.) Padding is handled inside
+the kernels, so `xpad` and `xt` are never needed.
 
 col2im gathers (one thread per input pixel, summing the columns that cover it in kernel-offset
 order) rather than scattering with atomics: deterministic, and the same additions in the same
