@@ -43,9 +43,15 @@ def compare(fns, repeat, warmup=3, rounds=7):
 
 # ---- speed ---------------------------------------------------------------------------------
 
-def loom_step(graph):
+def loom_step(graph, chosen=None):
+    """The compiled step, run until it has chosen its CPU thread count (core.ops.cpu.
+    ThreadChoice), which goes into `chosen` (a list) where given."""
     loss, params, feed, _ = graph
     ex = core.Executor([loss, *core.gradients(loss, params)])
+    for _ in range(1 + 2 * core.ops.cpu.ThreadChoice.ROUNDS):
+        ex.run(feed, to_numpy=False)
+    if chosen is not None:
+        chosen.append(ex.cpu_threads)
     return lambda: ex.run(feed, to_numpy=False)
 
 
@@ -104,7 +110,8 @@ def speed_table(quick):
              ("wide CNN 32-64-128, batch 64", wide_cnn(64), wide_ref, "wide", 1)]
     for name, graph, ref, kind, repeat in cases:
         repeat = max(1, repeat // (4 if quick else 1))
-        loom, hand = compare([loom_step(graph), numpy_step(graph, ref)], repeat)
+        chosen = []
+        loom, hand = compare([loom_step(graph, chosen), numpy_step(graph, ref)], repeat)
         single = loom_one_thread(graph, repeat)
         # PyTorch on its own: its OpenMP workers spin on after a call and would slow
         # whichever contender ran next. Once with all cores, once with one thread.
@@ -117,7 +124,7 @@ def speed_table(quick):
             pt1 = compare([step], repeat)[0]
             torch.set_num_threads(threads)
         ratio = lambda t: f"{loom / t:.2f}×" if t else "n/a"  # noqa: E731
-        rows.append([name, f"{loom:.3f}", f"{single:.3f}", f"{hand:.3f}",
+        rows.append([name, f"{loom:.3f} ({chosen[0].label()})", f"{single:.3f}", f"{hand:.3f}",
                      f"{pt:.3f}" if pt else "n/a", f"{pt1:.3f}" if pt1 else "n/a",
                      f"{loom / hand:.2f}×", ratio(pt), f"{single / pt1:.2f}×" if pt1 else "n/a"])
     return ["training step", "Loom ms", "Loom 1T ms", "numpy ms", f"PyTorch {TORCH_THREADS}T ms",
@@ -147,9 +154,10 @@ def _one_blas_thread():
     return threadpool_limits(limits=1, user_api="blas")
 
 
-SPEED_NOTE = f"""nT: n threads. Loom: large row-wise ops (elementwise, activations, layer norm, softmax)
-and pools split over {core.ops.cpu.thread_count()} threads, GEMMs (convolutions: one per chunk of samples) on
-BLAS's threads; 1T: LOOM_CPU_THREADS=1 and one BLAS thread. PyTorch: all {TORCH_THREADS} cores, then one
+SPEED_NOTE = f"""nT: n threads. Loom: large row-wise ops (elementwise, activations, layer norm, softmax),
+im2col copies and pools split over {core.ops.cpu.thread_count()} threads, GEMMs (convolutions: one per chunk of
+samples) on BLAS's threads, or either on one thread where the step's first runs measured that
+faster (what it kept in brackets); 1T: LOOM_CPU_THREADS=1 and one BLAS thread. PyTorch: all {TORCH_THREADS} cores, then one
 thread. Where other work holds a core, whatever splits ops over all cores waits for that
 core at every op: compare the 1-thread columns then."""
 

@@ -71,6 +71,17 @@ class Executor:
         return None if self._last is None else self._last.plan
 
     @property
+    def cpu_threads(self):
+        """How the last compiled step runs on the CPU (numpy backend): a cpu.Threads, its
+        large ops' threads and BLAS's, measured per step unless LOOM_CPU_THREADS sets them
+        (see core/ops/cpu.py)."""
+        program = self._last
+        if program is None:
+            return cpu.Threads(1)
+        choice = program.thread_choice
+        return choice.chosen if choice and choice.chosen else cpu.Threads(program.row_threads)
+
+    @property
     def launches_per_step(self) -> int:
         """Calls the last compiled step makes (each one kernel launch on a GPU, after fusion)."""
         return 0 if self._last is None else len(self._last.live_calls)
@@ -125,8 +136,12 @@ class _Program:
         self.replay = None
         self.warm = False
         self._deps = None  # step dependencies for the stream runner
-        # large row-wise ops split over CPU threads (numpy only: a device has its own)
+        # large row-wise ops split over CPU threads (numpy only: a device has its own), where
+        # that is measured to pay (unless the user set the count)
         self.row_threads = cpu.thread_count() if be.name == "numpy" else 1
+        self.thread_choice = (cpu.ThreadChoice(cpu.thread_options(self.row_threads))
+                              if self.row_threads > 1 and not cpu.chosen_by_user() else None)
+        self.warm_cpu = False
         # a data-parallel step: MPI is polled between its ops (a property of the plan)
         self.communicates = any(n.opdef.effects for n in plan.schedule)
         self._bind_steps(be, sources)
@@ -218,9 +233,36 @@ class _Program:
             self._execute_timed(times)
         elif self.capturing:
             self._execute_captured()
+        elif self.thread_choice is not None:
+            self._execute_choosing_threads()
         else:
             self.run_step()
         return [values[alias.get(o, o)] for o in self.outputs]
+
+    def _execute_choosing_threads(self):
+        """A numpy step on the threads its ThreadChoice proposes (its first run, which
+        touches every buffer for the first time, is not timed)."""
+        choice = self.thread_choice
+        option = choice.next() if self.warm_cpu else cpu.Threads(self.row_threads)
+        if option.ops != self.row_threads:
+            self._use_threads(option.ops)
+        old_limit, old_blas = cpu.limit_threads(option.ops), cpu.set_blas_threads(option.blas)
+        try:
+            start = time.perf_counter()
+            self.run_step()
+            elapsed = time.perf_counter() - start
+        finally:
+            cpu.limit_threads(old_limit)
+            cpu.set_blas_threads(old_blas)
+        if self.warm_cpu:
+            choice.record(option, elapsed)
+        self.warm_cpu = True
+
+    def _use_threads(self, threads):
+        """Bind every step anew for `threads` CPU threads (row splits are made at binding)."""
+        self.row_threads = threads
+        self.calls = [step and self._bind(i) for i, step in enumerate(self.steps)]
+        self._steps_changed()
 
     def _run_in_order(self):
         for call in self.live_calls:

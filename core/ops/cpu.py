@@ -9,7 +9,9 @@ bit for bit. Pools split their batch the same way (`for_each_run`).
 
 `LOOM_CPU_THREADS=N` sets the number of threads (1: no splitting); by default, the cores
 this process may use (shared out among the data-parallel ranks on this machine), at most
-MAX_DEFAULT_THREADS.
+MAX_DEFAULT_THREADS, and then whether splitting pays is measured (`ThreadChoice`): on a small
+VM the LeNet step took 10.4 ms unsplit against 13.1 split, the wide CNN 55 against 61, so
+each compiled step tries both and keeps the faster.
 
 GEMMs stay on BLAS's own threads. OpenBLAS keeps them spinning for a while after each call
 (2^28 cycles by default), holding the very cores the next op's threads need: on 2 cores a
@@ -17,9 +19,11 @@ GEMM followed by a split GELU gradient took 2.5 ms instead of 1.9. `core/__init_
 shortens that wait (OPENBLAS_THREAD_TIMEOUT) before numpy loads OpenBLAS."""
 from __future__ import annotations
 
+import math
 import os
 import queue
 import threading
+from typing import NamedTuple
 
 import numpy as np
 
@@ -33,14 +37,117 @@ MAX_DEFAULT_THREADS = 4
 
 
 def thread_count() -> int:
+    """Threads an op may split over on this thread: LOOM_CPU_THREADS, else the default above,
+    at most the limit the running step set (`limit_threads`)."""
     wanted = os.environ.get("LOOM_CPU_THREADS", "").strip()
     if wanted.isdigit():
-        return max(1, int(wanted))
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        cores = os.cpu_count() or 1
-    return max(1, min(cores // distributed.local_ranks(), MAX_DEFAULT_THREADS))
+        count = max(1, int(wanted))
+    else:
+        try:
+            cores = len(os.sched_getaffinity(0))
+        except AttributeError:  # not on Linux
+            cores = os.cpu_count() or 1
+        count = max(1, min(cores // distributed.local_ranks(), MAX_DEFAULT_THREADS))
+    limit = getattr(_limits, "threads", None)
+    return count if limit is None else min(count, limit)
+
+
+def chosen_by_user() -> bool:
+    return os.environ.get("LOOM_CPU_THREADS", "").strip().isdigit()
+
+
+_limits = threading.local()  # per calling thread: a training thread and the editor's differ
+
+
+def limit_threads(count: int | None) -> int | None:
+    """Let ops called on this thread split over at most `count` threads (None: no limit);
+    returns the limit it replaces."""
+    old = getattr(_limits, "threads", None)
+    _limits.threads = count
+    return old
+
+
+class Threads(NamedTuple):
+    """How a step runs on the CPU: its large ops split over `ops` threads; BLAS on `blas`
+    threads (None: as numpy's BLAS is set)."""
+    ops: int
+    blas: int | None = None
+
+    def label(self) -> str:
+        return f"ops {self.ops}T" + ("" if self.blas is None else f", BLAS {self.blas}T")
+
+
+def thread_options(threads: int) -> list[Threads]:
+    """What a step tries: ops split over `threads` or whole, with BLAS as set; and everything
+    on one thread where BLAS can be told (a small CNN's GEMMs lost more to BLAS's threads
+    than they gained: LeNet's step 8.2 ms on one BLAS thread against 9.0 on two)."""
+    options = [Threads(threads), Threads(1)]
+    if (blas_threads() or 1) > 1:
+        options.append(Threads(1, 1))
+    return options
+
+
+class ThreadChoice:
+    """Which `Threads` option pays, for one compiled step on this machine: its first runs go
+    through the options in turn, each run timed whole, and after ROUNDS of each the fastest
+    (by its best run) is kept. Whole runs, not op by op: an op split over two cores leaves
+    its output in both cores' caches, and the next op pays for that. Results are the same
+    bits either way (see the module docstring; BLAS splits a GEMM's rows and columns over
+    its threads, never the sum)."""
+
+    ROUNDS = 3
+
+    def __init__(self, options):
+        self.options = list(options)
+        self.best = {option: math.inf for option in self.options}
+        self.runs = 0
+        self.chosen: Threads | None = None
+
+    def next(self) -> Threads:
+        """The option for the next run (the chosen one once settled)."""
+        return self.chosen or self.options[self.runs % len(self.options)]
+
+    def record(self, option: Threads, seconds: float):
+        if self.chosen is not None:
+            return
+        self.best[option] = min(self.best[option], seconds)
+        self.runs += 1
+        if self.runs >= len(self.options) * self.ROUNDS:
+            self.chosen = min(self.options, key=lambda o: self.best[o])
+
+
+# ---- numpy's BLAS threads ------------------------------------------------------------------------
+
+_blas = None  # threadpoolctl's controller of numpy's BLAS, found on first use (False: none)
+
+
+def _blas_controller():
+    global _blas
+    if _blas is None:
+        _blas = False
+        try:
+            from threadpoolctl import ThreadpoolController
+            found = [c for c in ThreadpoolController().lib_controllers if c.user_api == "blas"]
+            _blas = found[0] if found else False
+        except Exception:  # noqa: BLE001 - no threadpoolctl, or a BLAS it cannot drive
+            pass
+    return _blas
+
+
+def blas_threads() -> int | None:
+    blas = _blas_controller()
+    return blas.num_threads if blas else None
+
+
+def set_blas_threads(count: int | None) -> int | None:
+    """Run numpy's GEMMs on `count` threads (None: leave them); returns the count before,
+    to restore (a ctypes call, about a microsecond)."""
+    blas = _blas_controller()
+    if count is None or not blas:
+        return None
+    old = blas.num_threads
+    blas.set_num_threads(count)
+    return old
 
 
 def split(lo: int, hi: int, parts: int) -> list[tuple[int, int]]:

@@ -50,7 +50,7 @@ def test_split_steps_give_the_bits_of_one_thread(threads, tmp_path, default_devi
             threads(count)
             ex = core.Executor(outputs)
             ex.run(feed)
-            assert ex._last.row_threads == (count if default_device == "numpy" else 1)
+            assert ex.cpu_threads.ops == (count if default_device == "numpy" else 1)
             for got, ref in zip(ex.run(feed), want):
                 assert got.tobytes() == ref.tobytes()
 
@@ -94,3 +94,82 @@ def test_a_busy_crew_runs_a_second_callers_parts_on_its_own_thread():
         cpu.together([lambda: seen.append("inner a"), lambda: seen.append("inner b")])
     cpu.together([nested, lambda: seen.append("outer")])
     assert sorted(seen) == ["inner a", "inner b", "outer"]
+
+
+# ---- whether splitting pays: measured per compiled step -----------------------------------------
+
+def test_thread_choice_tries_each_option_then_keeps_the_fastest():
+    options = [cpu.Threads(4), cpu.Threads(1), cpu.Threads(1, 1)]
+    choice = cpu.ThreadChoice(options)
+    proposed = []
+    # best runs: 4 threads 9 ms, 1 thread 7.9 ms, everything on one thread 8.5 ms
+    for seconds in (0.010, 0.008, 0.0085, 0.009, 0.0079, 0.0090, 0.012, 0.0081, 0.0086):
+        option = choice.next()
+        proposed.append(option)
+        choice.record(option, seconds)
+    assert proposed == options * 3
+    assert choice.chosen == cpu.Threads(1) and choice.next() == cpu.Threads(1)
+    choice.record(cpu.Threads(4), 0.001)  # settled: later runs change nothing
+    assert choice.chosen == cpu.Threads(1)
+
+
+def test_blas_is_tried_on_one_thread_only_where_it_can_be_told(monkeypatch):
+    monkeypatch.setattr(cpu, "blas_threads", lambda: 2)
+    assert cpu.thread_options(2) == [cpu.Threads(2), cpu.Threads(1), cpu.Threads(1, 1)]
+    monkeypatch.setattr(cpu, "blas_threads", lambda: None)
+    assert cpu.thread_options(2) == [cpu.Threads(2), cpu.Threads(1)]
+
+
+def _timed_as(monkeypatch, fast):
+    """ThreadChoice fed a clock on which the option `fast` always wins (the real clock is
+    noise)."""
+    class Scripted(cpu.ThreadChoice):
+        def record(self, option, seconds):
+            super().record(option, 0.001 if option == fast else 0.002)
+    monkeypatch.setattr(cpu, "ThreadChoice", Scripted)
+
+
+@pytest.mark.parametrize("fast", [cpu.Threads(2), cpu.Threads(1), cpu.Threads(1, 1)])
+def test_a_step_settles_on_the_measured_threads_with_the_same_bits(monkeypatch, tmp_path, fast):
+    """Without LOOM_CPU_THREADS the first runs of a step try each option, then keep the
+    fastest: its row-wise ops are bound split (a call per thread) or whole accordingly, BLAS
+    runs on the chosen threads during the step and is set back after it, and every run gives
+    the bits of a one-thread run."""
+    monkeypatch.setattr(cpu, "SPLIT_BYTES", 0)
+    monkeypatch.setattr(cpu, "MIN_BYTES", 0)
+    outputs, feed = _gpt_step(tmp_path)
+    monkeypatch.setenv("LOOM_CPU_THREADS", "1")
+    want = core.Executor(outputs, backend="numpy").run(feed)
+    monkeypatch.delenv("LOOM_CPU_THREADS")
+    monkeypatch.setattr(cpu.os, "sched_getaffinity", lambda pid: {0, 1})  # two cores
+    blas = {"threads": 2, "set": []}
+    monkeypatch.setattr(cpu, "blas_threads", lambda: blas["threads"])
+
+    def set_blas(count):
+        old = blas["threads"] if count is not None else None
+        if count is not None:
+            blas["set"].append(count)
+            blas["threads"] = count
+        return old
+    monkeypatch.setattr(cpu, "set_blas_threads", set_blas)
+    _timed_as(monkeypatch, fast)
+    ex = core.Executor(outputs, backend="numpy")
+    for _ in range(1 + 3 * cpu.ThreadChoice.ROUNDS):
+        for got, ref in zip(ex.run(feed), want):
+            assert got.tobytes() == ref.tobytes()
+        assert blas["threads"] == 2  # set back after every step
+    blas["set"].clear()
+    ex.run(feed)
+    assert ex.cpu_threads == fast and ex._last.row_threads == fast.ops
+    assert blas["set"] == ([] if fast.blas is None else [1, 2])
+    split = [c for c in ex._last.calls if getattr(c, "func", None) is cpu.together]
+    assert bool(split) == (fast.ops == 2)
+
+
+def test_a_thread_count_the_user_set_is_kept(monkeypatch):
+    monkeypatch.setenv("LOOM_CPU_THREADS", "2")
+    loss, params, feed, _ = mlp([20, 32, 32, 5], 8)
+    ex = core.Executor([loss, *core.gradients(loss, params)], backend="numpy")
+    for _ in range(12):
+        ex.run(feed)
+    assert ex._last.thread_choice is None and ex.cpu_threads == cpu.Threads(2)
