@@ -2,10 +2,13 @@
 
 Each IR op is the numpy call the op's compute makes, in the same dtype, so the result equals
 the unfused ops exactly; a reduction sums a contiguous copy of the value over the same axes
-with numpy's own `add.reduce` (as the unfused reduction does on its arena buffer)."""
+as the unfused reduction does on its arena buffer (rows by einsum where core/ops/rows.py
+says so, else numpy's `add.reduce`)."""
 from __future__ import annotations
 
 import numpy as np
+
+from core.ops import rows
 
 from .ir import Const, Load, Op, walk
 
@@ -23,11 +26,21 @@ def evaluate(program, ins) -> np.ndarray:
         value = np.broadcast_to(_value(program.expr, ins), program.shape)
         if not program.is_reduction:
             return np.array(value, dtype=program.out_dtype).reshape(program.out_shape)
-        total = np.add.reduce(np.ascontiguousarray(value), axis=program.reduce_axes, keepdims=True)
+        total = _sum(np.ascontiguousarray(value), program.reduce_axes)
         total = total.astype(program.out_dtype, copy=False).reshape(program.out_shape)
         if program.scale is not None:
             total = np.multiply(total, program.scale, dtype=program.out_dtype)
         return np.asarray(total)
+
+
+def _sum(value, axes):
+    total = np.empty(tuple(1 if i in axes else d for i, d in enumerate(value.shape)), value.dtype)
+    width = rows.trailing_width(value, axes, total)
+    if width:
+        rows.sum_rows(np, value, width, total)
+    else:
+        np.add.reduce(value, axis=axes, keepdims=True, out=total)
+    return total
 
 
 def _value(expr, ins):

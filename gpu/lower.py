@@ -86,15 +86,17 @@ def _gelu(a, s, attrs, shape, d):
 
 
 def _gelu_grad(a, s, attrs, shape, d):
+    """As core/ops/sequence.py: P = y / x (1/2 where x is 0) read off the forward's y, then
+    P (1 + x (1 - P) 2 du/dx)."""
     if attrs["approximate"] != "tanh":
         return None
-    x, g = a
-    e = op("exp", d, _minus_two_u(x, d))
-    sig = op("div", d, Weak(1.0), op("add", d, e, Weak(1.0)))  # reciprocal(e + 1)
-    one_minus = op("mul", d, e, sig)
-    slope = op("mul", d, op("add", d, op("mul", d, op("mul", d, x, x), Weak(GELU_D1)), Weak(GELU_D0)), x)
+    x, y, g = a
+    share = select(d, x, op("div", d, y, x), Weak(0.5))  # x nonzero (NaN included): y / x
+    one_minus = op("sub", d, Weak(1.0), share)
+    square = op("mul", d, x, x)
+    slope = op("mul", d, op("add", d, op("mul", d, square, Weak(GELU_D1)), Weak(GELU_D0)), x)
     factor = op("add", d, op("mul", d, slope, one_minus), Weak(1.0))
-    return op("mul", d, op("mul", d, sig, factor), g)
+    return op("mul", d, op("mul", d, share, factor), g)
 
 
 def _fill(value):

@@ -6,6 +6,7 @@ import numpy as np
 from .. import distributed
 from ..errors import ShapeError
 from ..graph import Node
+from . import rows
 from .base import OpDef, first_dtype, make, normalize_axes, not_differentiable, register
 from .comm_ops import allreduce
 from .elementwise import add, div, exp, mul, neg, oneslike, sqrt, sub
@@ -21,15 +22,22 @@ def _max_shifted(xp, x, axis, out):
     xp.subtract(x, xp.max(x, axis=axis, keepdims=True), out=out)
 
 
+def _sum_along(xp, x, axis):
+    """Σ of x along axis, keeping it (the last axis by einsum: core/ops/rows.py)."""
+    if axis in (-1, x.ndim - 1):
+        return rows.last_axis_sum(xp, x, keepdims=True)
+    return xp.sum(x, axis=axis, keepdims=True)
+
+
 def _softmax(xp, ins, attrs, out):
     _max_shifted(xp, ins[0], attrs["axis"], out)
     xp.exp(out, out=out)
-    out /= xp.sum(out, axis=attrs["axis"], keepdims=True)
+    out /= _sum_along(xp, out, attrs["axis"])
 
 
 def _log_softmax(xp, ins, attrs, out):
     _max_shifted(xp, ins[0], attrs["axis"], out)
-    out -= xp.log(xp.sum(xp.exp(out), axis=attrs["axis"], keepdims=True))
+    out -= xp.log(_sum_along(xp, xp.exp(out), attrs["axis"]))
 
 
 def _softmax_grad(n, g):
@@ -87,7 +95,7 @@ def _rows(logits, labels):
 
 def _log_probs(xp, logits):
     shifted = logits - xp.max(logits, axis=1, keepdims=True)
-    return shifted - xp.log(xp.sum(xp.exp(shifted), axis=1, keepdims=True))
+    return shifted - xp.log(rows.last_axis_sum(xp, xp.exp(shifted), keepdims=True))
 
 
 def _sce(xp, ins, attrs, out):

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from functools import partial
 
+from . import rows
 from .base import OpDef, broadcast_shapes, make, normalize_axes, register, same_as_input
 from ..errors import ShapeError
 
@@ -52,6 +53,10 @@ def _cached_axes(attrs, ndim):
 
 
 def _reduce_add(xp, x, axes, keepdims, out):
+    width = rows.trailing_width(x, axes, out)
+    if width:  # rows summed by einsum (core/ops/rows.py)
+        rows.sum_rows(xp, x, width, out)
+        return
     # numpy's ufunc reduce skips np.sum's Python wrapper: it matters on small tensors
     reduce = getattr(getattr(xp, "add", None), "reduce", None) if xp.__name__ == "numpy" else None
     if reduce is not None:
@@ -95,7 +100,9 @@ def _bind_reduce(mean):
         axes = _cached_axes(attrs, x.ndim)
         if xp.__name__ != "numpy":
             return partial(_mean if mean else _sum, xp, ins, attrs, out)
-        reduce = partial(xp.add.reduce, x, axis=axes, keepdims=attrs["keepdims"], out=out)
+        width = rows.trailing_width(x, axes, out)
+        reduce = (partial(rows.sum_rows, xp, x, width, out) if width
+                  else partial(xp.add.reduce, x, axis=axes, keepdims=attrs["keepdims"], out=out))
         if not mean:
             return reduce
         scale = partial(xp.multiply, out, 1.0 / _count(x.shape, axes), out=out)

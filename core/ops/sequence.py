@@ -11,6 +11,7 @@ import numpy as np
 
 from ..errors import ShapeError
 from ..graph import constant
+from . import rows
 from .base import (OpDef, broadcast_shapes, gradient_not_implemented, make, normalize_axes,
                    register, same_shape, scratch)
 from .elementwise import like_shape
@@ -128,7 +129,9 @@ def _ln_shape(shapes, attrs):
 
 def _normalized(xp, x, eps, out):
     """out = (x - mean) * rstd over the last axis; returns rstd (rows, 1)."""
-    xp.subtract(x, xp.mean(x, axis=-1, keepdims=True), out=out)
+    mean = rows.last_axis_sum(xp, x, keepdims=True)
+    mean /= x.shape[-1]
+    xp.subtract(x, mean, out=out)
     var = xp.einsum("...i,...i->...", out, out)[..., None]  # no squared temporary
     var *= 1.0 / x.shape[-1]
     rstd = 1.0 / xp.sqrt(var + eps)
@@ -159,7 +162,9 @@ def _ln_grad_compute(xp, ins, attrs, out):
     inv = 1.0 / x.shape[-1]
     proj = xp.einsum("...i,...i->...", h, out)[..., None] * inv
     out *= proj
-    h -= xp.mean(h, axis=-1, keepdims=True)
+    mean = rows.last_axis_sum(xp, h, keepdims=True)
+    mean /= x.shape[-1]
+    h -= mean
     xp.subtract(h, out, out=out)
     out *= rstd
 
@@ -229,7 +234,8 @@ def _gelu(xp, ins, attrs, out):
     x = ins[0]
     if attrs["approximate"] == "tanh":
         _minus_two_u(xp, x, out)
-        xp.exp(out, out=out)
+        with np.errstate(over="ignore"):  # far below 0: e = inf and x / (1 + e) = -0, right
+            xp.exp(out, out=out)
         out += 1.0
         xp.divide(x, out, out=out)
         return
@@ -240,47 +246,51 @@ def _gelu(xp, ins, attrs, out):
 
 
 def _gelu_grad(xp, ins, attrs, out, ws=None):
-    """g * d gelu / dx: for the tanh form, with s = sigmoid(2u) and 1 - s = e^(-2u) s,
-    s (1 + x (1 - s) 2 du/dx); for the erf form Phi(x) + x phi(x)."""
-    x, g = ins
+    """g * d gelu / dx, read off the forward's y = gelu(x) = x P(x), where P is sigmoid(2u)
+    for the tanh form and Phi for the erf form: P = y / x (1/2 at x = 0), so neither exp nor
+    erf is computed again for it. Then gelu' = P (1 + x (1 - P) 2 du/dx) for the tanh form,
+    Phi(x) + x phi(x) for the erf form. (P from exp(-2u) instead, as before, made
+    inf * 0 = NaN where exp(-2u) overflows: x below about -10 in float32.)"""
+    x, y, g = ins
     ws = ws or scratch(_gelu_grad_ws, xp, ins, attrs, out)
-    a, e = ws["a"], ws["b"]
+    a, b = ws["a"], ws["b"]
+    _share(xp, y, x, out, ws["zero"])  # P
     if attrs["approximate"] == "tanh":
-        _minus_two_u(xp, x, e)
-        xp.exp(e, out=e)
-        xp.add(e, 1.0, out=out)
-        xp.reciprocal(out, out=out)  # s
-        e *= out  # 1 - s
+        xp.subtract(1.0, out, out=b)  # 1 - P
         xp.multiply(x, x, out=a)
         a *= GELU_D1
         a += GELU_D0
         a *= x
-        a *= e
+        a *= b
         a += 1.0
         out *= a
     else:
-        xp.multiply(x, _INV_SQRT_2, out=a)
-        erf_values(xp, a, out)
-        out += 1.0
-        out *= 0.5
-        xp.multiply(x, x, out=e)
-        e *= -0.5
-        xp.exp(e, out=e)
-        e *= x
-        e *= _INV_SQRT_2PI
-        out += e
+        xp.multiply(x, x, out=b)
+        b *= -0.5
+        xp.exp(b, out=b)
+        b *= x
+        b *= _INV_SQRT_2PI
+        out += b
     out *= g
 
 
+def _share(xp, y, x, out, zero):
+    """out = y / x, and 1/2 where x is 0 (the limit of gelu(x) / x)."""
+    with np.errstate(invalid="ignore"):  # 0 / 0, replaced next (numpy's flags; cupy has none)
+        xp.divide(y, x, out=out)
+    xp.copyto(out, 0.5, where=xp.equal(x, 0, out=zero))
+
+
 def _gelu_grad_ws(shapes, attrs, out_shape, dtype):
-    return {"a": (tuple(out_shape), dtype), "b": (tuple(out_shape), dtype)}
+    return {"a": (tuple(out_shape), dtype), "b": (tuple(out_shape), dtype),
+            "zero": (tuple(out_shape), np.bool_)}
 
 
 register(OpDef("gelu", "elementwise", same_shape, _gelu,
-               lambda n, g: [make("gelu_grad", n.inputs[0], g, approximate=n.attrs["approximate"])],
+               lambda n, g: [make("gelu_grad", n.inputs[0], n, g, approximate=n.attrs["approximate"])],
                rows=True, doc="x * Phi(x), Gaussian error linear unit (tanh or erf form)"))
 register(OpDef("gelu_grad", "elementwise", like_shape, _gelu_grad,
                gradient_not_implemented("second order through gelu is not supported"),
                workspace=_gelu_grad_ws, rows=True,
-               dtype=lambda d, a: np.result_type(d[1]), doc="g * gelu'(x)"))
+               dtype=lambda d, a: np.result_type(d[2]), doc="g * gelu'(x), from x and y = gelu(x)"))
 

@@ -83,7 +83,7 @@ EXAMPLES = {  # op -> (input shapes or python scalars, attrs, output shape)
     "sum_to_like": ([(8, 6, 5), (6, 1)], {}, (6, 1)),
     "where": ([(4, 1), (4, 3), (3,)], {}, (4, 3)),
     "gelu": ([(5,)], {"approximate": "tanh"}, (5,)),
-    "gelu_grad": ([(5,), (5,)], {"approximate": "tanh"}, (5,)),
+    "gelu_grad": ([(5,), (5,), (5,)], {"approximate": "tanh"}, (5,)),
 }
 
 

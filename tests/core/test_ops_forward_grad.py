@@ -203,8 +203,8 @@ def cases():
     c["layer_norm_gamma_grad"] = [(lambda g, x: core.Node("layer_norm_gamma_grad", [g, x], {"eps": 1e-5}),
                                    [rand(2, 3, 4), x3], lambda g, x: (g * _layer_norm(x, 1, 0)).sum((0, 1)), False)]
     c["gelu"] = [(lambda x: core.gelu(x, "tanh"), [a34], _gelu_tanh, True)]
-    c["gelu_grad"] = [(lambda x, g: core.Node("gelu_grad", [x, g], {"approximate": "tanh"}), [a34, b34],
-                       None, False)]
+    c["gelu_grad"] = [(lambda x, y, g: core.Node("gelu_grad", [x, y, g], {"approximate": "tanh"}),
+                       [a34, _gelu_tanh(a34), b34], None, False)]
     # ops imported ONNX models need (more cases in tests/onnx)
     erf_ref = np.vectorize(__import__("math").erf)
     c["erf"] = [(core.ops.erf, [a34 * 2], erf_ref, True)]

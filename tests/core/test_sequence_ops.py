@@ -258,10 +258,10 @@ def test_gelu_erf_form():
 @pytest.mark.parametrize("form", ["tanh", "erf"])
 def test_gelu_grad_op_and_exact_points(form):
     x, g = GELU_X, rand(*GELU_X.shape)
-    _, _, got = evaluate(
-        lambda xv, gv: core.Node("gelu_grad", [xv, gv], {"approximate": form}), [x, g])
-    h = 1e-6
     f = np_gelu_tanh if form == "tanh" else gelu_erf_exact
+    _, _, got = evaluate(
+        lambda xv, yv, gv: core.Node("gelu_grad", [xv, yv, gv], {"approximate": form}), [x, f(x), g])
+    h = 1e-6
     np.testing.assert_allclose(got, g * (f(x + h) - f(x - h)) / (2 * h), rtol=0, atol=2e-6)
     # exact: gelu(0) = 0 and gelu'(0) = 1/2; gelu(x) - gelu(-x) = x
     v = core.Variable("v")
@@ -269,6 +269,18 @@ def test_gelu_grad_op_and_exact_points(form):
     vals, gv = run([y, *core.gradients(y, [v])], {v: np.array([0.0, 3.0, -3.0])})
     assert vals[0] == 0.0 and gv[0] == 0.5
     assert abs((vals[1] - vals[2]) - 3.0) < 1e-15
+
+
+@pytest.mark.parametrize("form", ["tanh", "erf"])
+def test_gelu_gradient_stays_finite_far_out_in_float32(form):
+    """Far below zero exp(-2u) overflows float32 (x < about -10): the gradient there is 0,
+    not inf * 0 = NaN; far above it is 1."""
+    x = core.Variable("x")
+    y = core.gelu(x, form)
+    values = np.array([-200.0, -60.0, -12.0, -10.5, 0.0, 12.0, 60.0], np.float32)
+    got, grad = run([y, *core.gradients(y, [x])], {x: values})
+    assert np.isfinite(got).all() and np.isfinite(grad).all()
+    np.testing.assert_allclose(grad, [0, 0, 0, 0, 0.5, 1, 1], atol=1e-6)
 
 
 def test_gelu_unknown_form_is_refused():
