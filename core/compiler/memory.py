@@ -248,20 +248,31 @@ def last_reads(steps, results, reads) -> dict:
     return last
 
 
-def assign_buffers(steps, last, sizes, dtypes, overwritable=None) -> dict:
+def assign_buffers(steps, last, sizes, dtypes, overwritable=None, reinterpreted=None) -> dict:
     """node -> Buffer, from lifetimes `last`. With `overwritable(node)` (the values a step may
     overwrite, in order of preference) a step takes over such an input's buffer where that
-    input is read last at this step and has the same size and dtype: the buffer is shared."""
+    input is read last at this step and has the same size and dtype: the buffer is shared.
+    With `reinterpreted(node)` (the value a reshape reads, or None) it shares that buffer
+    whenever size and dtype agree: nothing is overwritten, so later readers still find it."""
     buffers = {}
     for i, node in enumerate(steps):
         candidates = overwritable(node) if overwritable else ()
-        shared = _inplace_partner(node, i, buffers, sizes[node], dtypes, candidates)
+        shared = _reinterpreted(node, buffers, sizes[node], dtypes, reinterpreted) \
+            or _inplace_partner(node, i, buffers, sizes[node], dtypes, candidates)
         if shared is not None:
             shared.last = max(shared.last, last[node])
             buffers[node] = shared
         else:
             buffers[node] = Buffer(node.name, sizes[node], i, last[node])
     return buffers
+
+
+def _reinterpreted(node, buffers, size, dtypes, reinterpreted):
+    src = reinterpreted(node) if reinterpreted else None
+    buf = buffers.get(src) if src is not None else None
+    if buf is None or buf.nbytes != size or dtypes[src] != dtypes[node]:
+        return None
+    return buf
 
 
 def _inplace_partner(node, step, buffers, size, dtypes, candidates):

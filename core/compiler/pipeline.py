@@ -55,7 +55,8 @@ def compile_plan(order, outputs, source_values, *, schedule="auto", checkpoint=N
     if fused_kernels:
         fusion.extend_lifetimes(last, groups, steps, alias)
     buffers = memory.assign_buffers(steps, last, sizes, dtypes,
-                                    _overwritable(alias) if inplace else None)
+                                    _overwritable(alias) if inplace else None,
+                                    _reinterpreted(alias) if inplace else None)
     memory.assign_roles(buffers, _forward(outputs, alias))
     arena, workspaces = _place(buffers, workspace.candidates(steps, buffers, alias, shapes, dtypes,
                                                              plan_memory), plan_memory)
@@ -122,6 +123,12 @@ def _overwritable(alias):
     """The inputs a step may compute into (OpDef.inplace), in order, through aliases."""
     return lambda node: [alias.get(node.inputs[k], node.inputs[k])
                          for k in node.opdef.inplace if k < len(node.inputs)]
+
+
+def _reinterpreted(alias):
+    """The value a reshape-like step (OpDef.reinterprets) may share a buffer with."""
+    return lambda node: (alias.get(node.inputs[0], node.inputs[0])
+                         if node.opdef.reinterprets else None)
 
 
 def _forward(outputs, alias) -> set:

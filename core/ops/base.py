@@ -58,6 +58,10 @@ class OpDef:
     gradient: Callable | None
     dtype: Callable = None  # filled with default_dtype in __post_init__
     inplace: tuple = ()  # indices of inputs whose buffer the output may overwrite
+    # the output is input 0's elements in C order under another shape (a reshape): it may
+    # share input 0's buffer even where that input is read again later (nothing is
+    # overwritten), and then its compute has nothing to copy
+    reinterprets: bool = False
     shape_only: tuple = ()  # input indices read for their shape, never their values
     random: bool = False  # draws random numbers: never recomputed by checkpointing
     # acts beyond its output (communication): never merged, recomputed or fused away

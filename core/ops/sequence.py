@@ -254,7 +254,7 @@ def _gelu_grad(xp, ins, attrs, out, ws=None):
     x, y, g = ins
     ws = ws or scratch(_gelu_grad_ws, xp, ins, attrs, out)
     a, b = ws["a"], ws["b"]
-    _share(xp, y, x, out, ws["zero"])  # P
+    _share(xp, y, x, out, _as_mask(a, x.shape))  # P (a's bytes hold the mask until then)
     if attrs["approximate"] == "tanh":
         xp.subtract(1.0, out, out=b)  # 1 - P
         xp.multiply(x, x, out=a)
@@ -281,9 +281,13 @@ def _share(xp, y, x, out, zero):
     xp.copyto(out, 0.5, where=xp.equal(x, 0, out=zero))
 
 
+def _as_mask(buf, shape):
+    """A boolean array of `shape` in the first bytes of the contiguous float buffer buf."""
+    return buf.reshape(-1).view(np.bool_)[:math.prod(shape)].reshape(shape)
+
+
 def _gelu_grad_ws(shapes, attrs, out_shape, dtype):
-    return {"a": (tuple(out_shape), dtype), "b": (tuple(out_shape), dtype),
-            "zero": (tuple(out_shape), np.bool_)}
+    return {"a": (tuple(out_shape), dtype), "b": (tuple(out_shape), dtype)}
 
 
 register(OpDef("gelu", "elementwise", same_shape, _gelu,
@@ -291,6 +295,7 @@ register(OpDef("gelu", "elementwise", same_shape, _gelu,
                rows=True, doc="x * Phi(x), Gaussian error linear unit (tanh or erf form)"))
 register(OpDef("gelu_grad", "elementwise", like_shape, _gelu_grad,
                gradient_not_implemented("second order through gelu is not supported"),
-               workspace=_gelu_grad_ws, rows=True,
+               # y is read once, first, where its own element is written: out may be y's buffer
+               workspace=_gelu_grad_ws, rows=True, inplace=(1,),
                dtype=lambda d, a: np.result_type(d[2]), doc="g * gelu'(x), from x and y = gelu(x)"))
 
