@@ -89,8 +89,12 @@ def where(cond, a, b, name=None):
 
 def _where(xp, ins, attrs, out):
     cond, a, b = ins
+    cond = xp.asarray(cond, dtype=bool) if cond.dtype != bool else cond
+    if xp.may_share_memory(out, a):  # computed in a's buffer: only b's places change
+        xp.copyto(out, b, where=xp.logical_not(cond))
+        return
     xp.copyto(out, b)
-    xp.copyto(out, a, where=xp.asarray(cond, dtype=bool) if cond.dtype != bool else cond)
+    xp.copyto(out, a, where=cond)
 
 
 def _where_grad(n, g):
@@ -99,7 +103,7 @@ def _where_grad(n, g):
 
 
 register(OpDef("where", "broadcast", lambda s, a: broadcast_shapes(*s), _where, _where_grad,
-               broadcasting=True, dtype=lambda d, a: np.result_type(*d[1:]),
+               broadcasting=True, dtype=lambda d, a: np.result_type(*d[1:]), inplace=(1,),
                doc="a where cond is true, else b"))
 
 

@@ -467,3 +467,20 @@ def test_causal_attention_weights_and_gradients():
     np.testing.assert_allclose(out, ref, rtol=1e-13, atol=1e-15)
     np.testing.assert_array_equal(out[..., 0, 0], 1.0)  # the first position sees only itself
     check_grad(lambda a, b, c: attention(a, b, c, 4)[1], [q, k, v], [0, 1, 2])
+
+
+def test_a_causal_mask_is_applied_in_the_scores_own_buffer_with_the_same_bits():
+    """where(mask, scores, -inf) may compute in place of the scores (its input a) where they
+    die there: only the masked places are written, and the values equal a fresh buffer's."""
+    q = core.Variable("q")
+    scores = core.matmul(q, core.ops.transpose(q, (0, 2, 1)))
+    masked = core.where(core.causal_mask(5), scores, -np.inf)
+    probs = core.ops.softmax(masked, axis=-1)
+    feed = {q: rand(2, 5, 3)}
+    ex = core.Executor([probs])
+    (got,) = ex.run(feed)
+    plan = ex.plan
+    assert plan.buffers[masked] is plan.buffers[scores]
+    (want,) = core.Executor([probs], inplace=False).run(feed)
+    assert got.tobytes() == want.tobytes()
+    assert np.all(got[:, np.triu_indices(5, 1)[0], np.triu_indices(5, 1)[1]] == 0)
