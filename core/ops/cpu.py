@@ -128,6 +128,8 @@ def _blas_controller():
         try:
             from threadpoolctl import ThreadpoolController
             found = [c for c in ThreadpoolController().lib_controllers if c.user_api == "blas"]
+            # numpy's own (its wheels bundle one under numpy.libs), not another library's
+            found.sort(key=lambda c: "numpy" not in (c.filepath or ""))
             _blas = found[0] if found else False
         except Exception:  # noqa: BLE001 - no threadpoolctl, or a BLAS it cannot drive
             pass
