@@ -57,11 +57,17 @@ def _padded(x, p, buf, value=0.0):
     """x with a border of p `value`s, written into buf (x itself when p == 0)."""
     if p == 0:
         return x
-    h, w = x.shape[2], x.shape[3]
-    for border in (buf[:, :, :p], buf[:, :, p + h:], buf[:, :, p:p + h, :p], buf[:, :, p:p + h, p + w:]):
-        border.fill(value)  # only the border: the inside is overwritten next
-    buf[:, :, p:p + h, p:p + w] = x
+    _fill_border(buf, p, value)
+    buf[:, :, p:p + x.shape[2], p:p + x.shape[3]] = x
     return buf
+
+
+def _fill_border(buf, p, value):
+    """The border p wide of (N, C, H+2p, W+2p) images (a view in any memory order) set to
+    `value`: only the border, the inside is overwritten next."""
+    h, w = buf.shape[2] - 2 * p, buf.shape[3] - 2 * p
+    for border in (buf[:, :, :p], buf[:, :, p + h:], buf[:, :, p:p + h, :p], buf[:, :, p:p + h, p + w:]):
+        border.fill(value)
 
 
 def _padded_shape(x_shape, p):
@@ -125,8 +131,7 @@ def _batch_inner(x, p, buf):
     m, c, h, w = x.shape
     xt = _matrix(buf, c, (h + 2 * p) * (w + 2 * p) * m).reshape(c, h + 2 * p, w + 2 * p, m)
     if p:
-        for border in (xt[:, :p], xt[:, p + h:], xt[:, p:p + h, :p], xt[:, p:p + h, p + w:]):
-            border.fill(0)
+        _fill_border(xt.transpose(3, 0, 1, 2), p, 0)
     _copy(xt[:, p:p + h, p:p + w], x.transpose(1, 2, 3, 0))
     return xt
 
