@@ -39,10 +39,8 @@ MAX_DEFAULT_THREADS = 4
 def thread_count() -> int:
     """Threads an op may split over on this thread: LOOM_CPU_THREADS, else the default above,
     at most the limit the running step set (`limit_threads`)."""
-    wanted = os.environ.get("LOOM_CPU_THREADS", "").strip()
-    if wanted.isdigit():
-        count = max(1, int(wanted))
-    else:
+    count = _user_count()
+    if count is None:
         try:
             cores = len(os.sched_getaffinity(0))
         except AttributeError:  # not on Linux
@@ -52,8 +50,13 @@ def thread_count() -> int:
     return count if limit is None else min(count, limit)
 
 
+def _user_count() -> int | None:
+    wanted = os.environ.get("LOOM_CPU_THREADS", "").strip()
+    return max(1, int(wanted)) if wanted.isdigit() else None
+
+
 def chosen_by_user() -> bool:
-    return os.environ.get("LOOM_CPU_THREADS", "").strip().isdigit()
+    return _user_count() is not None
 
 
 _limits = threading.local()  # per calling thread: a training thread and the editor's differ
