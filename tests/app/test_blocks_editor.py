@@ -243,15 +243,22 @@ def test_a_block_saved_to_the_library_is_listed_and_dropped_into_another_graph(t
     assert "Dense" not in window.document.blocks and added not in window.document.nodes
 
 
+def _group_and_promote_width(window, qtbot):
+    """Group linear1 + relu1, enter the block and promote linear1's out_features as `width`
+    from the inspector's row menu; stays inside. Returns (instance id, block name)."""
+    instance = group_with_keys(window, qtbot, "linear1", "relu1")
+    name = window.document.nodes[instance].attrs["block"]
+    window.blocks.nav.enter(instance)
+    window.scene.select_node("linear1")
+    window.inspector.ask_text = lambda *a: ("width", True)
+    action_named(promote.row_actions(window.inspector, "out_features"), promote.PROMOTE).trigger()
+    return instance, name
+
+
 def test_a_promoted_width_gives_two_instances_their_own_shapes(tiny, qtbot):
     window = tiny
-    first = group_with_keys(window, qtbot, "linear1", "relu1")
-    name = window.document.nodes[first].attrs["block"]
-    window.blocks.nav.enter(first)
-    window.scene.select_node("linear1")
+    first, name = _group_and_promote_width(window, qtbot)
     inspector = window.inspector
-    inspector.ask_text = lambda *a: ("width", True)
-    action_named(promote.row_actions(inspector, "out_features"), promote.PROMOTE).trigger()
     assert window.document.blocks[name].params["width"] == {"default": 64, "targets": [["linear1", "out_features"]]}
     label = inspector.form.labelForField(inspector.editors["out_features"].parentWidget())
     assert label.text() == "out_features → width" and not inspector.editors["out_features"].isEnabled()
@@ -385,12 +392,7 @@ def test_the_profile_totals_each_block_and_heats_its_card(tiny, qtbot):
 
 def test_grouping_inside_a_block_keeps_its_promoted_attributes_working(tiny, qtbot):
     window = tiny
-    outer = group_with_keys(window, qtbot, "linear1", "relu1")
-    name = window.document.nodes[outer].attrs["block"]
-    window.blocks.nav.enter(outer)
-    window.scene.select_node("linear1")
-    window.inspector.ask_text = lambda *a: ("width", True)
-    action_named(promote.row_actions(window.inspector, "out_features"), promote.PROMOTE).trigger()
+    outer, name = _group_and_promote_width(window, qtbot)
     window.blocks.nav.up()
     window.scene.select_node(outer)
     assert window.inspector.commit_text("width", "32")
