@@ -29,9 +29,10 @@ def _block_outputs(doc, built) -> frozenset:
     return frozenset(node for (node_id, _), node in built.outputs.items() if node_id in instances)
 
 
-def loom_step(checkpoint=None, batch=12):
+def loom_step(checkpoint=None, batch=12, settle=True):
     """A zero-argument callable running one full training step of the example, and its
-    executor (for the memory report)."""
+    executor (for the memory report); with `settle`, run until the step has chosen its CPU
+    threads, so that timed runs do not include the runs that try the options."""
     doc = _document()
     built = layers.build(doc, training=True)
     optimizer = make_optimizer(training_config(doc))
@@ -49,6 +50,10 @@ def loom_step(checkpoint=None, batch=12):
     def run():
         optimizer.begin_step(1e-4)
         ex.run({**feed, **optimizer.feed(params)}, to_numpy=False)
+    if settle:
+        run()
+        while ex.choosing_threads:
+            run()
     return run, ex
 
 
@@ -81,7 +86,7 @@ def memory_rows():
     """[checkpointing, no sharing MiB, planned MiB, lower bound MiB, planned/bound]."""
     rows = []
     for mode, label in ((None, "none"), ("blocks", "per block"), ("sqrt", "sqrt")):
-        run, ex = loom_step(mode)
+        run, ex = loom_step(mode, settle=False)
         run()
         r = ex.memory_report()
         mib = lambda k: r[k] / 2 ** 20  # noqa: E731

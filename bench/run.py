@@ -48,7 +48,8 @@ def loom_step(graph, chosen=None):
     ThreadChoice), which goes into `chosen` (a list) where given."""
     loss, params, feed, _ = graph
     ex = core.Executor([loss, *core.gradients(loss, params)])
-    for _ in range(1 + 2 * core.ops.cpu.ThreadChoice.ROUNDS):
+    ex.run(feed, to_numpy=False)
+    while ex.choosing_threads:
         ex.run(feed, to_numpy=False)
     if chosen is not None:
         chosen.append(ex.cpu_threads)

@@ -82,6 +82,14 @@ class Executor:
         return choice.chosen if choice and choice.chosen else cpu.Threads(program.row_threads)
 
     @property
+    def choosing_threads(self) -> bool:
+        """True while the last compiled step is still timing its thread options (its next
+        runs may be slower than settled ones: benchmarks run it until this is False)."""
+        program = self._last
+        choice = program and program.thread_choice
+        return bool(choice) and choice.chosen is None
+
+    @property
     def launches_per_step(self) -> int:
         """Calls the last compiled step makes (each one kernel launch on a GPU, after fusion)."""
         return 0 if self._last is None else len(self._last.live_calls)
