@@ -154,10 +154,13 @@ def test_a_step_settles_on_the_measured_threads_with_the_same_bits(monkeypatch, 
     monkeypatch.setattr(cpu, "set_blas_threads", set_blas)
     _timed_as(monkeypatch, fast)
     ex = core.Executor(outputs, backend="numpy")
+    assert not ex.choosing_threads  # nothing compiled yet
     for _ in range(1 + 3 * cpu.ThreadChoice.ROUNDS):
         for got, ref in zip(ex.run(feed), want):
             assert got.tobytes() == ref.tobytes()
         assert blas["threads"] == 2  # set back after every step
+        assert ex.choosing_threads == (ex._last.thread_choice.chosen is None)
+    assert not ex.choosing_threads  # settled after every option's rounds
     blas["set"].clear()
     ex.run(feed)
     assert ex.cpu_threads == fast and ex._last.row_threads == fast.ops
@@ -173,3 +176,4 @@ def test_a_thread_count_the_user_set_is_kept(monkeypatch):
     for _ in range(12):
         ex.run(feed)
     assert ex._last.thread_choice is None and ex.cpu_threads == cpu.Threads(2)
+    assert not ex.choosing_threads
