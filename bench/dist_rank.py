@@ -13,7 +13,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from core import distributed, graphfile, layers  # noqa: E402
+from core import distributed, graphfile, layers, overlap  # noqa: E402
 from core.executor import Executor  # noqa: E402
 from core.ops import comm_ops  # noqa: E402
 from core.optim import make_optimizer  # noqa: E402
@@ -30,7 +30,7 @@ def main(example, batch, steps, bucket_bytes):
     built = layers.build(doc, training=True, distributed=procs > 1)
     optimizer = make_optimizer({"optimizer": "sgd", "lr": 0.01})
     step = training_step(built, optimizer, procs, bucket_bytes)
-    ex = Executor(step.outputs, profile=True)
+    ex = Executor(step.outputs)
     rank = 0 if world is None else world.rank
     start, stop = distributed.shard(batch, rank, procs)
     feed = sample_feed(built, stop - start, fill="random", seed=rank)
@@ -43,32 +43,41 @@ def main(example, batch, steps, bucket_bytes):
 
     for _ in range(3):
         run()
-    warm = ex.profile()
+    if world is not None:
+        world.timeline = []
     began = time.perf_counter()
     for _ in range(steps):
         run()
     seconds = (time.perf_counter() - began) / steps
-    prof = {k: (v - warm.get(k, 0.0)) / steps for k, v in ex.profile().items()}
-    names = {n.name: n for n in ex.plan.schedule}
-    exposed = sum(t for k, t in prof.items() if names[k].op == "allreduce_wait")
-    blocking = _blocking_allreduce(world, ex) if world is not None else 0.0
+    buckets = [n for n in ex.plan.schedule if n.op == "allreduce_start"]
+    per_bucket = []  # [blocking ms, exposed ms, skew ms] per bucket, in start order
+    if world is not None:
+        timelines = world.comm.gather(world.timeline, root=0)
+        world.timeline = None
+        cost = _blocking_allreduce(world, ex, buckets)
+        if rank == 0:  # averaged over the ranks, per step
+            per_bucket = [[1000 * c, 1000 * w.exposed, 1000 * w.skew]
+                          for c, w in zip(cost, overlap.waits(timelines, len(buckets)))]
     if rank == 0:
         print(json.dumps({"example": example, "procs": procs, "batch": batch,
                           "ms_per_step": 1000 * seconds, "samples_per_s": batch / seconds,
-                          "allreduce_ms": 1000 * blocking, "exposed_ms": 1000 * exposed}))
+                          "buckets": per_bucket}))
 
 
-def _blocking_allreduce(world, ex, repeat=20):
-    """What the step's allreduces cost when nothing overlaps them: the same bytes summed
-    with blocking calls."""
-    buffers = [np.zeros(ex.plan.shapes[n], dtype=ex.plan.dtypes[n]) for n in ex.plan.schedule
-               if n.op == "allreduce_start"]
-    world.comm.Barrier()
-    began = time.perf_counter()
-    for _ in range(repeat):
-        for b in buffers:
-            world.allreduce_sum(b)
-    return (time.perf_counter() - began) / repeat
+def _blocking_allreduce(world, ex, buckets, repeat=20):
+    """What each bucket's allreduce costs when nothing overlaps it: the same bytes summed
+    with a blocking call, the ranks in step (a barrier before each)."""
+    cost = []
+    for node in buckets:
+        buffer = np.zeros(ex.plan.shapes[node], dtype=ex.plan.dtypes[node])
+        best = float("inf")
+        for _ in range(repeat):
+            world.comm.Barrier()
+            began = time.perf_counter()
+            world.allreduce_sum(buffer)
+            best = min(best, time.perf_counter() - began)
+        cost.append(best)
+    return cost
 
 
 def _threads(n):

@@ -109,3 +109,15 @@ def test_a_failure_on_every_rank_is_one_clear_error_and_no_hang(small_digits, tm
     result = run_cli("train", small_digits, "--out", tmp_path / "run", "--procs", "2", timeout=120)
     assert result.returncode != 0
     assert "non-finite loss" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_the_benchmark_rank_times_every_bucket_of_a_two_rank_step():
+    """bench/dist_rank.py under mpiexec: each rank records when it started and waited for each
+    bucket, and rank 0 reports every bucket's blocking cost, exposed wait and skew."""
+    out = subprocess.run([mpiexec, "-n", "2", sys.executable, ROOT / "bench" / "dist_rank.py",
+                          "mnist_mlp", "64", "3", str(64 << 10)],
+                         capture_output=True, text=True, timeout=120, check=True)
+    report = json.loads(out.stdout.strip().splitlines()[-1])
+    assert report["procs"] == 2 and len(report["buckets"]) == 4  # 64 KB buckets of the MLP
+    for cost, exposed, skew in report["buckets"]:
+        assert cost > 0 and exposed >= 0 and skew >= 0
