@@ -30,6 +30,10 @@ class Backend:
     capture: Callable | None = None
     # stream_runner(calls, streams, deps) -> run_step: steps on several streams with events
     stream_runner: Callable | None = None
+    # collectives(world) -> sums over the ranks of this backend's arrays in a data-parallel
+    #   run (core/distributed.py: iallreduce_sum / allreduce_sum, in place), joined over the
+    #   MPI job `world`; None: MPI takes the arrays as they are (host memory)
+    collectives: Callable | None = None
 
     def compute_for(self, opdef):
         return self.kernels.get(opdef.name, opdef.compute)

@@ -39,21 +39,40 @@ class DistributedError(LoomError):
 
 
 class Communicator:
-    """The few collectives Loom uses, on numpy buffers."""
+    """The few collectives Loom uses. Gradient sums go through MPI on host buffers, or through
+    the backend's own collectives once attached (`attach_device`: NCCL on GPUs)."""
 
     def __init__(self, comm):
         from mpi4py import MPI
         self.MPI, self.comm = MPI, comm
         self.rank, self.size = comm.Get_rank(), comm.Get_size()
         # ranks on this machine: they share its cores (core/ops/cpu.py gives each its part)
-        self.local_size = comm.Split_type(MPI.COMM_TYPE_SHARED).Get_size()
+        local = comm.Split_type(MPI.COMM_TYPE_SHARED)
+        self.local_size, self.local_rank = local.Get_size(), local.Get_rank()
+        self.device = None  # the backend's collectives, where its arrays are not host memory
         self.pending: list = []  # started allreduces not yet waited for
         # where a benchmark asks (a list): [started, wait began, wait ended] per allreduce, in
         # the order they start (the same on every rank), for core/overlap.py
         self.timeline: list | None = None
 
+    def attach_device(self, collectives):
+        """Sum buffers with these (a device backend's) from now on, not with MPI."""
+        self.device = collectives
+
     def iallreduce_sum(self, buffer):
         """Start summing `buffer` over the ranks, in place; returns the request to wait on."""
+        if self.device is not None:
+            return self.device.iallreduce_sum(buffer)
+        return self.host_iallreduce_sum(buffer)
+
+    def allreduce_sum(self, buffer):
+        if self.device is not None:
+            self.device.allreduce_sum(buffer)
+        else:
+            self.host_allreduce_sum(buffer)
+
+    def host_iallreduce_sum(self, buffer):
+        """iallreduce_sum by MPI on a buffer in host memory."""
         request = self.comm.Iallreduce(self.MPI.IN_PLACE, buffer, op=self.MPI.SUM)
         self.pending.append(request)
         record = None
@@ -68,7 +87,7 @@ class Communicator:
         if self.pending:
             self.MPI.Request.Testall(self.pending)
 
-    def allreduce_sum(self, buffer):
+    def host_allreduce_sum(self, buffer):
         self.comm.Allreduce(self.MPI.IN_PLACE, buffer, op=self.MPI.SUM)
 
     def any(self, flag: bool) -> bool:

@@ -138,8 +138,12 @@ class _Program:
         self.outputs = executor.outputs
         self.sync = be.synchronize
         self.fused, self.skipped = _fused_kernels(be, plan) if fusing else ({}, set())
+        # a data-parallel step: MPI is polled between its ops (a property of the plan)
+        self.communicates = any(n.opdef.effects for n in plan.schedule)
         self.streamed = options["streams"] and be.stream_runner is not None
-        self.capturing = options["capture"] and be.capture is not None
+        # a communicating step is not captured: its collectives run on a stream of their own
+        # and host-side MPI calls (the blocking loss sum) cannot be replayed from a graph
+        self.capturing = options["capture"] and be.capture is not None and not self.communicates
         self.staging: dict = {}  # fed placeholder -> its fixed device buffer (capture only)
         self.replay = None
         self.warm = False
@@ -150,8 +154,6 @@ class _Program:
         self.thread_choice = (cpu.ThreadChoice(cpu.thread_options(self.row_threads))
                               if self.row_threads > 1 and not cpu.chosen_by_user() else None)
         self.warm_cpu = False
-        # a data-parallel step: MPI is polled between its ops (a property of the plan)
-        self.communicates = any(n.opdef.effects for n in plan.schedule)
         self._bind_steps(be, sources)
 
     def _bind_steps(self, be, sources):

@@ -90,16 +90,26 @@ class Trainer:
         if name == "auto":
             name, self.auto_reason = backends.resolve_auto()
         self.backend = backends.get(name)
+        if procs > 1:
+            self._join_device(procs)
         rng = np.random.default_rng(cfg["seed"])
         start = initial_values(self.doc, self.built.parameters, rng)  # a weights file, or fresh
         self.params = {name: self.backend.asarray(v) for name, v in start.items()}
         self.optimizer = make_optimizer(cfg, self.backend)
         self.step = training_step(self.built, self.optimizer, procs, cfg["bucket_bytes"])
-        if procs > 1 and self.backend.name != "numpy":
-            raise LoomError(f"data-parallel training runs on the numpy backend (got {self.backend.name})")
         self.train_ex = Executor(self.step.outputs, backend=self.backend.name, **_compile_options(cfg))
         self.eval_ex = Executor([self.eval_built.loss, accuracy_node(self.eval_built)],
                                 backend=self.backend.name)
+
+    def _join_device(self, procs):
+        """A device backend sums gradients with its own collectives (NCCL between GPUs),
+        joined before anything of this run is allocated: joining picks this rank's GPU."""
+        if self.backend.name == "numpy":
+            return
+        if self.backend.collectives is None:
+            raise LoomError(f"data-parallel training ({procs} processes) needs collectives on "
+                            f"the {self.backend.name} backend; it has none (numpy and cupy do)")
+        self.world.attach_device(self.backend.collectives(self.world))
 
     # ---- checkpoints -----------------------------------------------------------------------
     @property

@@ -1,5 +1,6 @@
 """The "cupy" backend: cupy arrays, Loom's own kernels for the ops, generated kernels for the
-fusion groups, CUDA-graph capture of a whole step and a two-stream runner.
+fusion groups, CUDA-graph capture of a whole step, a two-stream runner and NCCL collectives
+for data-parallel runs.
 
 `core.backend` imports this module lazily and calls `make_backend()`; it raises a clear
 RuntimeError where cupy or a CUDA device is missing (the registry reports it and "auto"
@@ -8,7 +9,7 @@ from __future__ import annotations
 
 from core.backend import Backend
 
-from . import graphs
+from . import collectives, graphs
 from .fused import fuse
 
 
@@ -17,7 +18,8 @@ def make_backend() -> Backend:
     from .kernels import kernels
     return Backend(name="cupy", xp=cupy, kernels=kernels(), to_numpy=cupy.asnumpy,
                    synchronize=_synchronize, memory_info=memory_info, fuse=fuse,
-                   capture=graphs.capture, stream_runner=graphs.stream_runner)
+                   capture=graphs.capture, stream_runner=graphs.stream_runner,
+                   collectives=collectives.join)
 
 
 def _cupy():

@@ -229,8 +229,32 @@ def to_numpy(value):
     return np.asarray(value)
 
 
+class HostCollectives:
+    """The stand-in's collectives for data-parallel runs: MPI on the arrays underneath, in
+    place (a GPU's are NCCL's). What a device backend goes through (Communicator.attach_device,
+    Trainer._join_device), without a device."""
+
+    def __init__(self, world):
+        self.world = world
+        self.calls = 0
+
+    def iallreduce_sum(self, buffer):
+        self.calls += 1
+        return self.world.host_iallreduce_sum(_host_of(buffer))
+
+    def allreduce_sum(self, buffer):
+        self.calls += 1
+        self.world.host_allreduce_sum(_host_of(buffer))
+
+
+def _host_of(buffer):
+    if not isinstance(buffer, DeviceArray):  # the step must hand its device buffers over
+        raise TypeError(f"stand-in collectives got a {type(buffer).__name__}, not a device array")
+    return buffer._host
+
+
 def make_backend() -> backends.Backend:
-    return backends.Backend(NAME, xp, to_numpy=to_numpy)
+    return backends.Backend(NAME, xp, to_numpy=to_numpy, collectives=HostCollectives)
 
 
 def is_device_array(value) -> bool:

@@ -1,6 +1,8 @@
 """One side of the data-parallel equivalence test: 20 steps of a float64 MLP with batch norm
-and dropout, either in one process (`single`) or as a rank of an MPI job (`dist`); rank 0
-writes the parameters and the losses to the npz named on the command line."""
+and dropout, either in one process (`single`) or as a rank of an MPI job (`dist`, or
+`dist-standin`: on the strict stand-in device, its gradients summed by the backend's own
+collectives as a GPU's are by NCCL); rank 0 writes the parameters and the losses to the npz
+named on the command line."""
 import sys
 from pathlib import Path
 
@@ -9,7 +11,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import core  # noqa: E402
-from core import distributed  # noqa: E402
+from core import backend as backends, distributed  # noqa: E402
 from core.layers.builder import Built  # noqa: E402
 from core.ops import comm_ops  # noqa: E402
 from core.optim import make_optimizer  # noqa: E402
@@ -37,14 +39,15 @@ def model(sync):
 
 
 def main(mode, out):
-    world = distributed.start() if mode == "dist" else None
+    world = distributed.start() if mode.startswith("dist") else None
     size = 1 if world is None else world.size
+    be = _backend(mode, world)
     built, x, y = model(sync=size > 1)
-    optimizer = make_optimizer({"optimizer": "momentum", "lr": 0.2})
+    optimizer = make_optimizer({"optimizer": "momentum", "lr": 0.2}, be)
     step = training_step(built, optimizer, procs=size, bucket_bytes=600)  # several buckets
-    ex = core.Executor(step.outputs)
+    ex = core.Executor(step.outputs, backend=be.name)
     rng = np.random.default_rng(0)
-    params = {p.name: core.init_value(p, rng) for p in built.parameters}
+    params = {p.name: be.asarray(core.init_value(p, rng)) for p in built.parameters}
     data = np.random.default_rng(1)
     losses = []
     for _ in range(STEPS):
@@ -56,8 +59,21 @@ def main(mode, out):
         feed = {x: xb[start:stop], y: yb[start:stop], comm_ops.FRACTION: np.array((stop - start) / BATCH),
                 **{p: params[p.name] for p in built.parameters}, **optimizer.feed(params)}
         losses.append(float(ex.run(feed)[0]))
+    if world is not None and world.device is not None:
+        # every bucket and the global loss went through the device's collectives
+        assert world.device.calls >= STEPS * 2, world.device.calls
     if world is None or world.rank == 0:
-        np.savez(out, losses=np.array(losses), **params)
+        np.savez(out, losses=np.array(losses), **{k: be.to_numpy(v) for k, v in params.items()})
+
+
+def _backend(mode, world):
+    if not mode.endswith("standin"):
+        return backends.get("numpy")
+    from tests import standin
+    standin.register()
+    be = backends.get(standin.NAME)
+    world.attach_device(be.collectives(world))  # what Trainer._join_device does
+    return be
 
 
 if __name__ == "__main__":

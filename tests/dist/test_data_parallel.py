@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.cli.conftest import ROOT, events, run_cli, small_digits  # noqa: F401 (a fixture)
+from tests.cli.conftest import ROOT, cli_command, events, run_cli, small_digits  # noqa: F401 (a fixture)
 
 mpiexec = Path(sys.executable).with_name("mpiexec")
 pytestmark = pytest.mark.skipif(
@@ -21,11 +21,14 @@ pytestmark = pytest.mark.skipif(
 SCRIPT = Path(__file__).with_name("rank_equivalence.py")
 
 
-def test_two_ranks_give_the_parameters_of_one_process_float64(tmp_path):
+@pytest.mark.parametrize("mode", ["dist", "dist-standin"])
+def test_two_ranks_give_the_parameters_of_one_process_float64(tmp_path, mode):
     """20 momentum steps of an MLP with synchronised batch norm and dropout, global batch 31
-    (unequal shares): every parameter within 1e-9 of its scale, losses alike."""
+    (unequal shares): every parameter within 1e-9 of its scale, losses alike. `dist-standin`
+    keeps everything on the stand-in device and sums through the backend's collectives, the
+    path a GPU run takes with NCCL."""
     subprocess.run([sys.executable, SCRIPT, "single", tmp_path / "one.npz"], check=True, timeout=120)
-    subprocess.run([mpiexec, "-n", "2", sys.executable, SCRIPT, "dist", tmp_path / "two.npz"],
+    subprocess.run([mpiexec, "-n", "2", sys.executable, SCRIPT, mode, tmp_path / "two.npz"],
                    check=True, timeout=120)
     one, two = np.load(tmp_path / "one.npz"), np.load(tmp_path / "two.npz")
     for key in one.files:
@@ -48,6 +51,20 @@ def test_procs_2_trains_like_one_process_and_rank_0_alone_reports(small_digits, 
     summary = json.loads((tmp_path / "two" / "summary.json").read_text())
     assert summary["status"] == "completed" and summary["epochs"] == 2
     assert not list(tmp_path.glob("two-*"))  # one run folder, rank 0's
+
+
+def test_a_device_backend_trains_data_parallel_through_its_own_collectives(small_digits, tmp_path):
+    """`train --distributed` on the stand-in device: the trainer joins the backend's
+    collectives (a GPU's NCCL) before anything is allocated and trains like one process."""
+    one = run_cli("train", small_digits, "--out", tmp_path / "one", "--events", "-")
+    two = subprocess.run([mpiexec, "-n", "2", *cli_command("train", small_digits, "--out", tmp_path / "two",
+                                                          "--events", "-", "--distributed",
+                                                          device="standin")],
+                         capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert one.returncode == 0 and two.returncode == 0, two.stderr
+    a, b = _steps(one.stdout), _steps(two.stdout)
+    assert [e["step"] for e in b] == [e["step"] for e in a]
+    assert max(abs(x["loss"] - y["loss"]) for x, y in zip(a, b)) < 1e-5
 
 
 def test_a_distributed_run_resumes(small_digits, tmp_path):
