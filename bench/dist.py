@@ -41,9 +41,9 @@ def rows(quick):
     for example, kind in (("mnist_mlp", "mlp"), ("mnist_cnn", "cnn")):
         one, two = loom_run(example, 1, steps), loom_run(example, 2, steps)
         cost, exposed, skew = (sum(column) for column in zip(*two["buckets"]))
-        before_last = [b for b in two["buckets"][:-1]]
-        hidden_early = (hidden_fraction(sum(b[1] for b in before_last), sum(b[0] for b in before_last))
-                        if before_last else None)
+        early = two["buckets"][:-1]  # [blocking ms, exposed ms, skew ms] of all but the last
+        hidden_early = (hidden_fraction(sum(b[1] for b in early), sum(b[0] for b in early))
+                        if early else None)
         torch_eff = _torch_efficiency(kind, steps)
         out.append([example, f"{one['samples_per_s']:,.0f}", f"{two['samples_per_s']:,.0f}",
                     f"{two['samples_per_s'] / one['samples_per_s']:.2f}×",
