@@ -108,7 +108,8 @@ class Trainer:
             return
         if self.backend.collectives is None:
             raise LoomError(f"data-parallel training ({procs} processes) needs collectives on "
-                            f"the {self.backend.name} backend; it has none (numpy and cupy do)")
+                            f"the {self.backend.name} backend; it has none (numpy sums through MPI, cupy "
+                            f"through NCCL)")
         self.world.attach_device(self.backend.collectives(self.world))
 
     # ---- checkpoints -----------------------------------------------------------------------
