@@ -73,8 +73,8 @@ class Executor:
     @property
     def cpu_threads(self):
         """How the last compiled step runs on the CPU (numpy backend): a cpu.Threads, its
-        large ops' threads and BLAS's, measured per step unless LOOM_CPU_THREADS sets them
-        (see core/ops/cpu.py)."""
+        large ops' threads, measured per step unless LOOM_CPU_THREADS sets them (see
+        core/ops/cpu.py)."""
         program = self._last
         if program is None:
             return cpu.Threads(1)
@@ -256,14 +256,13 @@ class _Program:
         option = choice.next() if self.warm_cpu else cpu.Threads(self.row_threads)
         if option.ops != self.row_threads:
             self._use_threads(option.ops)
-        old_limit, old_blas = cpu.limit_threads(option.ops), cpu.set_blas_threads(option.blas)
+        old_limit = cpu.limit_threads(option.ops)
         try:
             start = time.perf_counter()
             self.run_step()
             elapsed = time.perf_counter() - start
         finally:
             cpu.limit_threads(old_limit)
-            cpu.set_blas_threads(old_blas)
         if self.warm_cpu:
             choice.record(option, elapsed)
         self.warm_cpu = True

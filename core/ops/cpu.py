@@ -71,23 +71,24 @@ def limit_threads(count: int | None) -> int | None:
 
 
 class Threads(NamedTuple):
-    """How a step runs on the CPU: its large ops split over `ops` threads; BLAS on `blas`
-    threads (None: as numpy's BLAS is set)."""
+    """How a step runs on the CPU: its large ops split over `ops` threads. BLAS keeps its
+    own threads either way: a GEMM's bits depend on how many it has (below)."""
     ops: int
-    blas: int | None = None
 
     def label(self) -> str:
-        return f"ops {self.ops}T" + ("" if self.blas is None else f", BLAS {self.blas}T")
+        return f"ops {self.ops}T"
 
 
 def thread_options(threads: int) -> list[Threads]:
-    """What a step tries: ops split over `threads` or whole, with BLAS as set; and everything
-    on one thread where BLAS can be told (a small CNN's GEMMs lost more to BLAS's threads
-    than they gained: LeNet's step 8.2 ms on one BLAS thread against 9.0 on two)."""
-    options = [Threads(threads), Threads(1)]
-    if (blas_threads() or 1) > 1:
-        options.append(Threads(1, 1))
-    return options
+    """What a step tries: ops split over `threads`, or whole. Only options that give the
+    same bits: the choice is made by a clock, and a run resumed from a checkpoint must
+    give the uninterrupted run's bits whatever its clock says. So BLAS's thread count is
+    not among them, though it paid on small CNNs (LeNet's step 8.2 ms on one BLAS thread
+    against 9.0 on two): numpy's OpenBLAS gives other float32 bits on one thread than on
+    two for most GEMM shapes (16×150 @ 150×6400: up to 3e-5 apart; 768×128 @ 128×512 was
+    one of the few equal), and the bundled CNN, stopped at step 20 and resumed, ended
+    2.7e-7 away from the uninterrupted run while the choice tried it."""
+    return [Threads(threads), Threads(1)]
 
 
 class ThreadChoice:
@@ -95,8 +96,7 @@ class ThreadChoice:
     through the options in turn, each run timed whole, and after ROUNDS of each the fastest
     (by its best run) is kept. Whole runs, not op by op: an op split over two cores leaves
     its output in both cores' caches, and the next op pays for that. Results are the same
-    bits either way (see the module docstring; BLAS splits a GEMM's rows and columns over
-    its threads, never the sum)."""
+    bits either way (see the module docstring and `thread_options`)."""
 
     ROUNDS = 3
 
@@ -117,42 +117,6 @@ class ThreadChoice:
         self.runs += 1
         if self.runs >= len(self.options) * self.ROUNDS:
             self.chosen = min(self.options, key=lambda o: self.best[o])
-
-
-# ---- numpy's BLAS threads ------------------------------------------------------------------------
-
-_blas = None  # threadpoolctl's controller of numpy's BLAS, found on first use (False: none)
-
-
-def _blas_controller():
-    global _blas
-    if _blas is None:
-        _blas = False
-        try:
-            from threadpoolctl import ThreadpoolController
-            found = [c for c in ThreadpoolController().lib_controllers if c.user_api == "blas"]
-            # numpy's own (its wheels bundle one under numpy.libs), not another library's
-            found.sort(key=lambda c: "numpy" not in (c.filepath or ""))
-            _blas = found[0] if found else False
-        except Exception:  # noqa: BLE001 - no threadpoolctl, or a BLAS it cannot drive
-            pass
-    return _blas
-
-
-def blas_threads() -> int | None:
-    blas = _blas_controller()
-    return blas.num_threads if blas else None
-
-
-def set_blas_threads(count: int | None) -> int | None:
-    """Run numpy's GEMMs on `count` threads (None: leave them); returns the count before,
-    to restore (a ctypes call, about a microsecond)."""
-    blas = _blas_controller()
-    if count is None or not blas:
-        return None
-    old = blas.num_threads
-    blas.set_num_threads(count)
-    return old
 
 
 def split(lo: int, hi: int, parts: int) -> list[tuple[int, int]]:

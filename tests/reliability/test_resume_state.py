@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from core import graphfile
+from core.ops import cpu
 from core.train import Trainer
 from tests.cli.conftest import EXAMPLES
 
@@ -39,6 +40,32 @@ def test_a_run_stopped_mid_epoch_resumes_exactly(tmp_path, device, dropout, opti
     resumed = Trainer(doc, tmp_path / "run", backend)
     resumed.resume()
     assert resumed.run_state.step == 30 and resumed.run()["steps"] == straight.run_state.step
+    expected = _host_params(straight)
+    for key, value in _host_params(resumed).items():
+        np.testing.assert_array_equal(value, expected[key], err_msg=key)
+
+
+def test_a_cnn_resumes_exactly_while_its_step_chooses_its_threads(tmp_path, monkeypatch):
+    """The bundled CNN on two cores, the thread count left to the step's clock (no
+    LOOM_CPU_THREADS): the resumed process times its options at other steps than the
+    uninterrupted run did, so only options with the same bits may be among them (a BLAS
+    thread count was, and left the resumed run 2.7e-7 away)."""
+    monkeypatch.delenv("LOOM_CPU_THREADS", raising=False)
+    monkeypatch.setattr(cpu.os, "sched_getaffinity", lambda pid: {0, 1})
+    doc = graphfile.load(EXAMPLES / "mnist_cnn.loom.json")
+    doc.set_training({**doc.training, "epochs": 1, "steps_per_epoch": 30})
+    straight = Trainer(doc, tmp_path / "straight", {"backend": "numpy"})
+    straight.run()
+    assert len(straight.train_ex._last.thread_choice.options) > 1  # the clock chose
+
+    def stop_at_step_12(event):
+        if event["event"] == "step" and event["step"] == 12:  # after the choice settled
+            first.request_stop()
+    first = Trainer(doc, tmp_path / "run", {"backend": "numpy"}, on_event=stop_at_step_12)
+    assert first.run()["status"] == "stopped"
+    resumed = Trainer(doc, tmp_path / "run", {"backend": "numpy"})
+    resumed.resume()
+    resumed.run()
     expected = _host_params(straight)
     for key, value in _host_params(resumed).items():
         np.testing.assert_array_equal(value, expected[key], err_msg=key)
