@@ -79,7 +79,8 @@ class Executor:
         if program is None:
             return cpu.Threads(1)
         choice = program.thread_choice
-        return choice.chosen if choice and choice.chosen else cpu.Threads(program.row_threads)
+        ops = choice.chosen.ops if choice and choice.chosen else program.row_threads
+        return cpu.Threads(ops, program.blas)
 
     @property
     def choosing_threads(self) -> bool:
@@ -153,6 +154,7 @@ class _Program:
         self.row_threads = cpu.thread_count() if be.name == "numpy" else 1
         self.thread_choice = (cpu.ThreadChoice(cpu.thread_options(self.row_threads))
                               if self.row_threads > 1 and not cpu.chosen_by_user() else None)
+        self.blas = cpu.step_blas_threads(_largest_gemm(plan)) if be.name == "numpy" else None
         self.warm_cpu = False
         self._bind_steps(be, sources)
 
@@ -239,14 +241,18 @@ class _Program:
         values, alias = self.values, self.alias
         values.update(sources)
         self._rebind(sources)
-        if times is not None:
-            self._execute_timed(times)
-        elif self.capturing:
-            self._execute_captured()
-        elif self.thread_choice is not None:
-            self._execute_choosing_threads()
-        else:
-            self.run_step()
+        old_blas = cpu.set_blas_threads(self.blas)
+        try:
+            if times is not None:
+                self._execute_timed(times)
+            elif self.capturing:
+                self._execute_captured()
+            elif self.thread_choice is not None:
+                self._execute_choosing_threads()
+            else:
+                self.run_step()
+        finally:
+            cpu.set_blas_threads(old_blas)
         return [values[alias.get(o, o)] for o in self.outputs]
 
     def _execute_choosing_threads(self):
@@ -350,6 +356,13 @@ class _Program:
             call()
             self.sync()
             times[node.name] = times.get(node.name, 0.0) + time.perf_counter() - start
+
+
+def _largest_gemm(plan) -> int:
+    """Multiply-adds of the largest GEMM a step calls (OpDef.gemm), 0 where it calls none."""
+    shapes, alias = plan.shapes, plan.alias
+    return max((n.opdef.gemm([shapes[alias.get(i, i)] for i in n.inputs], n.attrs, shapes[n])
+                for n in plan.schedule if n.opdef.gemm), default=0)
 
 
 def _fused_kernels(be, plan):

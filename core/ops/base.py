@@ -86,6 +86,10 @@ class OpDef:
     # statistics) that splitting large ones over CPU threads pays (ops.cpu; memory-bound
     # arithmetic does not); True, or (attrs, output rank) -> bool where it depends on them
     rows: bool | Callable = False
+    # (input shapes, attrs, output shape) -> multiply-adds of the largest single GEMM the
+    # op's CPU compute calls, at most: a step of small GEMMs runs them on one BLAS thread
+    # (ops/cpu.py step_blas_threads)
+    gemm: Callable | None = None
     # a source whose value is bound at run time (feeds, parameters), not held in its attrs
     fed: bool = False
     doc: str = ""

@@ -292,6 +292,23 @@ def _convolve(xp, x, w2d, kernel, s, p, out, ws):
     _each_chunk(n, _chunk_of(ws), run)
 
 
+def _gemm(x_shape, w_shape, out_pixels) -> int:
+    """The largest GEMM of a convolution of x by w or of its gradients, at most: O·C·KH·KW
+    by the output pixels of one sample (large images) or of the whole batch (a chunk, small
+    images)."""
+    o, c, kh, kw = w_shape
+    samples = 1 if per_sample_gemms(out_pixels) else x_shape[0]
+    return int(o) * int(c * kh * kw) * int(out_pixels) * int(samples)
+
+
+def _grad_input_gemm(gy, w, x, attrs) -> int:
+    """As `_gemm`, or where the gradient is a convolution of gy (grad_input_as_convolution),
+    a chunk's GEMM over the input's pixels."""
+    if grad_input_as_convolution(gy, w, x, attrs):
+        return int(w[0] * w[2] * w[3]) * int(w[1]) * int(x[2] * x[3]) * int(x[0])
+    return _gemm(x, w, gy[2] * gy[3])
+
+
 def _conv_grad(n, g):
     x, w = n.inputs
     a = n.attrs
@@ -392,19 +409,22 @@ def _conv_grad_weight(xp, ins, attrs, out, ws=None):
 
 register(OpDef("conv2d", "opaque", _conv_shape, _conv, _conv_grad, workspace=_conv_ws,
                chunked_workspace=True, epilogue_head=True,
+               gemm=lambda s, a, out: _gemm(s[0], s[1], out[2] * out[3]),
                doc="2-D convolution, NCHW, square stride and zero padding"))
 register(OpDef("conv2d_grad_input", "opaque", lambda s, a: tuple(s[2]), _conv_grad_input,
                # linear in gy and w: <G, dx(gy, w)> = <conv2d(G, w), gy>
                lambda n, g: [make("conv2d", g, n.inputs[1], **n.attrs),
                              make("conv2d_grad_weight", n.inputs[0], g, n.inputs[1], **n.attrs),
                              None], shape_only=(2,), workspace=_grad_input_ws,
-               chunked_workspace=True, doc="gradient of conv2d w.r.t. its input"))
+               chunked_workspace=True, gemm=lambda s, a, out: _grad_input_gemm(*s, a),
+               doc="gradient of conv2d w.r.t. its input"))
 register(OpDef("conv2d_grad_weight", "opaque", lambda s, a: tuple(s[2]), _conv_grad_weight,
                # linear in gy and x: <G, dw(gy, x)> = <conv2d(x, G), gy>
                lambda n, g: [make("conv2d", n.inputs[1], g, **n.attrs),
                              make("conv2d_grad_input", n.inputs[0], g, n.inputs[1], **n.attrs),
                              None], shape_only=(2,), workspace=_grad_weight_ws,
-               chunked_workspace=True, doc="gradient of conv2d w.r.t. its weight"))
+               chunked_workspace=True, gemm=lambda s, a, out: _gemm(s[1], out, s[0][2] * s[0][3]),
+               doc="gradient of conv2d w.r.t. its weight"))
 
 
 # ---- pooling -------------------------------------------------------------------------------------

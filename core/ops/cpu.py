@@ -71,24 +71,77 @@ def limit_threads(count: int | None) -> int | None:
 
 
 class Threads(NamedTuple):
-    """How a step runs on the CPU: its large ops split over `ops` threads. BLAS keeps its
-    own threads either way: a GEMM's bits depend on how many it has (below)."""
+    """How a step runs on the CPU: its large ops split over `ops` threads; BLAS on `blas`
+    threads (None: as numpy's BLAS is set), which a rule of the plan decides, not the
+    clock (`step_blas_threads`)."""
     ops: int
+    blas: int | None = None
 
     def label(self) -> str:
-        return f"ops {self.ops}T"
+        return f"ops {self.ops}T" + ("" if self.blas is None else f", BLAS {self.blas}T")
 
 
 def thread_options(threads: int) -> list[Threads]:
     """What a step tries: ops split over `threads`, or whole. Only options that give the
     same bits: the choice is made by a clock, and a run resumed from a checkpoint must
     give the uninterrupted run's bits whatever its clock says. So BLAS's thread count is
-    not among them, though it paid on small CNNs (LeNet's step 8.2 ms on one BLAS thread
-    against 9.0 on two): numpy's OpenBLAS gives other float32 bits on one thread than on
-    two for most GEMM shapes (16×150 @ 150×6400: up to 3e-5 apart; 768×128 @ 128×512 was
-    one of the few equal), and the bundled CNN, stopped at step 20 and resumed, ended
-    2.7e-7 away from the uninterrupted run while the choice tried it."""
+    not among them: numpy's OpenBLAS gives other float32 bits on one thread than on two
+    for most GEMM shapes (16×150 @ 150×6400: up to 3e-5 apart; 768×128 @ 128×512 was one
+    of the few equal), and the bundled CNN, stopped at step 20 and resumed, ended 2.7e-7
+    away from the uninterrupted run while the choice tried it."""
     return [Threads(threads), Threads(1)]
+
+
+# A step whose GEMMs all have fewer multiply-adds than this runs them on one BLAS thread:
+# waking BLAS's other threads for each costs more than they save. LeNet's step (largest
+# GEMM 15M multiply-adds) took 8.2 ms on one BLAS thread against 9.0 on two; the MLP
+# 784-512-512-10 at batch 128 (51M) 3.7 against 6.3 the other way round.
+SMALL_GEMM = 1 << 24
+
+
+def step_blas_threads(largest_gemm: int) -> int | None:
+    """BLAS threads for a step whose largest GEMM has `largest_gemm` multiply-adds: one
+    below SMALL_GEMM where BLAS has more, else None (as set). A rule of the plan: the same
+    in a resumed run as in the uninterrupted one."""
+    if largest_gemm >= SMALL_GEMM or (blas_threads() or 1) <= 1:
+        return None
+    return 1
+
+
+# ---- numpy's BLAS threads ------------------------------------------------------------------------
+
+_blas = None  # threadpoolctl's controller of numpy's BLAS, found on first use (False: none)
+
+
+def _blas_controller():
+    global _blas
+    if _blas is None:
+        _blas = False
+        try:
+            from threadpoolctl import ThreadpoolController
+            found = [c for c in ThreadpoolController().lib_controllers if c.user_api == "blas"]
+            # numpy's own (its wheels bundle one under numpy.libs), not another library's
+            found.sort(key=lambda c: "numpy" not in (c.filepath or ""))
+            _blas = found[0] if found else False
+        except Exception:  # noqa: BLE001 - no threadpoolctl, or a BLAS it cannot drive
+            pass
+    return _blas
+
+
+def blas_threads() -> int | None:
+    blas = _blas_controller()
+    return blas.num_threads if blas else None
+
+
+def set_blas_threads(count: int | None) -> int | None:
+    """Run numpy's GEMMs on `count` threads (None: leave them); returns the count before,
+    to restore (a ctypes call, about a microsecond)."""
+    blas = _blas_controller()
+    if count is None or not blas:
+        return None
+    old = blas.num_threads
+    blas.set_num_threads(count)
+    return old
 
 
 class ThreadChoice:

@@ -47,6 +47,13 @@ def _bind(xp, ins, attrs, out):
     return partial(xp.matmul, _t(a, attrs["trans_A"]), _t(b, attrs["trans_B"]), out=out)
 
 
+def _gemm(shapes, attrs, out_shape) -> int:
+    """One matrix of the stack: M·K·N."""
+    a = shapes[0]
+    k = a[-2] if attrs["trans_A"] else a[-1]
+    return int(out_shape[-2]) * int(k) * int(out_shape[-1])
+
+
 def _gradient(n, g):
     a, b = n.inputs
     ta, tb = n.attrs["trans_A"], n.attrs["trans_B"]
@@ -62,5 +69,5 @@ def _gradient(n, g):
 
 # broadcasting: a gradient towards an operand whose batch axes were broadcast is summed back
 register(OpDef("matmul", "opaque", _shape, _compute, _gradient, bind=_bind, epilogue_head=True,
-               broadcasting=True,
+               broadcasting=True, gemm=_gemm,
                doc="op(A) @ op(B), op = transpose where trans_A / trans_B"))

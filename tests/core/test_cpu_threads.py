@@ -121,6 +121,53 @@ def test_the_options_are_split_or_whole_never_another_blas_thread_count():
     assert cpu.thread_options(4) == [cpu.Threads(4), cpu.Threads(1)]
 
 
+# ---- BLAS threads: a rule of the plan (its largest GEMM), never the clock ------------------------
+
+def test_a_gemm_is_counted_in_multiply_adds():
+    gemm = OPS["matmul"].gemm
+    assert gemm([(4, 5, 7), (7, 3)], {"trans_A": False, "trans_B": False}, (4, 5, 3)) == 5 * 7 * 3
+    assert gemm([(7, 5), (3, 7)], {"trans_A": True, "trans_B": True}, (5, 3)) == 5 * 7 * 3
+    conv, attrs = OPS["conv2d"].gemm, {"stride": 1, "padding": 0}
+    # LeNet's second convolution: 8×8 outputs, small images: one GEMM over the whole batch
+    assert conv([(64, 6, 12, 12), (16, 6, 5, 5)], attrs, (64, 16, 8, 8)) == 16 * 150 * 64 * 64
+    # its first: 28×28 outputs, a GEMM per sample
+    assert conv([(64, 1, 28, 28), (6, 1, 5, 5)], {**attrs, "padding": 2}, (64, 6, 28, 28)) == 6 * 25 * 784
+    weight = OPS["conv2d_grad_weight"].gemm
+    assert weight([(64, 16, 8, 8), (64, 6, 12, 12), (16, 6, 5, 5)], attrs, (16, 6, 5, 5)) == 16 * 150 * 64 * 64
+
+
+def test_steps_of_small_gemms_run_them_on_one_blas_thread(monkeypatch):
+    monkeypatch.setattr(cpu, "blas_threads", lambda: 2)
+    assert cpu.step_blas_threads(cpu.SMALL_GEMM - 1) == 1
+    assert cpu.step_blas_threads(cpu.SMALL_GEMM) is None
+    monkeypatch.setattr(cpu, "blas_threads", lambda: 1)  # nothing to save
+    assert cpu.step_blas_threads(0) is None
+
+
+@pytest.mark.parametrize("graph, blas", [(lambda: cnn(16), 1), (lambda: mlp([784, 512, 512, 10], 128), None)])
+def test_each_run_sets_the_planned_blas_threads_and_sets_them_back(monkeypatch, graph, blas):
+    """LeNet's GEMMs are small: every run of its step (choosing threads or not) runs BLAS on
+    one thread and restores it after; the MLP's 51M-multiply-add GEMMs leave BLAS alone."""
+    state = {"threads": 2, "set": []}
+    monkeypatch.setattr(cpu, "blas_threads", lambda: state["threads"])
+
+    def set_blas(count):
+        old = state["threads"] if count is not None else None
+        if count is not None:
+            state["set"].append(count)
+            state["threads"] = count
+        return old
+    monkeypatch.setattr(cpu, "set_blas_threads", set_blas)
+    monkeypatch.setattr(cpu.os, "sched_getaffinity", lambda pid: {0, 1})
+    monkeypatch.delenv("LOOM_CPU_THREADS", raising=False)
+    loss, params, feed, _ = graph()
+    ex = core.Executor([loss, *core.gradients(loss, params)], backend="numpy")
+    for _ in range(4):
+        ex.run(feed)
+    assert state["set"] == ([1, 2] * 4 if blas else []) and state["threads"] == 2
+    assert ex.cpu_threads.blas == blas
+
+
 def _timed_as(monkeypatch, fast):
     """ThreadChoice fed a clock on which the option `fast` always wins (the real clock is
     noise)."""
@@ -151,7 +198,7 @@ def test_a_step_settles_on_the_measured_threads_with_the_same_bits(monkeypatch, 
         assert ex.choosing_threads == (ex._last.thread_choice.chosen is None)
     assert not ex.choosing_threads  # settled after every option's rounds
     ex.run(feed)
-    assert ex.cpu_threads == fast and ex._last.row_threads == fast.ops
+    assert ex.cpu_threads.ops == fast.ops and ex._last.row_threads == fast.ops
     split = [c for c in ex._last.calls if getattr(c, "func", None) is cpu.together]
     assert bool(split) == (fast.ops == 2)
 
@@ -162,5 +209,5 @@ def test_a_thread_count_the_user_set_is_kept(monkeypatch):
     ex = core.Executor([loss, *core.gradients(loss, params)], backend="numpy")
     for _ in range(12):
         ex.run(feed)
-    assert ex._last.thread_choice is None and ex.cpu_threads == cpu.Threads(2)
+    assert ex._last.thread_choice is None and ex.cpu_threads.ops == 2
     assert not ex.choosing_threads
