@@ -156,9 +156,10 @@ def _one_blas_thread():
 
 
 SPEED_NOTE = f"""nT: n threads. Loom: large row-wise ops (elementwise, activations, layer norm, softmax),
-im2col copies and pools split over {core.ops.cpu.thread_count()} threads, GEMMs (convolutions: one per chunk of
-samples) on BLAS's threads, or either on one thread where the step's first runs measured that
-faster (what it kept in brackets); 1T: LOOM_CPU_THREADS=1 and one BLAS thread. PyTorch: all {TORCH_THREADS} cores, then one
+im2col copies and pools split over {core.ops.cpu.thread_count()} threads or whole, as the step's first runs measured
+faster, GEMMs (convolutions: one per chunk of samples) on BLAS's threads, or on one where
+all of the step's are small (below 2^24 multiply-adds: a rule, so that a resumed run has the
+same bits); in brackets what the step runs. 1T: LOOM_CPU_THREADS=1 and one BLAS thread. PyTorch: all {TORCH_THREADS} cores, then one
 thread. Where other work holds a core, whatever splits ops over all cores waits for that
 core at every op: compare the 1-thread columns then."""
 
