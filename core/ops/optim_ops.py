@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
+from . import native
 from .base import OpDef, gradient_not_implemented, register, scratch
 
 SLOTS = {"sgd_update": (), "momentum_update": ("velocity",), "nesterov_update": ("velocity",),
@@ -32,15 +35,21 @@ def _workspace_for(name):
     return workspace
 
 
-def _chunked(rule, workspace):
+def _chunked(name, rule, workspace):
     """Apply `rule(xp, (p, g, *state), attrs, step, tmp, tmp2)` to matching flat chunks of the
     parameter, gradient and state arrays (all contiguous: parameters and state are whole
-    arrays, gradients arena buffers); skip the whole update on a non-finite loss."""
+    arrays, gradients arena buffers); skip the whole update on a non-finite loss. Host
+    arrays take the rule's compiled loop instead (ops/native.py: the same bits)."""
     def compute(xp, ins, attrs, out, ws=None):
         p, g, loss, hyper, *state = ins
         if not math.isfinite(float(loss)):
             return
         step = hyper[0]
+        if native.usable(p, g, *state):
+            scalars = np.array(CONSTANTS[name](attrs, step), dtype=p.dtype)
+            native.kernel(name)(*(a.reshape(-1) for a in (p, g, *state)), scalars,
+                                bool(attrs.get("weight_decay")))
+            return
         if not all(a.flags.c_contiguous for a in (p, g, *state)):  # flat views impossible
             return rule(xp, [p, g, *state], attrs, step, xp.empty_like(p), xp.empty_like(p))
         ws = ws or scratch(workspace, xp, ins, attrs, out)
@@ -100,6 +109,17 @@ def _adam(xp, arrays, attrs, step_size, tmp, tmp2):
     p -= xp.divide(step, denom, out=step)
 
 
+# Each rule's scalars for its compiled loop, in the order native.py reads them (a Python
+# float each, cast to the parameter's dtype as numpy casts it).
+CONSTANTS = {
+    "sgd_update": lambda a, step: (step, a.get("weight_decay", 0.0)),
+    "momentum_update": lambda a, step: (step, a.get("weight_decay", 0.0), a["momentum"]),
+    "nesterov_update": lambda a, step: (step, a.get("weight_decay", 0.0), a["momentum"]),
+    "adam_update": lambda a, step: (step, a.get("weight_decay", 0.0), a["beta1"], 1 - a["beta1"],
+                                    a["beta2"], 1 - a["beta2"], a["eps"]),
+}
+
+
 def _shape(shapes, attrs):
     return ()
 
@@ -107,7 +127,7 @@ def _shape(shapes, attrs):
 def _register(name, rule, doc):
     n_state = len(SLOTS[name])
     workspace = _workspace_for(name)
-    register(OpDef(name, "opaque", _shape, _chunked(rule, workspace),
+    register(OpDef(name, "opaque", _shape, _chunked(name, rule, workspace),
                    gradient_not_implemented("an optimizer step is not differentiated"),
                    dtype=lambda d, a: d[0], workspace=workspace,  # the parameter's dtype
                    mutates=(0, *range(4, 4 + n_state)), doc=doc))
