@@ -13,12 +13,11 @@ product and sum a separately rounded IEEE operation, as numpy's loops do. Scalar
 to the arrays' dtype first, as numpy casts a Python float (a weak scalar) before it
 multiplies a float32 array.
 
-numba is imported on first use, not with `core`: it takes about half a second. The kernels
+numba is imported on first use, not with `core`: it takes about a third of a second. The kernels
 are compiled once and cached on disk. Without numba, or with `LOOM_NATIVE=0`, the numpy
 rules run."""
 from __future__ import annotations
 
-import importlib.util
 import os
 
 import numpy as np
@@ -26,24 +25,30 @@ import numpy as np
 DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 _kernels = None  # name -> compiled kernel, built on first use
-
-
-_installed = None  # whether numba can be imported (looked up once: a search of sys.path)
+_numba = None  # the numba module once imported, False where it cannot be
 
 
 def available() -> bool:
-    global _installed
-    if _installed is None:
-        _installed = importlib.util.find_spec("numba") is not None
-    return _installed and os.environ.get("LOOM_NATIVE", "1").strip() != "0"
+    """Whether the compiled loops run: numba imports (on the first call: it takes about a
+    third of a second) and LOOM_NATIVE is not 0. A numba that fails to import (one built
+    for another numpy) leaves the numpy rules in charge."""
+    global _numba
+    if os.environ.get("LOOM_NATIVE", "1").strip() == "0":
+        return False
+    if _numba is None:
+        try:
+            import numba
+            _numba = numba
+        except Exception:  # noqa: BLE001 - any failure to import means: numpy's rules
+            _numba = False
+    return _numba is not False
 
 
 def usable(*arrays) -> bool:
     """The compiled loops take these: host arrays, C-contiguous, one float dtype they know."""
     first = arrays[0]
-    return (available() and all(type(a) is np.ndarray and a.flags.c_contiguous
-                                and a.dtype == first.dtype for a in arrays)
-            and first.dtype in DTYPES)
+    return (all(type(a) is np.ndarray and a.flags.c_contiguous and a.dtype == first.dtype
+                for a in arrays) and first.dtype in DTYPES and available())
 
 
 def kernel(name: str):
@@ -54,7 +59,7 @@ def kernel(name: str):
 
 
 def _compile() -> dict:
-    import numba
+    numba = _numba
 
     # error_model "numpy": a division by zero gives inf as numpy's does, with no test in the
     # loop (the "python" model raises, and its branch keeps the loop from being vectorized)

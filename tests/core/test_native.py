@@ -51,3 +51,12 @@ def test_arrays_the_loops_do_not_take_stay_on_numpy():
     assert not native.usable(a[:, ::2], a[:, ::2])  # strided
     assert not native.usable(a, a.astype(np.float64))  # mixed dtypes
     assert not native.usable(a.astype(np.float16), a.astype(np.float16))
+
+
+def test_a_numba_that_fails_to_import_leaves_the_numpy_rules(monkeypatch):
+    monkeypatch.setattr(native, "_numba", False)  # as after an ImportError
+    monkeypatch.setattr(native, "kernel", lambda name: pytest.fail("no compiled loop without numba"))
+    attrs, _ = RULES["sgd_update"]
+    p, g = np.ones(5, np.float32), np.full(5, 2.0, np.float32)
+    (got,) = _update("sgd_update", attrs, [p, g], np.float32)
+    np.testing.assert_allclose(got, 1 - 3e-3 * 2)
