@@ -3,7 +3,10 @@ from __future__ import annotations
 
 from functools import partial
 
+import numpy as np
+
 from ..graph import Node
+from . import native
 from .base import (OpDef, broadcast_shapes, first_dtype, make, not_differentiable, register,
                    same_shape)
 
@@ -90,7 +93,17 @@ unary("power", _power_compute,
 # ---- activations: gradients use dedicated elementwise ops so they fuse and run in place --
 
 def _relu(xp, ins, attrs, out):
-    xp.maximum(ins[0], 0, out=out)
+    _bind_relu(xp, ins, attrs, out)()
+
+
+def _bind_relu(xp, ins, attrs, out):
+    """max(x, 0) as one call: numpy's maximum, or on host arrays its compiled loop (the same
+    bits, ops/native.py)."""
+    x = ins[0]
+    if native.usable(x, out):
+        return partial(native.kernel("relu"), x.reshape(-1), out.reshape(-1),
+                       np.zeros(1, out.dtype))
+    return partial(xp.maximum, x, 0, out=out)
 
 
 def _relu_grad(xp, ins, attrs, out, ws=None):
@@ -107,7 +120,7 @@ def _relu_grad_ws(shapes, attrs, out_shape, dtype):
 # is then dead after the forward op, so relu overwrites it in place in training graphs too.
 register(OpDef("relu", "elementwise", same_shape, _relu,
                lambda n, g: [make("relu_grad", n, g)], inplace=(0,),
-               bind=ufunc_binder("maximum", 0), doc="max(x, 0)"))
+               bind=_bind_relu, doc="max(x, 0)"))
 
 def like_shape(shapes, attrs):
     return tuple(shapes[1])

@@ -2,11 +2,16 @@
 arithmetic, in the same order, rounded the same way, so the results are bit for bit numpy's
 (a test compares them on every rule). Only the call count changes.
 
-The optimizer updates are the case. numpy's Adam is eleven calls per chunk of a parameter.
+The optimizer updates are the main case (ReLU, below, another). numpy's Adam is eleven calls
+per chunk of a parameter.
 Each call costs microseconds, and the baby GPT has 70 parameters, many of them
 128-element layer-norm scales and biases. Fused into one loop per parameter (float32):
 - a 128-element bias: 18.6 µs → 3.0 µs;
 - a 128×384 weight: 281 µs → 151 µs.
+
+numpy's maximum against a scalar (ReLU's max(x, 0)) misses its vector loop: 0.85 ms on
+1.6M float32 values, against 0.20 ms for the compiled loop (the wide bench CNN's step:
+52.8 -> 51.1 ms; LeNet's 8.39 -> 8.14, in-process A/B).
 
 No reassociation, no fused multiply-add: numba compiles without fast-math, so LLVM keeps each
 product and sum a separately rounded IEEE operation, as numpy's loops do. Scalars are cast
@@ -105,5 +110,15 @@ def _compile() -> dict:
             v[i] = vi
             p[i] = p[i] - (mi * c[0]) / (np.sqrt(vi) + c[6])
 
+    @jit
+    def relu(x, out, zero):
+        """np.maximum(x, 0): x where greater or NaN, else 0 (+0, also for x = -0). numpy's
+        maximum against a scalar misses its vector loop: 0.83-1.29 ms on 1.6M float32, this
+        loop runs at copying speed."""
+        zero = zero[0]
+        for i in range(x.size):
+            v = x[i]
+            out[i] = v if (v > zero or v != v) else zero
+
     return {"sgd_update": sgd, "momentum_update": momentum, "nesterov_update": nesterov,
-            "adam_update": adam}
+            "adam_update": adam, "relu": relu}

@@ -1,5 +1,6 @@
 """The compiled CPU loops (core/ops/native.py) give numpy's bits: every optimizer rule, with
-and without weight decay, in float32 and float64, against the numpy rule it replaces."""
+and without weight decay, and ReLU (NaN, -0, infinities), in float32 and float64, against
+the numpy computation each replaces."""
 import numpy as np
 import pytest
 
@@ -60,3 +61,23 @@ def test_a_numba_that_fails_to_import_leaves_the_numpy_rules(monkeypatch):
     p, g = np.ones(5, np.float32), np.full(5, 2.0, np.float32)
     (got,) = _update("sgd_update", attrs, [p, g], np.float32)
     np.testing.assert_allclose(got, 1 - 3e-3 * 2)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_relu_compiled_gives_numpys_maximum_bits(monkeypatch, dtype):
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal(1001).astype(dtype)  # odd: a tail after the vector loop
+    x[:7] = [np.nan, -0.0, 0.0, np.inf, -np.inf, -1e-40, 1e-40]  # 1e-40: subnormal in float32
+    results = {}
+    for flag in ("0", "1"):
+        monkeypatch.setenv("LOOM_NATIVE", flag)
+        bound, computed = np.empty_like(x), np.empty_like(x)
+        call = OPS["relu"].bind(np, [x], {}, bound)
+        assert (getattr(call, "func", None) is native.kernel("relu")) == (flag == "1")
+        call()
+        OPS["relu"].compute(np, [x], {}, computed)
+        results[flag] = bound, computed
+    want = np.maximum(x, 0)
+    for got in (*results["0"], *results["1"]):
+        assert got.tobytes() == want.tobytes()
+    assert not np.signbit(results["1"][0][1])  # max(-0, 0) is +0, as numpy gives
