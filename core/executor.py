@@ -241,7 +241,8 @@ class _Program:
         values, alias = self.values, self.alias
         values.update(sources)
         self._rebind(sources)
-        old_blas = cpu.set_blas_threads(self.blas)
+        if self.blas:
+            cpu.hold_one_blas_thread()
         try:
             if times is not None:
                 self._execute_timed(times)
@@ -252,7 +253,8 @@ class _Program:
             else:
                 self.run_step()
         finally:
-            cpu.set_blas_threads(old_blas)
+            if self.blas:
+                cpu.release_one_blas_thread()
         return [values[alias.get(o, o)] for o in self.outputs]
 
     def _execute_choosing_threads(self):

@@ -102,7 +102,8 @@ SMALL_GEMM = 1 << 24
 def step_blas_threads(largest_gemm: int) -> int | None:
     """BLAS threads for a step whose largest GEMM has `largest_gemm` multiply-adds: one
     below SMALL_GEMM where BLAS has more, else None (as set). A rule of the plan: the same
-    in a resumed run as in the uninterrupted one."""
+    in a resumed run as in the uninterrupted one. The executor holds one thread for such a
+    step's run (`hold_one_blas_thread`)."""
     if largest_gemm >= SMALL_GEMM or (blas_threads() or 1) <= 1:
         return None
     return 1
@@ -142,6 +143,27 @@ def set_blas_threads(count: int | None) -> int | None:
     old = blas.num_threads
     blas.set_num_threads(count)
     return old
+
+
+# Steps that run BLAS on one thread (`step_blas_threads`) may run at once on several threads
+# of a process (the editor's): the first to start sets one thread, the last to end restores
+# the count from before, so that an interleaving never leaves BLAS on one thread.
+_one_thread = {"holders": 0, "restore": None}
+_one_thread_lock = threading.Lock()
+
+
+def hold_one_blas_thread():
+    with _one_thread_lock:
+        if _one_thread["holders"] == 0:
+            _one_thread["restore"] = set_blas_threads(1)
+        _one_thread["holders"] += 1
+
+
+def release_one_blas_thread():
+    with _one_thread_lock:
+        _one_thread["holders"] -= 1
+        if _one_thread["holders"] == 0:
+            set_blas_threads(_one_thread["restore"])
 
 
 class ThreadChoice:

@@ -168,6 +168,26 @@ def test_each_run_sets_the_planned_blas_threads_and_sets_them_back(monkeypatch, 
     assert ex.cpu_threads.blas == blas
 
 
+def test_overlapping_one_thread_steps_restore_blas_when_the_last_ends(monkeypatch):
+    """Two threads' steps interleaved (first started, first ended): BLAS stays on one thread
+    while either runs, and returns to its count only when both have ended."""
+    state = {"threads": 2}
+
+    def set_blas(count):
+        old = state["threads"] if count is not None else None
+        if count is not None:
+            state["threads"] = count
+        return old
+    monkeypatch.setattr(cpu, "set_blas_threads", set_blas)
+    cpu.hold_one_blas_thread()  # step A starts
+    cpu.hold_one_blas_thread()  # step B starts while A runs
+    assert state["threads"] == 1
+    cpu.release_one_blas_thread()  # A ends first
+    assert state["threads"] == 1  # B still runs on one thread
+    cpu.release_one_blas_thread()
+    assert state["threads"] == 2
+
+
 def _timed_as(monkeypatch, fast):
     """ThreadChoice fed a clock on which the option `fast` always wins (the real clock is
     noise)."""
