@@ -101,15 +101,34 @@ def _bind_relu(xp, ins, attrs, out):
     bits, ops/native.py)."""
     x = ins[0]
     if native.usable(x, out):
-        return partial(native.kernel("relu"), x.reshape(-1), out.reshape(-1),
-                       np.zeros(1, out.dtype))
+        zero = _NATIVE_CONSTANTS[out.dtype][:1]
+        if native.same_array(x, out):
+            return partial(native.kernel("relu_inplace"), out.reshape(-1), zero)
+        return partial(native.kernel("relu"), x.reshape(-1), out.reshape(-1), zero)
     return partial(xp.maximum, x, 0, out=out)
 
 
 def _relu_grad(xp, ins, attrs, out, ws=None):
     x, g = ins
+    if native.usable(x, g, out):  # one pass, numpy's bits (ops/native_loops.py)
+        _relu_grad_native(x.reshape(-1), g.reshape(-1), out.reshape(-1))
+        return
     mask = xp.greater(x, 0, out=None if ws is None else ws["mask"])  # planned: no temporary
     xp.multiply(g, mask, out=out)
+
+
+def _relu_grad_native(y, g, out):
+    c = _NATIVE_CONSTANTS[out.dtype]
+    if native.same_array(out, y):
+        native.kernel("relu_grad_into_y")(y, g, c)
+    elif native.same_array(out, g):
+        native.kernel("relu_grad_into_g")(y, g, c)
+    else:
+        native.kernel("relu_grad")(y, g, out, c)
+
+
+# the compiled loops' scalars, 0 and 1, in each dtype they take
+_NATIVE_CONSTANTS = {dtype: np.array((0, 1), dtype) for dtype in native.DTYPES}
 
 
 def _relu_grad_ws(shapes, attrs, out_shape, dtype):

@@ -19,9 +19,9 @@ product and sum a separately rounded IEEE operation, as numpy's loops do. Scalar
 to the arrays' dtype first, as numpy casts a Python float (a weak scalar) before it
 multiplies a float32 array.
 
-numba is imported on first use, not with `core`: it takes about a third of a second. The kernels
-are compiled once and cached on disk. Without numba, or with `LOOM_NATIVE=0`, the numpy
-rules run."""
+numba is imported on first use, not with `core`: it takes about a third of a second. The loops
+(ops/native_loops.py) are compiled once and cached on disk. Without numba, or with
+`LOOM_NATIVE=0`, the numpy rules run."""
 from __future__ import annotations
 
 import os
@@ -30,7 +30,6 @@ import numpy as np
 
 DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
-_kernels = None  # name -> compiled kernel, built on first use
 _numba = None  # the numba module once imported, False where it cannot be
 
 
@@ -58,68 +57,12 @@ def usable(*arrays) -> bool:
 
 
 def kernel(name: str):
-    global _kernels
-    if _kernels is None:
-        _kernels = _compile()
-    return _kernels[name]
+    """The compiled loop `name` (ops/native_loops.py, imported on first use)."""
+    from . import native_loops
+    return getattr(native_loops, name)
 
 
-def _compile() -> dict:
-    numba = _numba
-
-    # error_model "numpy": a division by zero gives inf as numpy's does, with no test in the
-    # loop (the "python" model raises, and its branch keeps the loop from being vectorized)
-    jit = numba.njit(nogil=True, cache=True, error_model="numpy")
-
-    # c: the rule's scalars in the arrays' dtype. Each line is one numpy call of the numpy
-    # rule (core/ops/optim_ops.py), in its order.
-    @jit
-    def decayed(p, g, i, wd, decay):
-        return g[i] + p[i] * wd if decay else g[i]
-
-    @jit
-    def sgd(p, g, c, decay):  # c: lr, weight decay
-        for i in range(p.size):
-            p[i] = p[i] - decayed(p, g, i, c[1], decay) * c[0]
-
-    @jit
-    def momentum(p, g, v, c, decay):  # c: lr, weight decay, momentum
-        for i in range(p.size):
-            vi = v[i] * c[2]
-            vi = vi + decayed(p, g, i, c[1], decay)
-            v[i] = vi
-            p[i] = p[i] - vi * c[0]
-
-    @jit
-    def nesterov(p, g, v, c, decay):  # c: lr, weight decay, momentum
-        for i in range(p.size):
-            gi = decayed(p, g, i, c[1], decay)
-            vi = v[i] * c[2]
-            vi = vi + gi
-            v[i] = vi
-            p[i] = p[i] - (gi + vi * c[2]) * c[0]
-
-    @jit
-    def adam(p, g, m, v, c, decay):  # c: step size, weight decay, β1, 1-β1, β2, 1-β2, ε
-        for i in range(p.size):
-            gi = decayed(p, g, i, c[1], decay)
-            mi = m[i] * c[2]
-            mi = mi + gi * c[3]
-            m[i] = mi
-            vi = v[i] * c[4]
-            vi = vi + (gi * c[5]) * gi
-            v[i] = vi
-            p[i] = p[i] - (mi * c[0]) / (np.sqrt(vi) + c[6])
-
-    @jit
-    def relu(x, out, zero):
-        """np.maximum(x, 0): x where greater or NaN, else 0 (+0, also for x = -0). numpy's
-        maximum against a scalar misses its vector loop: 0.83-1.29 ms on 1.6M float32, this
-        loop runs at copying speed."""
-        zero = zero[0]
-        for i in range(x.size):
-            v = x[i]
-            out[i] = v if (v > zero or v != v) else zero
-
-    return {"sgd_update": sgd, "momentum_update": momentum, "nesterov_update": nesterov,
-            "adam_update": adam, "relu": relu}
+def same_array(a, b) -> bool:
+    """Whether a and b are the same bytes (an op computed in place): such a call takes the
+    loop written for it, which LLVM vectorises (see native_loops.py)."""
+    return a.__array_interface__["data"][0] == b.__array_interface__["data"][0]

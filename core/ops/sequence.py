@@ -11,7 +11,7 @@ import numpy as np
 
 from ..errors import ShapeError
 from ..graph import constant
-from . import rows
+from . import native, rows
 from .base import (OpDef, broadcast_shapes, gradient_not_implemented, make, normalize_axes,
                    register, same_shape, scratch)
 from .elementwise import like_shape
@@ -237,6 +237,9 @@ def _minus_two_u(xp, x, out):
 
 def _gelu(xp, ins, attrs, out):
     x = ins[0]
+    if attrs["approximate"] == "tanh" and native.usable(x, out):
+        _gelu_tanh_native(x.reshape(-1), out.reshape(-1))
+        return
     if attrs["approximate"] == "tanh":
         _minus_two_u(xp, x, out)
         with np.errstate(over="ignore"):  # far below 0: e = inf and x / (1 + e) = -0, right
@@ -250,6 +253,15 @@ def _gelu(xp, ins, attrs, out):
     out *= 0.5
 
 
+def _gelu_tanh_native(x, out):
+    """The tanh form in three passes instead of six, numpy's bits: the compiled loops
+    (ops/native.py) do the arithmetic before and after numpy's vectorised exp."""
+    native.kernel("gelu_minus_two_u")(x, out, _FORWARD_CONSTANTS[out.dtype])
+    with np.errstate(over="ignore"):
+        np.exp(out, out=out)
+    native.kernel("gelu_divide")(x, out, _FORWARD_CONSTANTS[out.dtype][2:])
+
+
 def _gelu_grad(xp, ins, attrs, out, ws=None):
     """g * d gelu / dx, read off the forward's y = gelu(x) = x P(x), where P is sigmoid(2u)
     for the tanh form and Phi for the erf form: P = y / x (1/2 at x = 0), so neither exp nor
@@ -257,6 +269,9 @@ def _gelu_grad(xp, ins, attrs, out, ws=None):
     Phi(x) + x phi(x) for the erf form. (P from exp(-2u) instead, as before, made
     inf * 0 = NaN where exp(-2u) overflows: x below about -10 in float32.)"""
     x, y, g = ins
+    if attrs["approximate"] == "tanh" and native.usable(x, y, g, out):  # one pass, same bits
+        _gelu_tanh_grad_native(*(a.reshape(-1) for a in (x, y, g, out)))
+        return
     ws = ws or scratch(_gelu_grad_ws, xp, ins, attrs, out)
     a, b = ws["a"], ws["b"]
     _share(xp, y, x, out, _as_mask(a, x.shape))  # P (a's bytes hold the mask until then)
@@ -277,6 +292,20 @@ def _gelu_grad(xp, ins, attrs, out, ws=None):
         b *= _INV_SQRT_2PI
         out += b
     out *= g
+
+
+# the compiled tanh form's scalars in each dtype, in the order native.py's loops read them
+_FORWARD_CONSTANTS = {np.dtype(t): np.array((GELU_K0, GELU_K1, 1.0), t) for t in (np.float32, np.float64)}
+# the compiled tanh gradient's scalars (native.py's gelu_tanh_grad reads them in this order)
+_GRAD_CONSTANTS = {np.dtype(t): np.array((GELU_D0, GELU_D1, 1.0, 0.5, 0.0), t) for t in (np.float32, np.float64)}
+
+
+def _gelu_tanh_grad_native(x, y, g, out):
+    constants = _GRAD_CONSTANTS[out.dtype]
+    if native.same_array(y, out):  # the planner computes it over y's buffer (inplace=(1,))
+        native.kernel("gelu_tanh_grad_inplace")(x, y, g, constants)
+    else:
+        native.kernel("gelu_tanh_grad")(x, y, g, out, constants)
 
 
 def _share(xp, y, x, out, zero):

@@ -81,3 +81,88 @@ def test_relu_compiled_gives_numpys_maximum_bits(monkeypatch, dtype):
     for got in (*results["0"], *results["1"]):
         assert got.tobytes() == want.tobytes()
     assert not np.signbit(results["1"][0][1])  # max(-0, 0) is +0, as numpy gives
+
+
+def _special_values(dtype, size=1001, scale=1.0, seed=3):
+    """Random values (an odd count: a tail after the vector loop) led by the awkward ones."""
+    x = (np.random.default_rng(seed).standard_normal(size) * scale).astype(dtype)
+    x[:11] = [np.nan, -0.0, 0.0, np.inf, -np.inf, -1e-40, 1e-40, -11.0, 30.0, -1e30, 1e30]
+    return x
+
+
+def _native_and_numpy(monkeypatch, run):
+    """run() under LOOM_NATIVE=0 and 1, counting the compiled loops the second one called."""
+    calls = []
+    real_kernel = native.kernel
+    monkeypatch.setattr(native, "kernel", lambda n: calls.append(n) or real_kernel(n))
+    monkeypatch.setenv("LOOM_NATIVE", "0")
+    with np.errstate(all="ignore"):
+        want = run()
+    assert calls == []
+    monkeypatch.setenv("LOOM_NATIVE", "1")
+    with np.errstate(all="ignore"):
+        got = run()
+    return got, want, calls
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("into", ["apart", "y", "g"])
+def test_relu_gradient_compiled_gives_numpys_bits_apart_and_in_place(monkeypatch, dtype, into):
+    """g · (y > 0): numpy multiplies by the mask as 1 or 0, so a negative g where y <= 0
+    gives -0 and a NaN g stays NaN; the planner may write the result over y or g."""
+    y, g = _special_values(dtype), _special_values(dtype, seed=4)[::-1].copy()
+
+    def run():
+        ins = [y.copy(), g.copy()]
+        out = {"apart": np.empty_like(y), "y": ins[0], "g": ins[1]}[into]
+        OPS["relu_grad"].compute(np, ins, {}, out)
+        return out
+    got, want, calls = _native_and_numpy(monkeypatch, run)
+    assert calls == [{"apart": "relu_grad", "y": "relu_grad_into_y", "g": "relu_grad_into_g"}[into]]
+    assert got.tobytes() == want.tobytes()
+    assert np.signbit(want[(y <= 0) & (g < 0)]).all()  # the -0 numpy gives, kept
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_relu_in_place_takes_its_own_loop_with_the_same_bits(monkeypatch, dtype):
+    x = _special_values(dtype)
+
+    def run():
+        a = x.copy()
+        OPS["relu"].bind(np, [a], {}, a)()
+        return a
+    got, want, calls = _native_and_numpy(monkeypatch, run)
+    assert calls == ["relu_inplace"]
+    assert got.tobytes() == want.tobytes()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("into_y", [False, True])
+def test_gelu_tanh_form_compiled_gives_numpys_bits(monkeypatch, dtype, into_y):
+    """Forward (numpy's exp between two compiled loops) and gradient (one loop, apart or
+    over y as the planner places it), on values where exp overflows (x far below 0), at 0
+    (P = 1/2) and on NaN and infinities."""
+    x, g = _special_values(dtype, scale=4.0), _special_values(dtype, seed=5)
+    attrs = {"approximate": "tanh"}
+
+    def run():
+        y = np.empty_like(x)
+        OPS["gelu"].compute(np, [x], attrs, y)
+        ins = [x, y.copy(), g]
+        out = ins[1] if into_y else np.empty_like(x)
+        OPS["gelu_grad"].compute(np, ins, attrs, out)
+        return y, out
+    (y, dx), (want_y, want_dx), calls = _native_and_numpy(monkeypatch, run)
+    assert calls == ["gelu_minus_two_u", "gelu_divide",
+                     "gelu_tanh_grad_inplace" if into_y else "gelu_tanh_grad"]
+    assert y.tobytes() == want_y.tobytes()
+    assert dx.tobytes() == want_dx.tobytes()
+    assert np.isfinite(want_dx[12:]).all()  # the ordinary values' gradients are numbers
+
+
+def test_gelu_erf_form_stays_on_numpy(monkeypatch):
+    x = np.linspace(-3, 3, 101, dtype=np.float32)
+    monkeypatch.setattr(native, "kernel", lambda n: pytest.fail("erf has no compiled loop"))
+    y = np.empty_like(x)
+    OPS["gelu"].compute(np, [x], {"approximate": "erf"}, y)
+    np.testing.assert_allclose(y[[0, 50, 100]], [-3 * 0.0013499, 0.0, 3 * 0.9986501], atol=1e-5)

@@ -1,0 +1,146 @@
+"""The compiled loops themselves (numba); imported by ops/native.py on first use, never with
+`core`. Each line is one numpy call of the rule the loop replaces, in its order, so the
+bits are numpy's (see native.py).
+
+Written for LLVM's vectoriser, which these two rules decide:
+- Top-level functions only: numba's disk cache finds a top-level function again in the
+  next process, but not a closure (the loops once defined inside a function were compiled
+  afresh by every process, and left a new cache file each time).
+- Scalars are read out of their array before the loop, and a loop writing the very array it
+  reads has its own version (`*_inplace`). Otherwise LLVM cannot prove that the output
+  does not overlap the scalars or the input, checks at run time, and falls back to one
+  element at a time: ReLU in place on 1.6M float32 took 0.61 ms against 0.19 apart, the
+  GELU gradient on 393K 0.79 ms against 0.09."""
+import numba
+import numpy as np
+
+# error_model "numpy": a division by zero gives inf as numpy's does, with no test in the
+# loop (the "python" model raises, and its branch keeps the loop from being vectorized)
+jit = numba.njit(nogil=True, cache=True, error_model="numpy")
+
+
+# ---- optimizer updates (core/ops/optim_ops.py); c: the rule's scalars in the arrays' dtype --
+
+@jit
+def sgd_update(p, g, c, decay):  # c: lr, weight decay
+    lr, wd = c[0], c[1]
+    for i in range(p.size):
+        gi = g[i] + p[i] * wd if decay else g[i]
+        p[i] = p[i] - gi * lr
+
+
+@jit
+def momentum_update(p, g, v, c, decay):  # c: lr, weight decay, momentum
+    lr, wd, mu = c[0], c[1], c[2]
+    for i in range(p.size):
+        gi = g[i] + p[i] * wd if decay else g[i]
+        vi = v[i] * mu
+        vi = vi + gi
+        v[i] = vi
+        p[i] = p[i] - vi * lr
+
+
+@jit
+def nesterov_update(p, g, v, c, decay):  # c: lr, weight decay, momentum
+    lr, wd, mu = c[0], c[1], c[2]
+    for i in range(p.size):
+        gi = g[i] + p[i] * wd if decay else g[i]
+        vi = v[i] * mu
+        vi = vi + gi
+        v[i] = vi
+        p[i] = p[i] - (gi + vi * mu) * lr
+
+
+@jit
+def adam_update(p, g, m, v, c, decay):  # c: step size, weight decay, β1, 1-β1, β2, 1-β2, ε
+    step, wd, b1, one_b1, b2, one_b2, eps = c[0], c[1], c[2], c[3], c[4], c[5], c[6]
+    for i in range(p.size):
+        gi = g[i] + p[i] * wd if decay else g[i]
+        mi = m[i] * b1
+        mi = mi + gi * one_b1
+        m[i] = mi
+        vi = v[i] * b2
+        vi = vi + (gi * one_b2) * gi
+        v[i] = vi
+        p[i] = p[i] - (mi * step) / (np.sqrt(vi) + eps)
+
+
+# ---- ReLU (core/ops/elementwise.py) ---------------------------------------------------------
+# max(x, 0): x where greater or NaN, else +0 (also for x = -0). The gradient g · (y > 0) is
+# numpy's g times the mask cast to 1 or 0: g · 0 keeps g's sign (-0) and NaN stays NaN.
+
+@jit
+def relu(x, out, c):  # c: 0
+    zero = c[0]
+    for i in range(x.size):
+        v = x[i]
+        out[i] = v if (v > zero or v != v) else zero
+
+
+@jit
+def relu_inplace(x, c):
+    zero = c[0]
+    for i in range(x.size):
+        v = x[i]
+        x[i] = v if (v > zero or v != v) else zero
+
+
+@jit
+def relu_grad(y, g, out, c):  # c: 0, 1
+    zero, one = c[0], c[1]
+    for i in range(out.size):
+        out[i] = g[i] * (one if y[i] > zero else zero)
+
+
+@jit
+def relu_grad_into_y(y, g, c):
+    zero, one = c[0], c[1]
+    for i in range(y.size):
+        y[i] = g[i] * (one if y[i] > zero else zero)
+
+
+@jit
+def relu_grad_into_g(y, g, c):
+    zero, one = c[0], c[1]
+    for i in range(g.size):
+        g[i] = g[i] * (one if y[i] > zero else zero)
+
+
+# ---- GELU, tanh form (core/ops/sequence.py) --------------------------------------------------
+
+@jit
+def gelu_minus_two_u(x, out, c):  # c: GELU_K0, GELU_K1 (sequence.py's _minus_two_u)
+    k0, k1 = c[0], c[1]
+    for i in range(x.size):
+        v = x[i]
+        out[i] = ((v * v) * k1 + k0) * v
+
+
+@jit
+def gelu_divide(x, e, c):  # e = exp(-2u) becomes x / (1 + e); c: 1
+    one = c[0]
+    for i in range(x.size):
+        e[i] = x[i] / (e[i] + one)
+
+
+@jit
+def _gelu_tanh_slope(v, y, g, d0, d1, one, half, zero):
+    """g · P (1 + x (1 - P) (D0 + D1 x²)), P = y / x (1/2 at x = 0): _gelu_grad's lines."""
+    q = y / v
+    share = half if v == zero else q
+    slope = ((((v * v) * d1 + d0) * v) * (one - share)) + one
+    return (share * slope) * g
+
+
+@jit
+def gelu_tanh_grad(x, y, g, out, c):  # c: GELU_D0, GELU_D1, 1, 1/2, 0
+    d0, d1, one, half, zero = c[0], c[1], c[2], c[3], c[4]
+    for i in range(x.size):
+        out[i] = _gelu_tanh_slope(x[i], y[i], g[i], d0, d1, one, half, zero)
+
+
+@jit
+def gelu_tanh_grad_inplace(x, y, g, c):  # the result over y
+    d0, d1, one, half, zero = c[0], c[1], c[2], c[3], c[4]
+    for i in range(x.size):
+        y[i] = _gelu_tanh_slope(x[i], y[i], g[i], d0, d1, one, half, zero)
