@@ -26,6 +26,10 @@ class Backend:
     #   elementwise/broadcast members (and a trailing reduction); `kernel.inputs` lists the
     #   group's external inputs, `kernel(ins, out)` writes the last member's value
     fuse: Callable | None = None
+    # whether the plan keeps a fused group's inputs alive until its kernel runs (at the
+    #   group's last member); False where `fuse` only takes groups of adjacent steps, whose
+    #   inputs nothing can overwrite before the kernel reads them (the numpy backend)
+    fused_inputs_planned: bool = True
     # capture(run_step) -> replay: records one whole step (a CUDA graph) to replay later
     capture: Callable | None = None
     # stream_runner(calls, streams, deps) -> run_step: steps on several streams with events
@@ -101,7 +105,8 @@ def names() -> list[str]:
 
 
 def _numpy_backend() -> Backend:
-    return Backend("numpy", np)
+    from .ops import cpu_fusion  # a few fusion groups as compiled loops (numba, if present)
+    return Backend("numpy", np, fuse=cpu_fusion.fuse, fused_inputs_planned=False)
 
 
 def _cupy_backend() -> Backend:

@@ -126,7 +126,7 @@ class _Program:
         options = executor.device_options
         fusing = options["fuse"] and be.fuse is not None
         self.plan = plan = compile_plan(executor.order, executor.outputs, sources,
-                                        fused_kernels=fusing, **executor.options)
+                                        **backend_plan_options(be, fusing), **executor.options)
         self.xp = be.xp
         self.arena = be.empty_bytes(plan.arena_bytes)
         self.values = {n: self._view(b, plan.shapes[n], plan.dtypes[n]) for n, b in plan.buffers.items()}
@@ -365,6 +365,14 @@ def _largest_gemm(plan) -> int:
     shapes, alias = plan.shapes, plan.alias
     return max((n.opdef.gemm([shapes[alias.get(i, i)] for i in n.inputs], n.attrs, shapes[n])
                 for n in plan.schedule if n.opdef.gemm), default=0)
+
+
+def backend_plan_options(be, fusing: bool = True) -> dict:
+    """What a backend changes in a plan: whether fusion groups run as one kernel that the
+    plan must keep inputs alive for (a device's), and on the numpy backend, the CPU threads
+    an op's parts may run on (a large convolution's chunks, a workspace slot each)."""
+    fused = fusing and be.fuse is not None and be.fused_inputs_planned
+    return {"fused_kernels": fused, "host_threads": cpu.thread_count() if be.name == "numpy" else 1}
 
 
 def _fused_kernels(be, plan):

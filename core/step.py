@@ -13,7 +13,8 @@ from .autodiff import gradients
 from .compiler import compile_plan
 from .compiler.report import plan_tables
 from .compiler.shapes import ShapeSpec, nbytes
-from .executor import Executor
+from . import backend as backends
+from .executor import Executor, backend_plan_options
 from .graph import init_value, verify
 from .limits import refuse_oversized
 from .ops import accuracy, comm_ops
@@ -134,7 +135,8 @@ def plan_report(doc, batch, checkpoint=None, inference=False, schedule="auto", p
         batch = -(-batch // procs)  # the largest share
     order = verify(outputs)
     plan = compile_plan(order, outputs, source_specs(order, batch), schedule=schedule,
-                        checkpoint=None if checkpoint in (None, "none") else checkpoint)
+                        checkpoint=None if checkpoint in (None, "none") else checkpoint,
+                        **backend_plan_options(backends.get("numpy")))  # as a run here plans it
     report = {"graph": doc.name, "batch": batch, "mode": "inference" if inference else "training",
               "checkpoint": checkpoint or "none", "order": schedule, "memory": dict(plan.report),
               "node_of": dict(built.node_of)}

@@ -28,9 +28,12 @@ class Plan:
 
 
 def compile_plan(order, outputs, source_values, *, schedule="auto", checkpoint=None,
-                 inplace=True, cse_pass=True, plan_memory=True, fused_kernels=False) -> Plan:
+                 inplace=True, cse_pass=True, plan_memory=True, fused_kernels=False,
+                 host_threads=1) -> Plan:
     """fused_kernels: the backend runs each fusion group as one kernel (the GPU), so the
-    inputs of a group live until its last member (see fusion.extend_lifetimes)."""
+    inputs of a group live until its last member (see fusion.extend_lifetimes).
+    host_threads: the CPU threads a step may run parts of an op on (a convolution's chunks,
+    each in a workspace slot of its own: workspace.specs)."""
     shapes, dtypes = shape_pass.infer(order, source_values)
     alias = {}
     if checkpoint not in (None, "none"):
@@ -59,7 +62,7 @@ def compile_plan(order, outputs, source_values, *, schedule="auto", checkpoint=N
                                     _reinterpreted(alias) if inplace else None)
     memory.assign_roles(buffers, _forward(outputs, alias))
     arena, workspaces = _place(buffers, workspace.candidates(steps, buffers, alias, shapes, dtypes,
-                                                             plan_memory), plan_memory)
+                                                             plan_memory, host_threads), plan_memory)
     plan = Plan(steps, shapes, dtypes, alias, buffers, arena,
                 groups, sched.assign_streams(steps, deps),
                 workspaces=workspaces)

@@ -15,9 +15,11 @@ from . import memory
 from .shapes import nbytes
 
 
-def specs(alias, shapes, dtypes, chunks=None):
+def specs(alias, shapes, dtypes, chunks=None, host_threads=1):
     """node -> the scratch arrays it declares at its planned shapes ({name: (shape, dtype)}),
-    or None; `chunks`: node -> samples per chunk, for ops with OpDef.chunked_workspace."""
+    or None; `chunks`: node -> samples per chunk, for ops with OpDef.chunked_workspace, which
+    also learn the CPU threads their chunks may run on at once (attrs["threads"], where more
+    than one: a slot of workspace each)."""
     chunks = chunks or {}
 
     def specs_of(node, chunk=None):
@@ -27,19 +29,22 @@ def specs(alias, shapes, dtypes, chunks=None):
         in_shapes = [shapes[alias.get(inp, inp)] for inp in node.inputs]
         chunk = chunk or chunks.get(node)
         attrs = node.attrs if chunk is None else {**node.attrs, "chunk": chunk}
+        if host_threads > 1 and node.opdef.chunked_workspace:
+            attrs = {**attrs, "threads": host_threads}
         return rule(in_shapes, attrs, shapes[node], dtypes[node])
     return specs_of
 
 
-def candidates(steps, buffers, alias, shapes, dtypes, plan_memory) -> list[dict]:
+def candidates(steps, buffers, alias, shapes, dtypes, plan_memory, host_threads=1) -> list[dict]:
     """Workspace sets to place (memory.workspace_buffers of each): the ops' own defaults
     where no op has a chunked workspace (or memory is not planned), else the two choices the
     module docstring describes (fewer where they coincide)."""
     chunked = [n for n in steps if n.opdef.chunked_workspace]
-    default = specs(alias, shapes, dtypes)
+    default = specs(alias, shapes, dtypes, host_threads=host_threads)
     if not chunked or not plan_memory:
         return [memory.workspace_buffers(steps, default)]
-    smallest = memory.workspace_buffers(steps, specs(alias, shapes, dtypes, dict.fromkeys(chunked, 1)))
+    smallest = memory.workspace_buffers(steps, specs(alias, shapes, dtypes, dict.fromkeys(chunked, 1),
+                                                     host_threads))
     live = memory.live_bytes(memory.distinct(buffers, smallest), len(steps) + 1)
     peak, position = max(live), {n: i for i, n in enumerate(steps)}
     choices = ({}, {}, dict.fromkeys(chunked, 1))
@@ -50,7 +55,8 @@ def candidates(steps, buffers, alias, shapes, dtypes, plan_memory) -> list[dict]
         choices[0][node] = memory.largest_chunk(bytes_of, batch, room)
         choices[1][node] = memory.largest_chunk(bytes_of, batch, min(room, _bytes(default(node))))
     unique = [c for k, c in enumerate(choices) if c not in choices[:k]]
-    return [smallest if c == choices[2] else memory.workspace_buffers(steps, specs(alias, shapes, dtypes, c))
+    return [smallest if c == choices[2] else
+            memory.workspace_buffers(steps, specs(alias, shapes, dtypes, c, host_threads))
             for c in unique]
 
 

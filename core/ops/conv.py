@@ -18,6 +18,8 @@ Two column orders, by image size (`per_sample_gemms`):
 Pools split the batch over CPU threads where LOOM_CPU_THREADS asks (`cpu.for_each_run`)."""
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
@@ -210,11 +212,56 @@ def _samples(cols, pixels):
     return cols.reshape(cols.shape[0], -1, pixels).transpose(1, 0, 2)
 
 
-def _each_chunk(n, size, run):
-    """run(lo, hi) over the batch in chunks of `size` samples: the columns of a chunk are
-    KH·KW times its input, so they are built a chunk at a time and the workspace stays small."""
-    for lo in range(0, n, size):
-        run(lo, min(lo + size, n))
+def _each_chunk(xp, n, ws, run, merge=None):
+    """run(lo, hi, slot) over the batch in chunks (the columns of a chunk are KH·KW times its
+    input, so they are built a chunk at a time and the workspace stays small); `slot` is
+    the part of the workspace the chunk uses. With several slots (`_slots`), that many
+    chunks at a time, on the CPU threads where the step splits its ops, else one after
+    another: the same arithmetic either way. merge(wave), if given, after each wave of
+    chunks: [(lo, hi, slot)] in batch order."""
+    size, count = _chunk_of(ws), _slot_count(ws)
+    chunks = [(lo, min(lo + size, n)) for lo in range(0, n, size)]
+    slots = [ws] if count == 1 else [_slot(ws, k, size) for k in range(count)]
+    at_once = count > 1 and xp is np and cpu.thread_count() > 1
+    with cpu.one_blas_thread(count > 1):
+        for first in range(0, len(chunks), count):
+            wave = [(lo, hi, slot) for (lo, hi), slot in zip(chunks[first:first + count], slots)]
+            if at_once:
+                cpu.together([partial(cpu.on_one_thread, run, *chunk) for chunk in wave])
+            else:
+                for chunk in wave:
+                    run(*chunk)
+            if merge is not None:
+                merge(wave)
+
+
+# The workspace arrays that hold a chunk of samples (first axis: slots × chunk); the others
+# are whole in every slot, except the weight gradient's chunk sum, one per slot.
+PER_SAMPLE = ("cols", "xt", "xpad", "y", "gy", "per_sample")
+
+
+def _slot(ws, k, size):
+    """Slot k of a workspace with several: its samples k·size.. of each per-sample array."""
+    slot = {name: (a[k * size:(k + 1) * size] if name in PER_SAMPLE else a) for name, a in ws.items()}
+    if k and "slot_sums" in ws:
+        slot["chunk_sum"] = ws["slot_sums"][k - 1]
+    return slot
+
+
+def _slot_count(ws) -> int:
+    return ws["slots"].shape[0] if "slots" in ws else 1
+
+
+def _slots(n, gemm, attrs) -> int:
+    """Chunks a convolution makes room for at once: one per CPU thread the planner offers
+    (attrs["threads"]: the numpy backend's) where its GEMMs reach cpu.SMALL_GEMM
+    multiply-adds, each chunk's GEMM on one BLAS thread. Measured, chunks of 32 samples on
+    two threads against the whole batch of 64 with BLAS on both cores: the wide bench CNN's
+    32->64 convolution on 14×14 took 5.3-5.5 ms against 6.5-8.7, its input gradient 6.6-7.0
+    against 8.8-11.7; LeNet's, below the threshold, gained nothing. The plan's choice (the
+    workspace carries it), so a resumed run makes the same."""
+    threads = int(attrs.get("threads", 1))
+    return max(1, min(n, threads)) if gemm >= cpu.SMALL_GEMM else 1
 
 
 # A chunk's GEMM gets at least this many columns where the batch has them: step time fell
@@ -230,7 +277,7 @@ def _default_chunk(n, pixels) -> int:
 
 
 def _chunk_of(ws, name="cols"):
-    return ws[name].shape[0]
+    return ws[name].shape[0] // _slot_count(ws)
 
 
 # ---- conv2d --------------------------------------------------------------------------------------
@@ -245,30 +292,39 @@ def _conv_shape(shapes, attrs):
     return (x[0], w[0], _out_size(x[2], w[2], s, p, "conv2d"), _out_size(x[3], w[3], s, p, "conv2d"))
 
 
-def _columns_ws(x_shape, w_shape, out_shape, attrs, dtype, extra=None, fixed=None, batch_inner=False):
-    """The workspace of a convolution of x by w, chunked: cols plus `extra`, each (chunk,
-    *per-sample shape), the chunk being attrs["chunk"] where the planner chose it (see
-    OpDef.chunked_workspace), else _default_chunk; plus `fixed` name -> shape. Batch-innermost
-    columns come from the chunk's padded transposition `xt`, sample-major ones from its padded
-    copy `xpad` (where padded). The GPU's kernels pad as they read and leave `xt` unused."""
+def _columns_ws(x_shape, w_shape, out_shape, attrs, dtype, extra=None, fixed=None, batch_inner=False,
+                slots=1):
+    """The workspace of a convolution of x by w, chunked: cols plus `extra`, each (slots ×
+    chunk, *per-sample shape), the chunk being attrs["chunk"] where the planner chose it (see
+    OpDef.chunked_workspace), else _default_chunk, at most the batch's share of a slot; plus
+    `fixed` name -> shape, and with several slots their count (the length of `slots`).
+    Batch-innermost columns come from the chunk's padded transposition `xt`, sample-major
+    ones from its padded copy `xpad` (where padded). The GPU's kernels pad as they read and
+    leave `xt` unused."""
     n, c, h, w = x_shape
     o, _, kh, kw = w_shape
     pixels = out_shape[-2] * out_shape[-1]
     per_sample = {"cols": (c * kh * kw * pixels,), **(extra or {})}
     if batch_inner or attrs["padding"]:
         per_sample["xt" if batch_inner else "xpad"] = _padded_shape((1, c, h, w), attrs["padding"])[1:]
-    b = int(max(1, min(n, attrs.get("chunk") or _default_chunk(n, pixels))))
-    ws = {name: ((b, *shape), dtype) for name, shape in per_sample.items()}
+    b = int(max(1, min(-(-n // slots), attrs.get("chunk") or _default_chunk(n, pixels))))
+    ws = {name: ((slots * b, *shape), dtype) for name, shape in per_sample.items()}
     ws.update({name: (shape, dtype) for name, shape in (fixed or {}).items()})
+    if slots > 1:
+        ws["slots"] = ((slots,), np.int8)  # never read: its length is the plan's slot count
+        if "chunk_sum" in ws:
+            ws["slot_sums"] = ((slots - 1, *fixed["chunk_sum"]), dtype)
     return ws
 
 
 def _conv_ws(shapes, attrs, out_shape, dtype):
     x, w = shapes
     pixels = out_shape[-2] * out_shape[-1]
+    slots = _slots(x[0], _gemm(x, w, pixels), attrs)
     if per_sample_gemms(pixels):
-        return _columns_ws(x, w, out_shape, attrs, dtype)
-    return _columns_ws(x, w, out_shape, attrs, dtype, {"y": (w[0] * pixels,)}, batch_inner=True)
+        return _columns_ws(x, w, out_shape, attrs, dtype, slots=slots)
+    return _columns_ws(x, w, out_shape, attrs, dtype, {"y": (w[0] * pixels,)}, batch_inner=True,
+                       slots=slots)
 
 
 def _conv(xp, ins, attrs, out, ws=None):
@@ -281,7 +337,7 @@ def _convolve(xp, x, w2d, kernel, s, p, out, ws):
     """out = x convolved by the (O, C·KH·KW) matrix w2d: per chunk, im2col and one GEMM."""
     n, o, oh, ow = out.shape
 
-    def run(lo, hi):
+    def run(lo, hi, ws):
         if "xt" in ws:  # small images: one GEMM for the chunk, then its columns to NCHW
             cols = _im2col_batch_inner(x[lo:hi], *kernel, s, p, oh, ow, ws["cols"], ws["xt"])
             _to_nchw(xp.matmul(w2d, cols, out=_matrix(ws["y"], o, cols.shape[1])), out[lo:hi])
@@ -289,7 +345,7 @@ def _convolve(xp, x, w2d, kernel, s, p, out, ws):
         # large images: a GEMM per sample (in one call), each straight into its NCHW output
         cols = _im2col(x[lo:hi], *kernel, s, p, oh, ow, ws["cols"], ws.get("xpad"))
         xp.matmul(w2d, _samples(cols, oh * ow), out=out[lo:hi].reshape(hi - lo, o, oh * ow))
-    _each_chunk(n, _chunk_of(ws), run)
+    _each_chunk(xp, n, ws, run)
 
 
 def _gemm(x_shape, w_shape, out_pixels) -> int:
@@ -337,13 +393,14 @@ def grad_input_as_convolution(gy_shape, w_shape, x_shape, attrs) -> bool:
 def _grad_input_ws(shapes, attrs, out_shape, dtype):
     gy, w, x = shapes
     o, c, kh, kw = w
+    slots = _slots(x[0], _grad_input_gemm(gy, w, x, attrs), attrs)
     if grad_input_as_convolution(gy, w, x, attrs):
         flipped = {**attrs, "padding": kh - 1 - attrs["padding"]}
         return _columns_ws(gy, (c, o, kh, kw), x, flipped, dtype, {"y": (c * x[2] * x[3],)},
-                           {"w_flipped": (c, o * kh * kw)}, batch_inner=True)
+                           {"w_flipped": (c, o * kh * kw)}, batch_inner=True, slots=slots)
     # gy: its batch-innermost transposition (small images; the GPU transposes into it at any size)
     return _columns_ws(x, w, gy, attrs, dtype, {"gy": (o * gy[2] * gy[3],)},
-                       batch_inner=not per_sample_gemms(gy[2] * gy[3]))
+                       batch_inner=not per_sample_gemms(gy[2] * gy[3]), slots=slots)
 
 
 def _conv_grad_input(xp, ins, attrs, out, ws=None):
@@ -358,7 +415,7 @@ def _conv_grad_input(xp, ins, attrs, out, ws=None):
     n, _, oh, ow = gy.shape
     w2d_t, s, p = w.reshape(o, -1).T, attrs["stride"], attrs["padding"]
 
-    def run(lo, hi):
+    def run(lo, hi, ws):
         m = hi - lo
         dcols = _matrix(ws["cols"], w2d_t.shape[0], m * oh * ow)
         if "xt" in ws:  # small images: one GEMM over the chunk
@@ -368,7 +425,7 @@ def _conv_grad_input(xp, ins, attrs, out, ws=None):
         # large images: a GEMM per sample (in one call) into its block of columns
         xp.matmul(w2d_t, gy[lo:hi].reshape(m, o, oh * ow), out=_samples(dcols, oh * ow))
         _col2im(dcols, kh, kw, s, p, oh, ow, out[lo:hi], ws.get("xpad"))
-    _each_chunk(n, _chunk_of(ws), run)
+    _each_chunk(xp, n, ws, run)
 
 
 # ---- gradient with respect to the weight ---------------------------------------------------------
@@ -378,9 +435,12 @@ def _grad_weight_ws(shapes, attrs, out_shape, dtype):
     o, c, kh, kw = w
     pixels = gy[2] * gy[3]
     fixed = {"chunk_sum": (o, c * kh * kw)}
+    slots = _slots(x[0], _gemm(x, w, pixels), attrs)
     if per_sample_gemms(pixels):
-        return _columns_ws(x, w, gy, attrs, dtype, {"per_sample": (o * c * kh * kw,)}, fixed)
-    return _columns_ws(x, w, gy, attrs, dtype, {"gy": (o * pixels,)}, fixed, batch_inner=True)
+        return _columns_ws(x, w, gy, attrs, dtype, {"per_sample": (o * c * kh * kw,)}, fixed,
+                           slots=slots)
+    return _columns_ws(x, w, gy, attrs, dtype, {"gy": (o * pixels,)}, fixed, batch_inner=True,
+                       slots=slots)
 
 
 def _conv_grad_weight(xp, ins, attrs, out, ws=None):
@@ -391,7 +451,7 @@ def _conv_grad_weight(xp, ins, attrs, out, ws=None):
     n, _, oh, ow = gy.shape
     dw, s, p = out.reshape(o, -1), attrs["stride"], attrs["padding"]
 
-    def run(lo, hi):
+    def run(lo, hi, ws):
         target = dw if lo == 0 else ws["chunk_sum"]
         if "xt" in ws:  # small images: one GEMM over the chunk
             cols = _im2col_batch_inner(x[lo:hi], kh, kw, s, p, oh, ow, ws["cols"], ws["xt"])
@@ -402,9 +462,12 @@ def _conv_grad_weight(xp, ins, attrs, out, ws=None):
             xp.matmul(gy[lo:hi].reshape(hi - lo, o, oh * ow), _samples(cols, oh * ow).transpose(0, 2, 1),
                       out=per_sample)
             xp.add.reduce(per_sample, axis=0, out=target)
-        if lo:
-            xp.add(dw, target, out=dw)
-    _each_chunk(n, _chunk_of(ws), run)
+
+    def merge(wave):  # the chunks' sums into dw, in batch order
+        for lo, _, ws in wave:
+            if lo:
+                xp.add(dw, ws["chunk_sum"], out=dw)
+    _each_chunk(xp, n, ws, run, merge)
 
 
 register(OpDef("conv2d", "opaque", _conv_shape, _conv, _conv_grad, workspace=_conv_ws,

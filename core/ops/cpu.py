@@ -19,6 +19,7 @@ GEMM followed by a split GELU gradient took 2.5 ms instead of 1.9. `core/__init_
 shortens that wait (OPENBLAS_THREAD_TIMEOUT) before numpy loads OpenBLAS."""
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import queue
@@ -166,6 +167,19 @@ def release_one_blas_thread():
             set_blas_threads(_one_thread["restore"])
 
 
+@contextlib.contextmanager
+def one_blas_thread(active: bool = True):
+    """BLAS on one thread inside (where active), as hold/release_one_blas_thread."""
+    if not active:
+        yield
+        return
+    hold_one_blas_thread()
+    try:
+        yield
+    finally:
+        release_one_blas_thread()
+
+
 class ThreadChoice:
     """Which `Threads` option pays, for one compiled step on this machine: its first runs go
     through the options in turn, each run timed whole, and after ROUNDS of each the fastest
@@ -262,6 +276,16 @@ def together(calls):
             _crew = _Crew(len(calls) - 1)
         crew = _crew
     crew.run(calls)
+
+
+def on_one_thread(fn, *args):
+    """fn(*args) with the ops it calls kept whole on this thread (it is one of several
+    parts running at once already)."""
+    old = limit_threads(1)
+    try:
+        return fn(*args)
+    finally:
+        limit_threads(old)
 
 
 def for_each_run(fn, lo: int, hi: int, nbytes: int = MIN_BYTES, threads: int | None = None):

@@ -144,3 +144,42 @@ def gelu_tanh_grad_inplace(x, y, g, c):  # the result over y
     d0, d1, one, half, zero = c[0], c[1], c[2], c[3], c[4]
     for i in range(x.size):
         y[i] = _gelu_tanh_slope(x[i], y[i], g[i], d0, d1, one, half, zero)
+
+
+# ---- bias + ReLU in one pass (core/ops/cpu_fusion.py) -----------------------------------------
+# x seen as (A, C, B), b as (C,): out = max(x + b, 0), the sum rounded first as numpy's add
+# rounds it, then numpy maximum's rule (NaN kept, -0 to +0).
+
+@jit
+def _bias_relu_value(v, zero):
+    return v if (v > zero or v != v) else zero
+
+
+@jit
+def bias_relu(x, b, out, c):  # c: 0
+    zero = c[0]
+    if x.shape[2] == 1:  # (rows, features): the loop runs along the features
+        for i in range(x.shape[0]):
+            for j in range(x.shape[1]):
+                out[i, j, 0] = _bias_relu_value(x[i, j, 0] + b[j], zero)
+        return
+    for i in range(x.shape[0]):
+        for j in range(x.shape[1]):
+            bj = b[j]
+            for k in range(x.shape[2]):
+                out[i, j, k] = _bias_relu_value(x[i, j, k] + bj, zero)
+
+
+@jit
+def bias_relu_inplace(x, b, c):
+    zero = c[0]
+    if x.shape[2] == 1:
+        for i in range(x.shape[0]):
+            for j in range(x.shape[1]):
+                x[i, j, 0] = _bias_relu_value(x[i, j, 0] + b[j], zero)
+        return
+    for i in range(x.shape[0]):
+        for j in range(x.shape[1]):
+            bj = b[j]
+            for k in range(x.shape[2]):
+                x[i, j, k] = _bias_relu_value(x[i, j, k] + bj, zero)
