@@ -24,7 +24,7 @@ import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 from ..errors import ShapeError
-from . import cpu
+from . import cpu, native
 from .base import OpDef, make, register, scratch
 
 
@@ -541,10 +541,36 @@ def _max_pool_grad_ws(shapes, attrs, out_shape, dtype):
 
 
 def _max_pool_grad(xp, ins, attrs, out, ws=None):
+    if xp is np and _native_pool_grad(ins, attrs, out):
+        return
     ws = ws or scratch(_max_pool_grad_ws, xp, ins, attrs, out)
     _by_samples(xp, out.shape[0], lambda lo, hi: _max_pool_grad_rows(
         xp, [i[lo:hi] for i in ins], attrs, out[lo:hi],
         {name: buf[lo:hi] for name, buf in ws.items()}), out.nbytes)
+
+
+def _native_pool_grad(ins, attrs, out) -> bool:
+    """2×2 windows at stride 2, unpadded (the usual CNN pool), on host arrays: one compiled
+    pass per run of samples (ops/native_loops.py, numpy's bits), split over the threads
+    (the loop holds no lock). Measured against the numpy rule on 2 threads: (64,32,28,28)
+    1.64 -> 0.90 ms, (64,64,14,14) 1.62 -> 0.45, (64,6,28,28) 0.56 -> 0.25. Returns
+    whether it ran."""
+    x, y, gy = ins
+    if (attrs["kernel"], attrs["stride"], attrs["padding"]) != (2, 2, 0) or not native.usable(x, y, gy, out):
+        return False
+    n, c, h, w = x.shape
+    oh, ow = y.shape[2:]
+    planes = lambda a, rows, cols: a.reshape(n, c, rows, cols)  # noqa: E731
+    loop, constants = native.kernel("max_pool_grad_2x2"), _POOL_CONSTANTS[out.dtype]
+
+    def run(lo, hi):
+        loop(*(planes(a, *size)[lo:hi].reshape(-1, *size) for a, size in
+               ((x, (h, w)), (y, (oh, ow)), (gy, (oh, ow)), (out, (h, w)))), constants)
+    _by_samples(np, n, run, out.nbytes)
+    return True
+
+
+_POOL_CONSTANTS = {dtype: np.array((0, 1), dtype) for dtype in native.DTYPES}
 
 
 def _max_pool_grad_rows(xp, ins, attrs, out, ws):

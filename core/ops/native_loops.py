@@ -183,3 +183,40 @@ def bias_relu_inplace(x, b, c):
             bj = b[j]
             for k in range(x.shape[2]):
                 x[i, j, k] = _bias_relu_value(x[i, j, k] + bj, zero)
+
+
+# ---- max-pool gradient, 2×2 windows at stride 2 (core/ops/conv.py) ---------------------------
+# numpy's rule, per window: the first position (row by row) equal to the maximum gets
+# 0 + gy·1, every other 0 + gy·0 (so gy = ±inf or NaN leaves NaN there, as numpy's product
+# with the 0/1 mask does), and a last row or column no window covers gets 0. The 0/1
+# factors are computed, not branched on: which position holds a window's maximum is random,
+# and a branch on it, mispredicted about once per window, made a branchy version of this
+# loop 4× slower than numpy.
+
+@jit
+def max_pool_grad_2x2(x, y, g, out, c):  # (planes, H, W), (planes, OH, OW); c: 0, 1
+    zero, one = c[0], c[1]
+    oh, ow = y.shape[1], y.shape[2]
+    for r in range(x.shape[0]):
+        for oy in range(oh):
+            x0, x1 = x[r, 2 * oy], x[r, 2 * oy + 1]
+            d0, d1 = out[r, 2 * oy], out[r, 2 * oy + 1]
+            for ox in range(ow):
+                top = y[r, oy, ox]
+                gv = g[r, oy, ox]
+                a = one if x0[2 * ox] == top else zero
+                b = one if x0[2 * ox + 1] == top else zero
+                e = one if x1[2 * ox] == top else zero
+                f = one if x1[2 * ox + 1] == top else zero
+                not_a = one - a
+                not_ab = not_a * (one - b)
+                d0[2 * ox] = gv * a + zero
+                d0[2 * ox + 1] = gv * (b * not_a) + zero
+                d1[2 * ox] = gv * (e * not_ab) + zero
+                d1[2 * ox + 1] = gv * (f * (not_ab * (one - e))) + zero
+            for col in range(2 * ow, x.shape[2]):  # an odd width: the last column
+                d0[col] = zero
+                d1[col] = zero
+        for row in range(2 * oh, x.shape[1]):  # an odd height: the last row
+            for col in range(x.shape[2]):
+                out[r, row, col] = zero

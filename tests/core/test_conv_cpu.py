@@ -23,7 +23,8 @@ CONVS = [((9, 1, 12, 12), (4, 1, 5, 5), 1, 2), ((7, 3, 9, 8), (5, 3, 3, 3), 2, 1
          # large images (per-sample GEMMs, sample-major columns): input gradient as a
          # convolution, and by GEMM + col2im (stride 2)
          ((3, 2, 24, 24), (3, 2, 3, 3), 1, 1), ((3, 2, 48, 48), (4, 2, 3, 3), 2, 1)]
-POOLS = [((6, 3, 8, 8), 2, 2, 0), ((5, 2, 9, 8), 3, 2, 1), ((4, 3, 7, 7), 3, 1, 0), ((6, 2, 7, 7), 2, 2, 0)]
+POOLS = [((6, 3, 8, 8), 2, 2, 0), ((5, 2, 9, 8), 3, 2, 1), ((4, 3, 7, 7), 3, 1, 0), ((6, 2, 7, 7), 2, 2, 0),
+         ((3, 2, 6, 9), 2, 2, 0)]
 
 
 def _compute(op, xp, ins, attrs, out_shape, chunk=None):
@@ -196,3 +197,38 @@ def test_the_numpy_executor_plans_slots_for_its_threads(monkeypatch):
         slots = sorted(ws["slots"].shape[0] if "slots" in ws else 1
                        for n, ws in ex._last.scratch.items() if n.op.startswith("conv2d"))
         assert slots[0] == 1 and slots[-1] == threads, slots
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("x_shape", [(4, 3, 8, 8), (3, 2, 7, 9)])
+def test_the_compiled_2x2_pool_gradient_keeps_numpys_bits_for_any_gradient(monkeypatch, threads,
+                                                                          dtype, x_shape):
+    """2×2 windows at stride 2 take the compiled loop (numba): gy of ±inf and NaN leave NaN
+    at the window's other positions (gy · 0, as numpy's product with the mask), -0 becomes
+    +0, and a last row or column outside every window gets 0."""
+    from core.ops import native
+    if not native.available():
+        pytest.skip("numba is not installed")
+    rng = np.random.default_rng(9)
+    x = rng.standard_normal(x_shape).astype(dtype)
+    x[:, :, ::2, ::3] = 2.0  # ties
+    x[1, :, 2:4] = 3.0  # whole windows tied: the top-left position takes it
+    x[2, :, 3] = 5.0  # the bottom row tied: its left position takes it
+    x[0, 0, 0, :2] = [np.nan, np.inf]
+    attrs = {"kernel": 2, "stride": 2, "padding": 0}
+    y_shape = OPS["max_pool2d"].shape([x_shape], attrs)
+    y = _compute("max_pool2d", GENERIC, [x], attrs, y_shape)
+    gy = rng.standard_normal(y_shape).astype(dtype)
+    gy[0, 0, 0, :4] = [np.inf, np.nan, -0.0, -np.inf]
+    with np.errstate(invalid="ignore"):
+        want = _compute("max_pool2d_grad", GENERIC, [x, y, gy], attrs, x_shape)
+        calls = []
+        real_kernel = native.kernel
+        monkeypatch.setattr(native, "kernel", lambda n: calls.append(n) or real_kernel(n))
+        for count in (1, 2):
+            threads(count)
+            got = _compute("max_pool2d_grad", np, [x, y, gy], attrs, x_shape)
+            assert got.tobytes() == want.tobytes()
+    assert calls == ["max_pool_grad_2x2"] * 2
+    window = want[0, 0, :2, 6:8]  # gy = -inf: the maximum gets it, inf·0 = NaN beside it
+    assert np.isnan(window).sum() == 3 and np.isneginf(window).sum() == 1
