@@ -155,12 +155,15 @@ def _im2col_batch_inner(x, kh, kw, s, p, oh, ow, cols, xpad):
     return blocks.reshape(c * kh * kw, oh * ow * m)
 
 
-def _col2im_batch_inner(cols, kh, kw, s, p, oh, ow, out, xpad):
+def _col2im_batch_inner(xp, cols, kh, kw, s, p, oh, ow, out, xpad):
     """Sum (C·KH·KW, OH·OW·m) batch-innermost columns back into the m images out, kernel
     offset by kernel offset in a fixed order, in their transposition in xpad."""
     m, c, h, w = out.shape
-    dxt = _matrix(xpad, c, (h + 2 * p) * (w + 2 * p) * m).reshape(c, h + 2 * p, w + 2 * p, m)
     blocks = cols.reshape(c, kh, kw, oh, ow, m)
+    if xp is np and native.usable(blocks, out):
+        _col2im_native(blocks, s, p, out, _matrix(xpad, c, h * w * m).reshape(c, h, w, m))
+        return
+    dxt = _matrix(xpad, c, (h + 2 * p) * (w + 2 * p) * m).reshape(c, h + 2 * p, w + 2 * p, m)
 
     def channels(lo, hi):  # each channel's image sums its own columns: split by channel
         part = dxt[lo:hi]
@@ -173,6 +176,14 @@ def _col2im_batch_inner(cols, kh, kw, s, p, oh, ow, out, xpad):
     else:
         channels(0, c)
     _copy(out, dxt[:, p:p + h, p:p + w].transpose(3, 0, 1, 2))
+
+
+def _col2im_native(blocks, s, p, out, dxt):
+    """_col2im_batch_inner as one compiled pass per run of channels (ops/native_loops.py:
+    the same sums in the same order), then the transposition to NCHW."""
+    loop, zero = native.kernel("col2im_batch_inner"), _POOL_CONSTANTS[out.dtype][:1]
+    cpu.for_each_run(lambda lo, hi: loop(blocks[lo:hi], s, p, dxt[lo:hi], zero), 0, dxt.shape[0], out.nbytes)
+    _copy(out, dxt.transpose(3, 0, 1, 2))
 
 
 def _copy(dst, src):
@@ -420,7 +431,7 @@ def _conv_grad_input(xp, ins, attrs, out, ws=None):
         dcols = _matrix(ws["cols"], w2d_t.shape[0], m * oh * ow)
         if "xt" in ws:  # small images: one GEMM over the chunk
             xp.matmul(w2d_t, _from_nchw(gy[lo:hi], ws["gy"]), out=dcols)
-            _col2im_batch_inner(dcols, kh, kw, s, p, oh, ow, out[lo:hi], ws["xt"])
+            _col2im_batch_inner(xp, dcols, kh, kw, s, p, oh, ow, out[lo:hi], ws["xt"])
             return
         # large images: a GEMM per sample (in one call) into its block of columns
         xp.matmul(w2d_t, gy[lo:hi].reshape(m, o, oh * ow), out=_samples(dcols, oh * ow))

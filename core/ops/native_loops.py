@@ -220,3 +220,33 @@ def max_pool_grad_2x2(x, y, g, out, c):  # (planes, H, W), (planes, OH, OW); c: 
         for row in range(2 * oh, x.shape[1]):  # an odd height: the last row
             for col in range(x.shape[2]):
                 out[r, row, col] = zero
+
+
+# ---- col2im, batch-innermost (core/ops/conv.py) ------------------------------------------------
+# numpy's rule zeroes the padded image and adds the columns kernel offset by kernel offset,
+# row by row of offsets; each element so gets 0 + its contributions in that order. Here each
+# element of the image (without its border, which is dropped anyway) is summed in the same
+# order in one pass, along the batch (innermost, contiguous).
+
+@jit
+def col2im_batch_inner(blocks, s, p, dxt, c):  # blocks (C,KH,KW,OH,OW,m), dxt (C,H,W,m); c: 0
+    zero = c[0]
+    kh, kw, oh, ow = blocks.shape[1], blocks.shape[2], blocks.shape[3], blocks.shape[4]
+    m = blocks.shape[5]
+    for ch in range(dxt.shape[0]):
+        for y in range(dxt.shape[1]):
+            for x in range(dxt.shape[2]):
+                row = dxt[ch, y, x]
+                for k in range(m):
+                    row[k] = zero
+                for i in range(kh):
+                    t = y + p - i
+                    if t < 0 or t % s != 0 or t // s >= oh:
+                        continue
+                    for j in range(kw):
+                        u = x + p - j
+                        if u < 0 or u % s != 0 or u // s >= ow:
+                            continue
+                        src = blocks[ch, i, j, t // s, u // s]
+                        for k in range(m):
+                            row[k] = row[k] + src[k]

@@ -232,3 +232,22 @@ def test_the_compiled_2x2_pool_gradient_keeps_numpys_bits_for_any_gradient(monke
     assert calls == ["max_pool_grad_2x2"] * 2
     window = want[0, 0, :2, 6:8]  # gy = -inf: the maximum gets it, inf·0 = NaN beside it
     assert np.isnan(window).sum() == 3 and np.isneginf(window).sum() == 1
+
+
+def test_small_image_input_gradients_take_the_compiled_col2im(monkeypatch):
+    """col2im of batch-innermost columns runs as one compiled pass on host arrays (the bits
+    are checked against the generic path above, at every chunk and stride)."""
+    from core.ops import native
+    if not native.available():
+        pytest.skip("numba is not installed")
+    calls = []
+    real_kernel = native.kernel
+    monkeypatch.setattr(native, "kernel", lambda n: calls.append(n) or real_kernel(n))
+    rng = np.random.default_rng(4)
+    gy, w = rng.standard_normal((5, 4, 6, 6)).astype("float32"), rng.standard_normal((4, 3, 3, 3)).astype("float32")
+    x = np.zeros((5, 3, 8, 8), "float32")
+    _compute("conv2d_grad_input", np, [gy, w, x], {"stride": 1, "padding": 0}, x.shape)
+    assert calls == ["col2im_batch_inner"]
+    calls.clear()
+    _compute("conv2d_grad_input", GENERIC, [gy, w, x], {"stride": 1, "padding": 0}, x.shape)
+    assert calls == []
