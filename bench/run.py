@@ -159,7 +159,8 @@ SPEED_NOTE = f"""nT: n threads. Loom: large row-wise ops (elementwise, activatio
 im2col copies and pools split over {core.ops.cpu.thread_count()} threads or whole, as the step's first runs measured
 faster, GEMMs (convolutions: one per chunk of samples) on BLAS's threads, or on one where
 all of the step's are small (below 2^24 multiply-adds: a rule, so that a resumed run has the
-same bits); in brackets what the step runs. 1T: LOOM_CPU_THREADS=1 and one BLAS thread. PyTorch: all {TORCH_THREADS} cores, then one
+same bits); a convolution at or above that size runs a chunk per thread at once, each GEMM
+on one BLAS thread; in brackets what the step runs. 1T: LOOM_CPU_THREADS=1 and one BLAS thread. PyTorch: all {TORCH_THREADS} cores, then one
 thread. Where other work holds a core, whatever splits ops over all cores waits for that
 core at every op: compare the 1-thread columns then."""
 
