@@ -79,10 +79,13 @@ def relu(x, out, c):  # c: 0
 
 @jit
 def relu_inplace(x, c):
+    """+ 0 keeps the value's bits (the -0 it would change never reaches it: max(-0, 0) is
+    0 already) but stops LLVM from storing only the zeros through a masked store, which this
+    CPU (AMD) runs microcoded: 0.86 ms on 1.6M float32 against 0.12 with the + 0."""
     zero = c[0]
     for i in range(x.size):
         v = x[i]
-        x[i] = v if (v > zero or v != v) else zero
+        x[i] = (v if (v > zero or v != v) else zero) + zero
 
 
 @jit
