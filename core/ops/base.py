@@ -159,7 +159,11 @@ def same_as_input(in_shapes, out_shape) -> bool:
     return tuple(in_shapes[0]) == tuple(out_shape)
 
 
-def scratch(workspace, xp, ins, attrs, out) -> dict:
-    """Allocate an op's workspace itself: for a compute called outside a planned arena."""
+def scratch(workspace, xp, ins, attrs, out) -> dict | None:
+    """Allocate an op's workspace itself: for a compute called outside a planned arena.
+    None where the rule plans none for these shapes (the op then needs none, or makes its
+    own: GELU's and ReLU's gradients where their compiled loops run)."""
     specs = workspace([i.shape for i in ins], attrs, out.shape, out.dtype)
+    if specs is None:
+        return None
     return {name: xp.empty(shape, dtype=dtype) for name, (shape, dtype) in specs.items()}

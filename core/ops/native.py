@@ -14,6 +14,11 @@ numpy's maximum against a scalar (ReLU's max(x, 0)) misses its vector loop: 0.85
 1.6M float32 values, against 0.20 ms for the compiled loop (the wide bench CNN's step:
 52.8 -> 51.1 ms; LeNet's 8.39 -> 8.14, in-process A/B).
 
+Others replace several passes over memory with one, each call site with its figures: GELU's
+tanh form and its gradient (sequence.py), ReLU's gradient (elementwise.py), col2im and the
+2×2 max-pool gradient (conv.py), and the bias add + ReLU pairs the numpy backend fuses
+(cpu_fusion.py).
+
 No reassociation, no fused multiply-add: numba compiles without fast-math, so LLVM keeps each
 product and sum a separately rounded IEEE operation, as numpy's loops do. Scalars are cast
 to the arrays' dtype first, as numpy casts a Python float (a weak scalar) before it

@@ -272,7 +272,7 @@ def _gelu_grad(xp, ins, attrs, out, ws=None):
     if attrs["approximate"] == "tanh" and native.usable(x, y, g, out):  # one pass, same bits
         _gelu_tanh_grad_native(*(a.reshape(-1) for a in (x, y, g, out)))
         return
-    ws = ws or scratch(_gelu_grad_ws, xp, ins, attrs, out)
+    ws = ws or scratch(_gelu_grad_scratch, xp, ins, attrs, out)
     a, b = ws["a"], ws["b"]
     _share(xp, y, x, out, _as_mask(a, x.shape))  # P (a's bytes hold the mask until then)
     if attrs["approximate"] == "tanh":
@@ -321,7 +321,20 @@ def _as_mask(buf, shape):
 
 
 def _gelu_grad_ws(shapes, attrs, out_shape, dtype):
+    """Planned scratch: none where the compiled loop will run (where it then cannot, the
+    numpy rule makes its own, `_gelu_grad_scratch`)."""
+    if attrs["approximate"] == "tanh" and _compiled(dtype):
+        return None
+    return _gelu_grad_scratch(shapes, attrs, out_shape, dtype)
+
+
+def _gelu_grad_scratch(shapes, attrs, out_shape, dtype):
     return {"a": (tuple(out_shape), dtype), "b": (tuple(out_shape), dtype)}
+
+
+def _compiled(dtype) -> bool:
+    """Whether a compiled loop will take arrays of this dtype here (native.usable at plan time)."""
+    return np.dtype(dtype) in native.DTYPES and native.available()
 
 
 register(OpDef("gelu", "elementwise", same_shape, _gelu,

@@ -166,3 +166,25 @@ def test_gelu_erf_form_stays_on_numpy(monkeypatch):
     y = np.empty_like(x)
     OPS["gelu"].compute(np, [x], {"approximate": "erf"}, y)
     np.testing.assert_allclose(y[[0, 50, 100]], [-3 * 0.0013499, 0.0, 3 * 0.9986501], atol=1e-5)
+
+
+@pytest.mark.parametrize("native_flag", ["0", "1"])
+def test_the_compiled_gradients_plan_no_scratch_and_the_numpy_rules_make_their_own(monkeypatch, native_flag):
+    """GELU's and ReLU's gradients plan their numpy rule's scratch (two GELU-sized arrays, a
+    mask) only where no compiled loop will run; a plan made with the loops and run without
+    them (LOOM_NATIVE switched off afterwards) allocates that scratch itself."""
+    import core
+    monkeypatch.setenv("LOOM_NATIVE", native_flag)
+    x = core.placeholder("x", (None, 6))
+    w = core.parameter("w", (6, 6))
+    loss = core.reduce_sum(core.relu(core.gelu(x @ w)))
+    ex = core.Executor([loss, *core.gradients(loss, [w])], backend="numpy")
+    feed = {x: np.linspace(-3, 3, 24, dtype=np.float32).reshape(4, 6)}
+    first = [np.array(v) for v in ex.run(feed)]
+    planned = {n.op for n in ex._last.scratch}
+    assert ("gelu_grad" in planned) == (native_flag == "0")
+    assert ("relu_grad" in planned) == (native_flag == "0")
+    monkeypatch.setenv("LOOM_NATIVE", "0")  # now the numpy rules run on that plan
+    again = [np.array(v) for v in ex.run(feed)]
+    for a, b in zip(first, again):
+        assert a.tobytes() == b.tobytes()
