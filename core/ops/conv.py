@@ -531,6 +531,8 @@ def _by_samples(xp, n, run, nbytes):
 
 
 def _max_pool(xp, ins, attrs, out, ws=None):
+    if xp is np and _native_pool(ins[0], attrs, out):
+        return
     ws = ws if ws is not None else scratch(_pool_ws, xp, ins, attrs, out)
     k, s, p = attrs["kernel"], attrs["stride"], attrs["padding"]
 
@@ -542,6 +544,20 @@ def _max_pool(xp, ins, attrs, out, ws=None):
         for _, _, win in windows:
             xp.maximum(part, win, out=part)
     _by_samples(xp, out.shape[0], run, ins[0].nbytes)
+
+
+def _native_pool(x, attrs, out) -> bool:
+    """2×2 windows at stride 2, unpadded, on host arrays: one compiled pass per run of
+    samples (numpy's bits, ties and NaN included), split over the threads. (64,32,28,28):
+    1.14 ms by numpy's four passes, 0.44 on one thread. Returns whether it ran."""
+    if (attrs["kernel"], attrs["stride"], attrs["padding"]) != (2, 2, 0) or not native.usable(x, out):
+        return False
+    n, c, h, w = x.shape
+    oh, ow = out.shape[2:]
+    loop = native.kernel("max_pool_2x2")
+    _by_samples(np, n, lambda lo, hi: loop(x[lo:hi].reshape(-1, h, w), out[lo:hi].reshape(-1, oh, ow)),
+                x.nbytes)
+    return True
 
 
 def _max_pool_grad_ws(shapes, attrs, out_shape, dtype):

@@ -253,3 +253,21 @@ def col2im_batch_inner(blocks, s, p, dxt, c):  # blocks (C,KH,KW,OH,OW,m), dxt (
                         src = blocks[ch, i, j, t // s, u // s]
                         for k in range(m):
                             row[k] = row[k] + src[k]
+
+
+# ---- max pool, 2×2 windows at stride 2 (core/ops/conv.py) -------------------------------------
+# numpy's rule: the first position, then numpy's maximum with each next position in turn,
+# which keeps NaN and on a tie (+0 against -0 too) takes the newer value.
+
+@jit
+def max_pool_2x2(x, out):  # (planes, H, W) -> (planes, OH, OW)
+    oh, ow = out.shape[1], out.shape[2]
+    for r in range(x.shape[0]):
+        for oy in range(oh):
+            x0, x1 = x[r, 2 * oy], x[r, 2 * oy + 1]
+            row = out[r, oy]
+            for ox in range(ow):
+                m = x0[2 * ox]
+                for v in (x0[2 * ox + 1], x1[2 * ox], x1[2 * ox + 1]):
+                    m = m if (m > v or m != m) else v
+                row[ox] = m

@@ -251,3 +251,26 @@ def test_small_image_input_gradients_take_the_compiled_col2im(monkeypatch):
     calls.clear()
     _compute("conv2d_grad_input", GENERIC, [gy, w, x], {"stride": 1, "padding": 0}, x.shape)
     assert calls == []
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("x_shape", [(4, 3, 8, 8), (3, 2, 7, 9)])
+def test_the_compiled_2x2_max_pool_keeps_numpys_ties_and_nan(monkeypatch, threads, dtype, x_shape):
+    """Windows full of ±0, NaN and ±inf: numpy's maximum keeps NaN and on a tie takes the
+    newer value (+0 after -0 gives +0, -0 after +0 gives -0); the compiled loop does too."""
+    from core.ops import native
+    if not native.available():
+        pytest.skip("numba is not installed")
+    rng = np.random.default_rng(10)
+    x = rng.choice(np.array([0.0, -0.0, np.nan, 1.0, -1.0, np.inf, -np.inf], dtype), size=x_shape)
+    attrs = {"kernel": 2, "stride": 2, "padding": 0}
+    y_shape = OPS["max_pool2d"].shape([x_shape], attrs)
+    want = _compute("max_pool2d", GENERIC, [x], attrs, y_shape)
+    calls = []
+    real_kernel = native.kernel
+    monkeypatch.setattr(native, "kernel", lambda n: calls.append(n) or real_kernel(n))
+    for count in (1, 2):
+        threads(count)
+        assert _compute("max_pool2d", np, [x], attrs, y_shape).tobytes() == want.tobytes()
+    assert calls == ["max_pool_2x2"] * 2
+    assert (want == 0).any() and np.isnan(want).any()  # the awkward cases did come up
