@@ -29,6 +29,7 @@ numba is imported on first use, not with `core`: it takes about a third of a sec
 `LOOM_NATIVE=0`, the numpy rules run."""
 from __future__ import annotations
 
+import importlib.util
 import os
 
 import numpy as np
@@ -52,6 +53,16 @@ def available() -> bool:
         except Exception:  # noqa: BLE001 - any failure to import means: numpy's rules
             _numba = False
     return _numba is not False
+
+
+def expected() -> bool:
+    """Whether the compiled loops will run, answered without importing numba (a plan asks:
+    `main.py plan` need not pay the import). A wrong guess costs only an allocation."""
+    if os.environ.get("LOOM_NATIVE", "1").strip() == "0":
+        return False
+    if _numba is not None:
+        return _numba is not False
+    return importlib.util.find_spec("numba") is not None
 
 
 def usable(*arrays) -> bool:

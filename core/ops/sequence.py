@@ -334,7 +334,7 @@ def _gelu_grad_scratch(shapes, attrs, out_shape, dtype):
 
 def _compiled(dtype) -> bool:
     """Whether a compiled loop will take arrays of this dtype here (native.usable at plan time)."""
-    return np.dtype(dtype) in native.DTYPES and native.available()
+    return np.dtype(dtype) in native.DTYPES and native.expected()
 
 
 register(OpDef("gelu", "elementwise", same_shape, _gelu,

@@ -211,3 +211,19 @@ def test_other_transpositions_stay_on_numpy(monkeypatch):
         out = np.empty(np.transpose(x, axes).shape, np.float32)
         OPS["transpose"].compute(np, [x], {"axes": axes}, out)
         assert np.array_equal(out, np.transpose(x, axes))
+
+
+def test_planning_alone_does_not_import_numba():
+    """`main.py plan` and the editor's checks plan without running: numba (a third of a
+    second to import) stays out of them, while the plan still counts on the loops."""
+    import subprocess
+    import sys
+    from pathlib import Path
+    root = Path(__file__).resolve().parents[2]
+    code = ("import sys; from core.step import plan_report; from core import graphfile; "
+            "r = plan_report(graphfile.load('resources/examples/shakespeare_char_gpt.loom.json'), 4); "
+            "print('numba' in sys.modules, r['memory']['planned_bytes'] > 0)")
+    done = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True,
+                          timeout=120, env={k: v for k, v in __import__("os").environ.items() if k != "LOOM_NATIVE"})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["False", "True"]
