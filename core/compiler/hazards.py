@@ -12,7 +12,7 @@ def overwritten_while_fused(tail, plan) -> bool:
     last member updates in place: the kernel, running at the last member, would read the
     new value. Such a group runs op by op."""
     schedule, alias = plan.schedule, plan.alias
-    first, last = schedule.index(tail[0]), schedule.index(tail[-1])
+    first, last = plan.position[tail[0]], plan.position[tail[-1]]
     reads = {alias.get(i, i) for m in tail for i in m.inputs}
     for node in schedule[first:last]:
         if reads & {alias.get(node.inputs[k], node.inputs[k]) for k in node.opdef.mutates}:

@@ -5,6 +5,7 @@ chunk of the batch each convolution's scratch holds) -> arena offsets.
 Produces a `Plan`, a plain description the executor runs."""
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 from ..graph import topological_order
@@ -25,6 +26,12 @@ class Plan:
     streams: dict = field(default_factory=dict)
     report: dict = field(default_factory=dict)
     workspaces: dict = field(default_factory=dict)  # node -> {name: (Buffer, shape, dtype)}
+
+    @functools.cached_property
+    def position(self) -> dict:
+        """node -> its index in the schedule (list.index per fusion group made compiling
+        a 14,000-node step 0.7 s slower)."""
+        return {node: i for i, node in enumerate(self.schedule)}
 
 
 def compile_plan(order, outputs, source_values, *, schedule="auto", checkpoint=None,

@@ -26,15 +26,15 @@ def fuse(tail, plan):
     Only groups of adjacent steps: the plan is made as for op-by-op runs (Backend.
     fused_inputs_planned is False), and with no step in between, nothing can overwrite an
     input before the kernel reads it (the skipped members write nothing)."""
-    if not _adjacent(tail, plan.schedule):
+    if not _adjacent(tail, plan):
         return None
     layout = _bias_relu_layout(tail, plan.shapes)
     return None if layout is None else BiasReLU(*layout)
 
 
-def _adjacent(tail, schedule) -> bool:
-    first = schedule.index(tail[0])
-    return schedule[first:first + len(tail)] == list(tail)
+def _adjacent(tail, plan) -> bool:
+    first = plan.position[tail[0]]
+    return plan.schedule[first:first + len(tail)] == list(tail)
 
 
 def _bias_relu_layout(tail, shapes):
