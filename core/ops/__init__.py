@@ -9,7 +9,8 @@ from .shape_ops import reshape, reshape_like, transpose, concat, slice  # noqa: 
 from .linalg import matmul  # noqa: F401
 from .nn import (softmax, log_softmax, softmax_cross_entropy, mse, argmax, accuracy,  # noqa
                  dropout, batch_norm)
-from .conv import conv2d, max_pool2d, avg_pool2d  # noqa: F401
+from .conv import conv2d  # noqa: F401
+from .pool import max_pool2d, avg_pool2d  # noqa: F401
 from .sequence import gather, where, causal_mask, layer_norm, gelu  # noqa: F401
 from . import pool_transpose  # noqa: F401  (max_pool2d_grad's transpose: second order)
 from . import optim_ops  # noqa: F401  (optimizer updates, used by the trainer)

@@ -89,7 +89,7 @@ class BiasReLU:
             return
         a, c, inner = self.layout
         x3, out3, b1 = x.reshape(a, c, inner), out.reshape(a, c, inner), b.reshape(c)
-        zero = _ZERO[out.dtype]
+        zero = native.ZERO_ONE[out.dtype][:1]
         name = "bias_relu_inplace" if native.same_array(x, out) else "bias_relu"
         loop = native.kernel(name)
 
@@ -104,5 +104,3 @@ class BiasReLU:
         else:
             rows(0, 1)
 
-
-_ZERO = {dtype: np.zeros(1, dtype) for dtype in native.DTYPES}

@@ -101,7 +101,7 @@ def _bind_relu(xp, ins, attrs, out):
     bits, ops/native.py)."""
     x = ins[0]
     if native.usable(x, out):
-        zero = _NATIVE_CONSTANTS[out.dtype][:1]
+        zero = native.ZERO_ONE[out.dtype][:1]
         if native.same_array(x, out):
             return partial(native.kernel("relu_inplace"), out.reshape(-1), zero)
         return partial(native.kernel("relu"), x.reshape(-1), out.reshape(-1), zero)
@@ -118,17 +118,13 @@ def _relu_grad(xp, ins, attrs, out, ws=None):
 
 
 def _relu_grad_native(y, g, out):
-    c = _NATIVE_CONSTANTS[out.dtype]
+    c = native.ZERO_ONE[out.dtype]
     if native.same_array(out, y):
         native.kernel("relu_grad_into_y")(y, g, c)
     elif native.same_array(out, g):
         native.kernel("relu_grad_into_g")(y, g, c)
     else:
         native.kernel("relu_grad")(y, g, out, c)
-
-
-# the compiled loops' scalars, 0 and 1, in each dtype they take
-_NATIVE_CONSTANTS = {dtype: np.array((0, 1), dtype) for dtype in native.DTYPES}
 
 
 def _relu_grad_ws(shapes, attrs, out_shape, dtype):

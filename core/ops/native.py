@@ -35,6 +35,8 @@ import os
 import numpy as np
 
 DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+# 0 and 1 in each dtype the loops take: the scalars of ReLU, its gradient, the pools, col2im
+ZERO_ONE = {dtype: np.array((0, 1), dtype) for dtype in DTYPES}
 
 _numba = None  # the numba module once imported, False where it cannot be
 

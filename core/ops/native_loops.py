@@ -175,6 +175,9 @@ def bias_relu(x, b, out, c):  # c: 0
 
 @jit
 def bias_relu_inplace(x, b, c):
+    """bias_relu written out again for out = x: bias_relu(x, b, x, c), even called from a
+    compiled wrapper, fails LLVM's overlap check and runs element by element (0.86-0.92 ms
+    on (64,32,784) float32 against 0.17 for this loop)."""
     zero = c[0]
     if x.shape[2] == 1:
         for i in range(x.shape[0]):
