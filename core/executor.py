@@ -151,7 +151,7 @@ class _Program:
         self._deps = None  # step dependencies for the stream runner
         # large row-wise ops split over CPU threads (numpy only: a device has its own), where
         # that is measured to pay (unless the user set the count)
-        self.row_threads = cpu.thread_count() if be.name == "numpy" else 1
+        self.row_threads = _host_threads(be)
         self.thread_choice = (cpu.ThreadChoice(cpu.thread_options(self.row_threads))
                               if self.row_threads > 1 and not cpu.chosen_by_user() else None)
         self.blas = cpu.step_blas_threads(_largest_gemm(plan)) if be.name == "numpy" else None
@@ -372,7 +372,12 @@ def backend_plan_options(be, fusing: bool = True) -> dict:
     plan must keep inputs alive for (a device's), and on the numpy backend, the CPU threads
     an op's parts may run on (a large convolution's chunks, a workspace slot each)."""
     fused = fusing and be.fuse is not None and be.fused_inputs_planned
-    return {"fused_kernels": fused, "host_threads": cpu.thread_count() if be.name == "numpy" else 1}
+    return {"fused_kernels": fused, "host_threads": _host_threads(be)}
+
+
+def _host_threads(be) -> int:
+    """CPU threads a step's ops may split over: numpy's; a device has its own."""
+    return cpu.thread_count() if be.name == "numpy" else 1
 
 
 def _fused_kernels(be, plan):

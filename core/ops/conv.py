@@ -291,12 +291,13 @@ def _conv_shape(shapes, attrs):
     return (x[0], w[0], _out_size(x[2], w[2], s, p, "conv2d"), _out_size(x[3], w[3], s, p, "conv2d"))
 
 
-def _columns_ws(x_shape, w_shape, out_shape, attrs, dtype, extra=None, fixed=None, batch_inner=False,
-                slots=1):
+def _columns_ws(x_shape, w_shape, out_shape, attrs, dtype, gemm, extra=None, fixed=None,
+                batch_inner=False):
     """The workspace of a convolution of x by w, chunked: cols plus `extra`, each (slots ×
     chunk, *per-sample shape), the chunk being attrs["chunk"] where the planner chose it (see
     OpDef.chunked_workspace), else _default_chunk, at most the batch's share of a slot; plus
-    `fixed` name -> shape, and with several slots their count (the length of `slots`).
+    `fixed` name -> shape, and with several slots (`_slots`, from the op's largest GEMM,
+    `gemm` multiply-adds) their count (the length of `slots`).
     Batch-innermost columns come from the chunk's padded transposition `xt`, sample-major
     ones from its padded copy `xpad` (where padded). The GPU's kernels pad as they read and
     leave `xt` unused."""
@@ -304,6 +305,7 @@ def _columns_ws(x_shape, w_shape, out_shape, attrs, dtype, extra=None, fixed=Non
     o, _, kh, kw = w_shape
     pixels = out_shape[-2] * out_shape[-1]
     per_sample = {"cols": (c * kh * kw * pixels,), **(extra or {})}
+    slots = _slots(n, gemm, attrs)
     if batch_inner or attrs["padding"]:
         per_sample["xt" if batch_inner else "xpad"] = _padded_shape((1, c, h, w), attrs["padding"])[1:]
     b = int(max(1, min(-(-n // slots), attrs.get("chunk") or _default_chunk(n, pixels))))
@@ -319,11 +321,10 @@ def _columns_ws(x_shape, w_shape, out_shape, attrs, dtype, extra=None, fixed=Non
 def _conv_ws(shapes, attrs, out_shape, dtype):
     x, w = shapes
     pixels = out_shape[-2] * out_shape[-1]
-    slots = _slots(x[0], _gemm(x, w, pixels), attrs)
+    gemm = _gemm(x, w, pixels)
     if per_sample_gemms(pixels):
-        return _columns_ws(x, w, out_shape, attrs, dtype, slots=slots)
-    return _columns_ws(x, w, out_shape, attrs, dtype, {"y": (w[0] * pixels,)}, batch_inner=True,
-                       slots=slots)
+        return _columns_ws(x, w, out_shape, attrs, dtype, gemm)
+    return _columns_ws(x, w, out_shape, attrs, dtype, gemm, {"y": (w[0] * pixels,)}, batch_inner=True)
 
 
 def _conv(xp, ins, attrs, out, ws=None):
@@ -392,14 +393,14 @@ def grad_input_as_convolution(gy_shape, w_shape, x_shape, attrs) -> bool:
 def _grad_input_ws(shapes, attrs, out_shape, dtype):
     gy, w, x = shapes
     o, c, kh, kw = w
-    slots = _slots(x[0], _grad_input_gemm(gy, w, x, attrs), attrs)
+    gemm = _grad_input_gemm(gy, w, x, attrs)
     if grad_input_as_convolution(gy, w, x, attrs):
         flipped = {**attrs, "padding": kh - 1 - attrs["padding"]}
-        return _columns_ws(gy, (c, o, kh, kw), x, flipped, dtype, {"y": (c * x[2] * x[3],)},
-                           {"w_flipped": (c, o * kh * kw)}, batch_inner=True, slots=slots)
+        return _columns_ws(gy, (c, o, kh, kw), x, flipped, dtype, gemm, {"y": (c * x[2] * x[3],)},
+                           {"w_flipped": (c, o * kh * kw)}, batch_inner=True)
     # gy: its batch-innermost transposition (small images; the GPU transposes into it at any size)
-    return _columns_ws(x, w, gy, attrs, dtype, {"gy": (o * gy[2] * gy[3],)},
-                       batch_inner=not per_sample_gemms(gy[2] * gy[3]), slots=slots)
+    return _columns_ws(x, w, gy, attrs, dtype, gemm, {"gy": (o * gy[2] * gy[3],)},
+                       batch_inner=not per_sample_gemms(gy[2] * gy[3]))
 
 
 def _conv_grad_input(xp, ins, attrs, out, ws=None):
@@ -434,12 +435,10 @@ def _grad_weight_ws(shapes, attrs, out_shape, dtype):
     o, c, kh, kw = w
     pixels = gy[2] * gy[3]
     fixed = {"chunk_sum": (o, c * kh * kw)}
-    slots = _slots(x[0], _gemm(x, w, pixels), attrs)
+    gemm = _gemm(x, w, pixels)
     if per_sample_gemms(pixels):
-        return _columns_ws(x, w, gy, attrs, dtype, {"per_sample": (o * c * kh * kw,)}, fixed,
-                           slots=slots)
-    return _columns_ws(x, w, gy, attrs, dtype, {"gy": (o * pixels,)}, fixed, batch_inner=True,
-                       slots=slots)
+        return _columns_ws(x, w, gy, attrs, dtype, gemm, {"per_sample": (o * c * kh * kw,)}, fixed)
+    return _columns_ws(x, w, gy, attrs, dtype, gemm, {"gy": (o * pixels,)}, fixed, batch_inner=True)
 
 
 def _conv_grad_weight(xp, ins, attrs, out, ws=None):

@@ -57,10 +57,11 @@ def available() -> bool:
     return _numba is not False
 
 
-def expected() -> bool:
-    """Whether the compiled loops will run, answered without importing numba (a plan asks:
-    `main.py plan` need not pay the import). A wrong guess costs only an allocation."""
-    if os.environ.get("LOOM_NATIVE", "1").strip() == "0":
+def expected(dtype) -> bool:
+    """Whether the compiled loops will run on arrays of `dtype`, answered without importing
+    numba (a plan asks: `main.py plan` need not pay the import). A wrong guess costs only an
+    allocation."""
+    if np.dtype(dtype) not in DTYPES or os.environ.get("LOOM_NATIVE", "1").strip() == "0":
         return False
     if _numba is not None:
         return _numba is not False

@@ -295,9 +295,9 @@ def _gelu_grad(xp, ins, attrs, out, ws=None):
 
 
 # the compiled tanh form's scalars in each dtype, in the order native.py's loops read them
-_FORWARD_CONSTANTS = {np.dtype(t): np.array((GELU_K0, GELU_K1, 1.0), t) for t in (np.float32, np.float64)}
+_FORWARD_CONSTANTS = {t: np.array((GELU_K0, GELU_K1, 1.0), t) for t in native.DTYPES}
 # the compiled tanh gradient's scalars (native.py's gelu_tanh_grad reads them in this order)
-_GRAD_CONSTANTS = {np.dtype(t): np.array((GELU_D0, GELU_D1, 1.0, 0.5, 0.0), t) for t in (np.float32, np.float64)}
+_GRAD_CONSTANTS = {t: np.array((GELU_D0, GELU_D1, 1.0, 0.5, 0.0), t) for t in native.DTYPES}
 
 
 def _gelu_tanh_grad_native(x, y, g, out):
@@ -323,18 +323,13 @@ def _as_mask(buf, shape):
 def _gelu_grad_ws(shapes, attrs, out_shape, dtype):
     """Planned scratch: none where the compiled loop will run (where it then cannot, the
     numpy rule makes its own, `_gelu_grad_scratch`)."""
-    if attrs["approximate"] == "tanh" and _compiled(dtype):
+    if attrs["approximate"] == "tanh" and native.expected(dtype):
         return None
     return _gelu_grad_scratch(shapes, attrs, out_shape, dtype)
 
 
 def _gelu_grad_scratch(shapes, attrs, out_shape, dtype):
     return {"a": (tuple(out_shape), dtype), "b": (tuple(out_shape), dtype)}
-
-
-def _compiled(dtype) -> bool:
-    """Whether a compiled loop will take arrays of this dtype here (native.usable at plan time)."""
-    return np.dtype(dtype) in native.DTYPES and native.expected()
 
 
 register(OpDef("gelu", "elementwise", same_shape, _gelu,
