@@ -38,6 +38,10 @@ class Backend:
     #   run (core/distributed.py: iallreduce_sum / allreduce_sum, in place), joined over the
     #   MPI job `world`; None: MPI takes the arrays as they are (host memory)
     collectives: Callable | None = None
+    # whether its matrix products run on numpy's BLAS in this process (the numpy backend, the
+    #   tests' stand-in device): the step's rule for BLAS threads then applies, because
+    #   OpenBLAS rounds many float32 GEMMs differently on one thread and on two
+    host_blas: bool = False
 
     def compute_for(self, opdef):
         return self.kernels.get(opdef.name, opdef.compute)
@@ -106,7 +110,7 @@ def names() -> list[str]:
 
 def _numpy_backend() -> Backend:
     from .ops import cpu_fusion  # a few fusion groups as compiled loops (numba, if present)
-    return Backend("numpy", np, fuse=cpu_fusion.fuse, fused_inputs_planned=False)
+    return Backend("numpy", np, fuse=cpu_fusion.fuse, fused_inputs_planned=False, host_blas=True)
 
 
 def _cupy_backend() -> Backend:

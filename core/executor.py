@@ -154,7 +154,7 @@ class _Program:
         self.row_threads = _host_threads(be)
         self.thread_choice = (cpu.ThreadChoice(cpu.thread_options(self.row_threads))
                               if self.row_threads > 1 and not cpu.chosen_by_user() else None)
-        self.blas = cpu.step_blas_threads(_largest_gemm(plan)) if be.name == "numpy" else None
+        self.blas = cpu.step_blas_threads(_largest_gemm(plan)) if be.host_blas else None
         self.warm_cpu = False
         self._bind_steps(be, sources)
 

@@ -254,7 +254,8 @@ def _host_of(buffer):
 
 
 def make_backend() -> backends.Backend:
-    return backends.Backend(NAME, xp, to_numpy=to_numpy, collectives=HostCollectives)
+    # its products are numpy's: on the same BLAS threads as the numpy backend's, same bits
+    return backends.Backend(NAME, xp, to_numpy=to_numpy, collectives=HostCollectives, host_blas=True)
 
 
 def is_device_array(value) -> bool:

@@ -205,7 +205,7 @@ TRAINING_ONLY = {
     "adam_update", "momentum_update", "nesterov_update", "sgd_update",
     "batch_mean_grad", "broadcast_like", "concat_part", "expand_like", "reshape_like",
     "sum_to_like", "slice_grad", "relu_grad", "sigmoid_grad", "tanh_grad", "gelu_grad",
-    "gather_grad", "layer_norm_grad", "layer_norm_gamma_grad", "conv2d_grad_input",
+    "gather_grad", "layer_norm_grad", "layer_norm_gamma_grad", "softmax_grad", "conv2d_grad_input",
     "conv2d_grad_weight", "max_pool2d_grad", "max_pool2d_grad_transpose", "avg_pool2d_grad",
     "lrn_grad", "reduce_max_grad", "allreduce", "allreduce_start", "allreduce_wait", "bucket_part"}
 

@@ -11,7 +11,8 @@ from .nn import (softmax, log_softmax, softmax_cross_entropy, mse, argmax, accur
                  dropout, batch_norm)
 from .conv import conv2d  # noqa: F401
 from .pool import max_pool2d, avg_pool2d  # noqa: F401
-from .sequence import gather, where, causal_mask, layer_norm, gelu  # noqa: F401
+from .sequence import gather, where, causal_mask, gelu  # noqa: F401
+from .norm_ops import layer_norm  # noqa: F401
 from . import pool_transpose  # noqa: F401  (max_pool2d_grad's transpose: second order)
 from . import optim_ops  # noqa: F401  (optimizer updates, used by the trainer)
 from .interop_ops import erf, pow, lrn, pad, reduce_max  # noqa: F401,A004  (ops imported ONNX models need)

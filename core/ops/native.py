@@ -29,6 +29,7 @@ numba is imported on first use, not with `core`: it takes about a third of a sec
 `LOOM_NATIVE=0`, the numpy rules run."""
 from __future__ import annotations
 
+import functools
 import importlib.util
 import os
 
@@ -85,3 +86,26 @@ def same_array(a, b) -> bool:
     """Whether a and b are the same bytes (an op computed in place): such a call takes the
     loop written for it, which LLVM vectorises (see native_loops.py)."""
     return a.__array_interface__["data"][0] == b.__array_interface__["data"][0]
+
+
+@functools.lru_cache(maxsize=None)
+def pairwise_tree(n: int) -> np.ndarray:
+    """numpy's pairwise summation of n contiguous values (add.reduce along a row) as a
+    postfix program for the compiled loops: (start, length) sums a block of at most 128 with
+    eight running sums; (-1, 0) adds the last two sums. Longer runs split in two halves, the
+    first a multiple of 8 long, as numpy's pairwise_sum recurses."""
+    program = []
+
+    def visit(lo, length):
+        if length <= 128:
+            program.append((lo, length))
+            return
+        half = length // 2
+        half -= half % 8
+        visit(lo, half)
+        visit(lo + half, length - half)
+        program.append((-1, 0))
+    visit(0, int(n))
+    tree = np.array(program, np.int64)
+    tree.flags.writeable = False
+    return tree

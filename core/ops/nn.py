@@ -6,7 +6,7 @@ import numpy as np
 from .. import distributed
 from ..errors import ShapeError
 from ..graph import Node
-from . import rows
+from . import native, rows
 from .base import OpDef, first_dtype, make, normalize_axes, not_differentiable, register
 from .comm_ops import allreduce
 from .elementwise import add, div, exp, mul, neg, oneslike, sqrt, sub
@@ -30,9 +30,23 @@ def _sum_along(xp, x, axis):
 
 
 def _softmax(xp, ins, attrs, out):
-    _max_shifted(xp, ins[0], attrs["axis"], out)
+    """exp(x - max) / its sum. The sum is numpy's add.reduce (a pairwise sum in a fixed
+    order), so the compiled loops (ops/native_loops.py) can repeat it bit for bit."""
+    x, axis = ins[0], attrs["axis"]
+    if axis in (-1, x.ndim - 1) and x.ndim >= 2 and native.usable(x, out):
+        _softmax_native(x.reshape(-1, x.shape[-1]), out.reshape(-1, x.shape[-1]))
+        return
+    _max_shifted(xp, x, axis, out)
     xp.exp(out, out=out)
-    out /= _sum_along(xp, out, attrs["axis"])
+    out /= xp.sum(out, axis=axis, keepdims=True)
+
+
+def _softmax_native(x, out):
+    """Two compiled passes around numpy's exp, instead of five numpy calls (the max and the
+    sum along short rows are slow in numpy: 190 and 110 µs on attention's (3072, 64))."""
+    native.kernel("softmax_shift")(x, out)
+    np.exp(out, out=out)
+    native.kernel("softmax_divide")(out, native.ZERO_ONE[out.dtype], native.pairwise_tree(out.shape[1]))
 
 
 def _log_softmax(xp, ins, attrs, out):
@@ -41,8 +55,32 @@ def _log_softmax(xp, ins, attrs, out):
 
 
 def _softmax_grad(n, g):
+    return [make("softmax_grad", n, g, axis=n.attrs["axis"])]
+
+
+def _softmax_grad_compute(xp, ins, attrs, out):
+    """y * (g - Σ g y) along the axis: one op, not the four (mul, sum, sub, mul) it was; on
+    the last axis one compiled pass (attention's (3072, 64): 0.6 ms → 0.1)."""
+    y, g = ins
+    axis = attrs["axis"]
+    if axis in (-1, y.ndim - 1) and y.ndim >= 2 and native.usable(y, g, out):
+        width = y.shape[-1]
+        native.kernel("softmax_grad")(y.reshape(-1, width), g.reshape(-1, width), out.reshape(-1, width),
+                                      native.ZERO_ONE[y.dtype], native.pairwise_tree(width))
+        return
+    dot = xp.sum(g * y, axis=axis, keepdims=True)
+    xp.subtract(g, dot, out=out)  # out may be g's buffer: g is read here last
+    out *= y
+
+
+def _softmax_grad_grad(n, G):
+    """Second order. Towards g, the same map on G (its Jacobian is symmetric); towards y,
+    G (g - Σ g y) - g Σ G y."""
+    y, g = n.inputs
     ax = n.attrs["axis"]
-    return [mul(n, sub(g, reduce_sum(mul(g, n), ax, keepdims=True)))]
+    dot = reduce_sum(mul(g, y), ax, keepdims=True)
+    towards_y = sub(mul(G, sub(g, dot)), mul(g, reduce_sum(mul(G, y), ax, keepdims=True)))
+    return [towards_y, make("softmax_grad", y, G, axis=ax)]
 
 
 def _log_softmax_grad(n, g):
@@ -62,6 +100,9 @@ def _same(shapes, attrs):
 
 register(OpDef("softmax", "opaque", _same, _softmax, _softmax_grad, inplace=(0,), rows=_later_axis,
                doc="exp(x) / sum(exp(x)) along axis, max-shifted"))
+register(OpDef("softmax_grad", "opaque", lambda s, a: _same(s[:1], a), _softmax_grad_compute,
+               _softmax_grad_grad, inplace=(1,), rows=_later_axis,
+               dtype=lambda d, a: np.result_type(*d), doc="g's gradient through softmax: y (g - Σ g y)"))
 register(OpDef("log_softmax", "opaque", _same, _log_softmax, _log_softmax_grad, inplace=(0,),
                rows=_later_axis,
                doc="x - logsumexp(x) along axis"))

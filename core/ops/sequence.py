@@ -1,8 +1,8 @@
-"""Ops for sequence models: embedding lookup, layer norm, GELU, where, the causal mask.
+"""Ops for sequence models: embedding lookup, GELU, where, the causal mask (layer norm has
+its own module, ops/norm_ops.py).
 
-Each has one forward compute and a dedicated gradient op (layer norm's backward is one pass
-over the rows, not the eight-node chain its primitives would give), so attention blocks plan
-and run like any other graph."""
+Each has one forward compute and a dedicated gradient op, so attention blocks plan and run
+like any other graph."""
 from __future__ import annotations
 
 import math
@@ -11,7 +11,7 @@ import numpy as np
 
 from ..errors import ShapeError
 from ..graph import constant
-from . import native, rows
+from . import native
 from .base import (OpDef, broadcast_shapes, gradient_not_implemented, make, normalize_axes,
                    register, same_shape, scratch)
 from .elementwise import like_shape
@@ -111,97 +111,6 @@ def causal_mask(length, name=None):
     """A constant (length, length) boolean matrix, true on and below the diagonal: position t
     may attend to positions 0..t. A constant is placed once, never recomputed per step."""
     return constant(np.tri(int(length), dtype=bool), name=name)
-
-
-# ---- layer norm over the last axis ------------------------------------------------------------
-
-def layer_norm(x, gamma, beta, eps=1e-5, name=None):
-    """(x - mean) / sqrt(var + eps) * gamma + beta, statistics over the last axis."""
-    return make("layer_norm", x, gamma, beta, name=name, eps=float(eps))
-
-
-def _ln_shape(shapes, attrs):
-    x, gamma, beta = shapes
-    if not x:
-        raise ShapeError("layer_norm needs an input of rank 1 or more")
-    for what, s in (("gamma", gamma), ("beta", beta)):
-        if tuple(s) != tuple(x[-1:]):
-            raise ShapeError(f"layer_norm {what} of shape {tuple(s)} does not match the last "
-                             f"axis of {tuple(x)}: expected ({x[-1]},)")
-    return tuple(x)
-
-
-def _normalized(xp, x, eps, out):
-    """out = (x - mean) * rstd over the last axis; returns rstd (rows, 1)."""
-    mean = rows.last_axis_sum(xp, x, keepdims=True)
-    mean /= x.shape[-1]
-    xp.subtract(x, mean, out=out)
-    var = xp.einsum("...i,...i->...", out, out)[..., None]  # no squared temporary
-    var *= 1.0 / x.shape[-1]
-    rstd = 1.0 / xp.sqrt(var + eps)
-    out *= rstd
-    return rstd
-
-
-def _ln(xp, ins, attrs, out):
-    x, gamma, beta = ins
-    _normalized(xp, x, attrs["eps"], out)
-    out *= gamma
-    out += beta
-
-
-def _ln_grad(n, g):
-    x, gamma, beta = n.inputs
-    eps = n.attrs["eps"]
-    return [make("layer_norm_grad", g, x, gamma, eps=eps),
-            make("layer_norm_gamma_grad", g, x, eps=eps),
-            make("sum_to_like", g, beta)]
-
-
-def _ln_grad_compute(xp, ins, attrs, out):
-    """dx = rstd * (h - mean(h) - xhat * mean(h * xhat)), h = g * gamma, per row."""
-    g, x, gamma = ins
-    rstd = _normalized(xp, x, attrs["eps"], out)  # out holds xhat
-    h = g * gamma
-    inv = 1.0 / x.shape[-1]
-    proj = xp.einsum("...i,...i->...", h, out)[..., None] * inv
-    out *= proj
-    mean = rows.last_axis_sum(xp, h, keepdims=True)
-    mean /= x.shape[-1]
-    h -= mean
-    xp.subtract(h, out, out=out)
-    out *= rstd
-
-
-def _ln_gamma_grad(xp, ins, attrs, out, ws=None):
-    g, x = ins
-    xhat = (ws or scratch(_ln_gamma_grad_ws, xp, ins, attrs, out))["xhat"]
-    _normalized(xp, x, attrs["eps"], xhat)
-    width = x.shape[-1]
-    # one pass over both (a product, then a column sum, took 46 µs on (768, 128); this 27)
-    out[...] = xp.einsum("ij,ij->j", g.reshape(-1, width), xhat.reshape(-1, width))
-
-
-def _ln_gamma_grad_ws(shapes, attrs, out_shape, dtype):
-    return {"xhat": (tuple(shapes[1]), dtype)}
-
-
-SECOND_ORDER = gradient_not_implemented("second order through layer_norm is not supported")
-
-
-def _matrix_rows(attrs, ndim) -> bool:
-    """Rows of the first axis are independent where it is not the normalised (last) axis."""
-    return ndim >= 2
-
-register(OpDef("layer_norm", "opaque", _ln_shape, _ln, _ln_grad, inplace=(0,), rows=_matrix_rows,
-               dtype=lambda d, a: np.result_type(d[0]),
-               doc="normalise over the last axis, then scale by gamma and shift by beta"))
-register(OpDef("layer_norm_grad", "opaque", lambda s, a: tuple(s[1]), _ln_grad_compute,
-               SECOND_ORDER, dtype=lambda d, a: np.result_type(d[0]), rows=_matrix_rows,
-               doc="gradient of layer_norm towards its input"))
-register(OpDef("layer_norm_gamma_grad", "opaque", lambda s, a: tuple(s[1][-1:]), _ln_gamma_grad,
-               SECOND_ORDER, workspace=_ln_gamma_grad_ws, dtype=lambda d, a: np.result_type(d[0]),
-               doc="gradient of layer_norm towards gamma: sum over rows of g * xhat"))
 
 
 # ---- GELU -----------------------------------------------------------------------------------

@@ -117,6 +117,11 @@ def cases():
                      lambda x, y: x.T @ y, True)]
     c["softmax"] = [(lambda x: core.softmax(x, axis=-1), [a34], _softmax, True),
                     (lambda x: core.softmax(x, axis=0), [a34], lambda x: _softmax(x, 0), True)]
+    c["softmax_grad"] = [  # its own gradient too: the second order through softmax
+        (lambda y, g: core.Node("softmax_grad", [y, g], {"axis": -1}), [_softmax(a34), b34],
+         lambda y, g: y * (g - (g * y).sum(-1, keepdims=True)), True),
+        (lambda y, g: core.Node("softmax_grad", [y, g], {"axis": 0}), [_softmax(a34, 0), b34],
+         lambda y, g: y * (g - (g * y).sum(0, keepdims=True)), True)]
     c["log_softmax"] = [(core.log_softmax, [a34], lambda x: np.log(_softmax(x)), True)]
     labels = np.array([0, 3, 1])
     onehot = np.eye(4)[labels]

@@ -52,6 +52,7 @@ SECOND_ORDER = {
     "conv2d": (lambda x, w: core.reduce_sum(core.tanh(core.conv2d(x, w, stride=2, padding=1))),
                [(2, 2, 5, 5), (3, 2, 3, 3)]),
     "max_pool2d": (lambda x: core.reduce_sum(core.max_pool2d(x, 3, 2, 1) ** 3), [(1, 2, 5, 5)]),
+    "softmax": (lambda x: core.reduce_sum(core.softmax(x * x) ** 3), [(3, 4)]),
     "softmax_cross_entropy": (  # g depends on x too: every input of the gradient op is reached
         lambda x: core.softmax_cross_entropy(x * x, core.constant(LABELS)) * core.reduce_sum(x),
         [(3, 4)]),
