@@ -370,9 +370,10 @@ def _largest_gemm(plan) -> int:
 def backend_plan_options(be, fusing: bool = True) -> dict:
     """What a backend changes in a plan: whether fusion groups run as one kernel that the
     plan must keep inputs alive for (a device's), and on the numpy backend, the CPU threads
-    an op's parts may run on (a large convolution's chunks, a workspace slot each)."""
+    an op's parts may run on (a large convolution's chunks, a workspace slot each) and
+    transpositions folded into numpy's matmul."""
     fused = fusing and be.fuse is not None and be.fused_inputs_planned
-    return {"fused_kernels": fused, "host_threads": _host_threads(be)}
+    return {"fused_kernels": fused, "host_threads": _host_threads(be), "fold_transposes": be.host_blas}
 
 
 def _host_threads(be) -> int:

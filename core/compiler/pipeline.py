@@ -1,5 +1,6 @@
 """The compile pipeline, each step a pure function:
-shapes -> checkpointing (recompute) -> identity aliases + CSE -> schedule (topological or
+shapes -> checkpointing (recompute) -> transpositions folded into matmuls -> identity aliases
++ CSE -> schedule (topological or
 memory-aware) -> fusion groups -> buffer lifetimes with in-place sharing -> workspaces (the
 chunk of the batch each convolution's scratch holds) -> arena offsets.
 Produces a `Plan`, a plain description the executor runs."""
@@ -11,6 +12,7 @@ from dataclasses import dataclass, field
 from ..graph import topological_order
 from ..ops.base import is_source
 from . import checkpoint as ckpt, comm, cse, fusion, memory, report, schedule as sched, workspace
+from . import fold_transposes as transposes
 from . import shapes as shape_pass, simplify
 
 
@@ -36,24 +38,28 @@ class Plan:
 
 def compile_plan(order, outputs, source_values, *, schedule="auto", checkpoint=None,
                  inplace=True, cse_pass=True, plan_memory=True, fused_kernels=False,
-                 host_threads=1) -> Plan:
+                 host_threads=1, fold_transposes=False) -> Plan:
     """fused_kernels: the backend runs each fusion group as one kernel (the GPU), so the
     inputs of a group live until its last member (see fusion.extend_lifetimes).
     host_threads: the CPU threads a step may run parts of an op on (a convolution's chunks,
-    each in a workspace slot of its own: workspace.specs)."""
+    each in a workspace slot of its own: workspace.specs).
+    fold_transposes: the backend's matmul is numpy's, which reads and writes permuted views
+    (compiler/fold_transposes.py)."""
     shapes, dtypes = shape_pass.infer(order, source_values)
     alias = {}
-    if checkpoint not in (None, "none"):
-        new_outputs = ckpt.recompute(outputs, checkpoint, shapes, dtypes)
-        alias.update({o: n for o, n in zip(outputs, new_outputs) if o is not n})
-        order = topological_order(new_outputs)
-        shape_pass.infer(order, source_values, shapes, dtypes)
+    current = list(outputs)
+    for rewrite in _rewrites(checkpoint, fold_transposes):
+        current = rewrite(current, shapes, dtypes)
+        order = topological_order(current)
+        shape_pass.infer(order, source_values, shapes, dtypes)  # the new nodes'
+    alias.update({o: n for o, n in zip(outputs, current) if o is not n})
     alias.update(simplify.identity_aliases(order, shapes, dtypes))
     if cse_pass:
         alias.update(cse.common_subexpressions_with(order, alias))
     alias = _resolve_chains(alias)
     results = {alias.get(o, o) for o in outputs}
-    candidates = [n for n in order if not is_source(n) and n not in alias]
+    needed = _computed(results, alias)
+    candidates = [n for n in order if not is_source(n) and n not in alias and n in needed]
     deps, readers = sched.edges(candidates, alias)
     sizes = _sizes(candidates, shapes, dtypes)
     steps = sched.choose(candidates, schedule, sizes, readers, deps, results)
@@ -109,6 +115,30 @@ def _sizes(nodes, shapes, dtypes) -> dict:
             size = known[key] = shape_pass.nbytes(*key)
         sizes[n] = size
     return sizes
+
+
+def _rewrites(checkpoint, fold_transposes) -> list:
+    """The graph rewrites a plan asks for, in order: outputs, shapes, dtypes -> new outputs."""
+    rewrites = []
+    if checkpoint not in (None, "none"):  # first: a set of values to keep names the graph's own
+        rewrites.append(lambda outputs, shapes, dtypes: ckpt.recompute(outputs, checkpoint, shapes, dtypes))
+    if fold_transposes:
+        rewrites.append(transposes.fold)
+    return rewrites
+
+
+def _computed(results, alias) -> set:
+    """The nodes some result needs, through the inputs of nodes that are computed (not
+    aliases): a value only an alias read, for its shape, is left out (a transposition whose
+    readers fold it, read for its shape by a sum that turned out an identity)."""
+    seen, stack = set(), list(results)
+    while stack:
+        node = stack.pop()
+        if node in seen:
+            continue
+        seen.add(node)
+        stack.extend(alias.get(i, i) for i in node.inputs)
+    return seen
 
 
 def _resolve_chains(alias):

@@ -139,8 +139,11 @@ def _attention(ctx, a, x):
     if width % heads:
         raise ShapeError(f"width {width} is not divisible by {heads} heads")
     size = width // heads
-    q, k, v = (_heads(_project(ctx, n, x, channels, width), length, heads, size) for n in "qkv")
-    q = ops.mul(q, 1.0 / math.sqrt(size))  # scaling q costs T*D per head, the scores T*T
+    # q scaled (T*D per head, where the scores would cost T*T) before its heads split: the
+    # transpositions then all meet matmuls, which fold them (compiler/fold_transposes.py)
+    q = ops.mul(_project(ctx, "q", x, channels, width), 1.0 / math.sqrt(size))
+    k, v = (_project(ctx, n, x, channels, width) for n in "kv")
+    q, k, v = (_heads(p, length, heads, size) for p in (q, k, v))
     scores = ops.matmul(q, k, trans_B=True)  # (N, H, T, T)
     if a["causal"]:
         scores = ops.where(ops.causal_mask(length), scores, float("-inf"))

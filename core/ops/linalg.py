@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from functools import partial
 
-from ..errors import ShapeError
+from ..errors import GraphError, ShapeError
 from .base import OpDef, broadcast_shapes, make, register
 
 
@@ -14,7 +14,16 @@ def matmul(a, b, trans_A=False, trans_B=False, name=None):
 
 
 def _shape(shapes, attrs):
-    a, b = shapes
+    a, b = (_permuted(s, attrs.get(key)) for s, key in zip(shapes, ("perm_A", "perm_B")))
+    result = _product_shape(a, b, attrs)
+    return _permuted(result, attrs.get("perm_out"))
+
+
+def _permuted(shape, axes):
+    return tuple(shape) if axes is None else tuple(shape[a] for a in axes)
+
+
+def _product_shape(a, b, attrs):
     if len(a) < 2 or len(b) < 2:
         raise ShapeError(f"matmul needs operands of rank 2 or more, got {tuple(a)} and {tuple(b)}")
     m, k = (a[-1], a[-2]) if attrs["trans_A"] else (a[-2], a[-1])
@@ -37,24 +46,46 @@ def _t(x, flag):
     return x.T if x.ndim == 2 else x.swapaxes(-1, -2)
 
 
+def _operands(ins, attrs, out):
+    """A, B and the result as the product sees them: through the permuted views the compiler
+    folded transpositions into (compiler/fold_transposes.py), then the transpose flags."""
+    a, b = (x if attrs.get(key) is None else x.transpose(attrs[key])
+            for x, key in zip(ins, ("perm_A", "perm_B")))
+    if attrs.get("perm_out") is not None:
+        out = out.transpose(_inverse(attrs["perm_out"]))
+    return _t(a, attrs["trans_A"]), _t(b, attrs["trans_B"]), out
+
+
+def _inverse(axes):
+    inverse = [0] * len(axes)
+    for k, a in enumerate(axes):
+        inverse[a] = k
+    return tuple(inverse)
+
+
 def _compute(xp, ins, attrs, out):
-    a, b = ins
-    xp.matmul(_t(a, attrs["trans_A"]), _t(b, attrs["trans_B"]), out=out)
+    a, b, out = _operands(ins, attrs, out)
+    xp.matmul(a, b, out=out)
 
 
 def _bind(xp, ins, attrs, out):
-    a, b = ins
-    return partial(xp.matmul, _t(a, attrs["trans_A"]), _t(b, attrs["trans_B"]), out=out)
+    a, b, out = _operands(ins, attrs, out)
+    return partial(xp.matmul, a, b, out=out)
 
 
 def _gemm(shapes, attrs, out_shape) -> int:
     """One matrix of the stack: M·K·N."""
-    a = shapes[0]
+    a = _permuted(shapes[0], attrs.get("perm_A"))
     k = a[-2] if attrs["trans_A"] else a[-1]
+    if attrs.get("perm_out") is not None:
+        out_shape = _permuted(out_shape, _inverse(attrs["perm_out"]))
     return int(out_shape[-2]) * int(k) * int(out_shape[-1])
 
 
 def _gradient(n, g):
+    if any(n.attrs.get(key) is not None for key in ("perm_A", "perm_B", "perm_out")):
+        raise GraphError(f"{n.name}: a matmul with folded transpositions is compiled, not "
+                         "differentiated")
     a, b = n.inputs
     ta, tb = n.attrs["trans_A"], n.attrs["trans_B"]
     # C = op(A) op(B); each case written out so no transpose is ever materialised.
