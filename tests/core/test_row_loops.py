@@ -180,3 +180,39 @@ def test_softmax_along_another_axis_stays_on_numpy(monkeypatch):
         out = np.empty_like(x)
         OPS[op].compute(np, ins, {"axis": 0}, out)
         assert np.isfinite(out).all()
+
+
+# ---- where: a mask over the trailing axes and a scalar (attention's causal mask) ---------------
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("into_a", [False, True])
+@pytest.mark.parametrize("fill", [-np.inf, 0.0])
+def test_where_with_a_trailing_mask_is_a_compiled_copy_of_numpys(monkeypatch, dtype, into_a, fill):
+    rng = np.random.default_rng(4)
+    a = rng.standard_normal((3, 2, 7, 7)).astype(dtype)
+    a.reshape(-1)[:5] = [np.nan, -0.0, np.inf, -np.inf, 1e-40]
+    masks = [np.tri(7, dtype=bool), rng.random((7, 7)) > 0.5]
+
+    def run():
+        outs = []
+        for mask in masks:
+            ins = [mask, a.copy(), np.array(fill)]  # a float64 scalar, cast as numpy casts it
+            out = ins[1] if into_a else np.empty_like(a)
+            OPS["where"].compute(np, ins, {}, out)
+            outs.append(out)
+        return outs
+    got, want, calls = _native_and_numpy(monkeypatch, run)
+    assert calls == ["where_scalar_inplace" if into_a else "where_scalar"] * 2
+    for g, w, mask in zip(got, want, masks):
+        assert g.tobytes() == w.tobytes()
+        assert g.tobytes() == np.where(mask, a, dtype(fill)).tobytes()
+
+
+def test_other_wheres_stay_on_numpy(monkeypatch):
+    a, b = np.arange(12.0).reshape(3, 4), np.full((3, 4), -1.0)
+    monkeypatch.setattr(native, "kernel", lambda n: pytest.fail("no compiled loop for these"))
+    for cond, other in (((a > 4)[:, :1], np.array(-1.0)),  # a mask broadcast along the last axis
+                        (a > 4, b)):  # b an array
+        out = np.empty_like(a)
+        OPS["where"].compute(np, [cond, a, other], {}, out)
+        assert out.tobytes() == np.where(cond, a, other).tobytes()
