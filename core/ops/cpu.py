@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import platform
 import queue
 import threading
 from typing import NamedTuple
@@ -30,8 +31,9 @@ import numpy as np
 
 from .. import distributed
 
-# Below these sizes an op runs whole: handing work to another thread costs ~80 µs on a small
-# VM (waking a thread), measured against the part it takes over.
+# Below these sizes an op runs whole: handing work to another thread costs 20-50 µs on a small
+# VM (117-158 µs before the caller watched for the end: `_Crew`), measured against the part
+# it takes over.
 SPLIT_BYTES = 512 << 10  # a row-wise op's output (exp of 2 MB: 1.07 -> 0.50 ms on 2 threads)
 MIN_BYTES = 1 << 20  # a copy or a pool (a 1.5 MB im2col copy: 0.38 -> 0.24 ms)
 MAX_DEFAULT_THREADS = 4
@@ -220,23 +222,36 @@ def split(lo: int, hi: int, parts: int) -> list[tuple[int, int]]:
 
 class _Crew:
     """Worker threads that each take one call per request: a queue handoff, lighter than a
-    ThreadPoolExecutor's futures (this runs once per large op of every step)."""
+    ThreadPoolExecutor's futures (this runs once per large op of every step).
+
+    Handing two no-op parts to the crew took 117-158 µs on this VM, mostly threads waking
+    from sleep. The caller, done with its own part, would sleep until the workers finish
+    theirs and pay that again; where numba runs on x86 it first watches each worker's count
+    of finished calls for a while (CALLER_WATCH_SPINS), without the GIL (native_loops.
+    wait_at_least), and only then sleeps: 20-50 µs per handoff. A worker counts a
+    call after queueing its result, so a caller that saw the count takes the result without
+    waiting. Workers never watch: between two split ops come GEMMs, whose BLAS threads want
+    every core."""
 
     def __init__(self, count: int):
         self.inboxes = [queue.SimpleQueue() for _ in range(count)]
-        self.done = queue.SimpleQueue()
+        self.done = [queue.SimpleQueue() for _ in range(count)]
+        self.finished = np.zeros(count, np.int64)  # calls each worker has finished
+        self.posted = [0] * count
         self.busy = threading.Lock()  # one request at a time; others run on their own thread
-        for inbox in self.inboxes:
-            threading.Thread(target=self._work, args=(inbox,), daemon=True, name="loom-cpu").start()
+        self.watch = _watcher()
+        for k in range(count):
+            threading.Thread(target=self._work, args=(k,), daemon=True, name="loom-cpu").start()
 
-    def _work(self, inbox):
+    def _work(self, k):
         while True:
-            call = inbox.get()
+            call = self.inboxes[k].get()
             try:
                 call()
-                self.done.put(None)
+                self.done[k].put(None)
             except BaseException as exc:  # noqa: BLE001 - handed to the caller, raised there
-                self.done.put(exc)
+                self.done[k].put(exc)
+            self.finished[k] += 1
 
     def run(self, calls):
         """calls[0] on this thread, the others on workers; returns when all are done and
@@ -246,20 +261,39 @@ class _Crew:
                 call()
             return
         try:
-            for inbox, call in zip(self.inboxes, calls[1:]):
-                inbox.put(call)
+            workers = range(len(calls) - 1)
+            for k in workers:
+                self.posted[k] += 1
+                self.inboxes[k].put(calls[k + 1])
             error = None
             try:
                 calls[0]()
             except BaseException as exc:  # noqa: BLE001 - wait for the workers first
                 error = exc
-            for _ in calls[1:]:
-                failed = self.done.get()
+            for k in workers:
+                if self.watch is not None:
+                    self.watch(self.finished, k, self.posted[k], CALLER_WATCH_SPINS)
+                failed = self.done[k].get()
                 error = error or failed
             if error is not None:
                 raise error
         finally:
             self.busy.release()
+
+
+# The caller's watch, in x86 pause instructions (about 35 ns each on this VM's AMD EPYC):
+# about 50 µs. A 200-µs watch made the wide CNN's step slower in two A/Bs of two (50.0 ->
+# 53.1, 42.6 -> 44.1 ms), this one did not (42.1 -> 42.3, 43.0 -> 41.0; LeNet 9.13 -> 9.25,
+# 10.10 -> 9.50; the GPT's, ops split, 60.7 -> 54.0, 56.7 -> 57.4).
+CALLER_WATCH_SPINS = 1500
+
+
+def _watcher():
+    """native_loops.wait_at_least where numba runs on x86 (its spin hint), else None."""
+    from . import native
+    if platform.machine().lower() not in ("x86_64", "amd64") or not native.available():
+        return None
+    return native.kernel("wait_at_least")
 
 
 _crew: _Crew | None = None

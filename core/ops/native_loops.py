@@ -12,6 +12,8 @@ Written for LLVM's vectoriser, which these two rules decide:
   element at a time: ReLU in place on 1.6M float32 took 0.61 ms against 0.19 apart, the
   GELU gradient on 393K 0.79 ms against 0.09."""
 import numba
+import numba.extending
+from llvmlite import ir
 import numpy as np
 
 # error_model "numpy": a division by zero gives inf as numpy's does, with no test in the
@@ -518,3 +520,34 @@ def where_scalar_inplace(cond, b, out):
             row[i] = out[r, i] if cond[i] else fill
         for i in range(out.shape[1]):
             out[r, i] = row[i]
+
+
+# ---- waiting for another thread without sleeping (core/ops/cpu.py's crew) --------------------
+
+@numba.extending.intrinsic
+def _acquire_load(typingctx, counters, k):
+    """counters[k], read from memory every time (an atomic load: LLVM may not keep it in a
+    register across the loop that waits for another thread to change it)."""
+    def codegen(context, builder, signature, args):
+        array = context.make_array(signature.args[0])(context, builder, args[0])
+        return builder.load_atomic(builder.gep(array.data, [args[1]]), "acquire", 8)
+    return counters.dtype(counters, k), codegen
+
+
+@numba.extending.intrinsic
+def _pause(typingctx):
+    """x86's spin-wait hint (numba's JIT takes no inline assembly; LLVM's intrinsic it takes)."""
+    def codegen(context, builder, signature, args):
+        pause = builder.module.declare_intrinsic("llvm.x86.sse2.pause", fnty=ir.FunctionType(ir.VoidType(), []))
+        builder.call(pause, [])
+        return context.get_dummy_value()
+    return numba.types.void(), codegen
+
+
+@jit
+def wait_at_least(counters, k, value, spins):  # counters: int64; True once counters[k] >= value
+    for _ in range(spins):
+        if _acquire_load(counters, k) >= value:
+            return True
+        _pause()
+    return _acquire_load(counters, k) >= value

@@ -96,6 +96,41 @@ def test_a_busy_crew_runs_a_second_callers_parts_on_its_own_thread():
     assert sorted(seen) == ["inner a", "inner b", "outer"]
 
 
+@pytest.mark.skipif(not cpu._watcher(), reason="the watch needs numba on x86")
+def test_the_watch_sees_another_thread_raise_the_count_and_gives_up_after_its_spins():
+    import threading
+    import time
+    watch = cpu._watcher()
+    counts = np.zeros(2, np.int64)
+    assert not watch(counts, 1, 1, 10)  # nobody raises it: False after ten pauses
+    counts[1] = 3
+    assert watch(counts, 1, 3, 1) and not watch(counts, 0, 1, 1)
+
+    def raise_later():
+        time.sleep(0.01)
+        counts[0] = 1
+    threading.Thread(target=raise_later).start()
+    start = time.perf_counter()
+    assert watch(counts, 0, 1, 10**9)  # read from memory each time, not kept in a register
+    assert time.perf_counter() - start < 5
+
+
+@pytest.mark.parametrize("watched", [True, False])
+def test_the_crew_hands_back_every_result_and_error_with_and_without_the_watch(monkeypatch, watched):
+    monkeypatch.setattr(cpu, "_watcher", cpu._watcher if watched else (lambda: None))
+    crew = cpu._Crew(3)
+    assert (crew.watch is not None) == (watched and cpu._watcher() is not None)
+    seen = []
+    for round_ in range(200):  # parts end before and after the caller's own
+        crew.run([lambda r=round_: seen.append(("caller", r))] +
+                 [lambda r=round_, k=k: seen.append((k, r)) for k in range(3)])
+    assert len(seen) == 800 and len(set(seen)) == 800
+    with pytest.raises(ValueError, match="third"):
+        crew.run([lambda: None, lambda: None, lambda: (_ for _ in ()).throw(ValueError("third"))])
+    crew.run([lambda: None, lambda: None])  # still works, and counts match again
+    assert list(crew.finished) == [202, 201, 200]
+
+
 # ---- whether splitting pays: measured per compiled step -----------------------------------------
 
 def test_thread_choice_tries_each_option_then_keeps_the_fastest():
