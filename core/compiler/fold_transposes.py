@@ -16,6 +16,7 @@ from collections import defaultdict
 
 from ..graph import Node, topological_order
 from ..ops.base import is_source
+from .simplify import is_identity
 
 
 def fold(outputs, shapes, dtypes) -> list:
@@ -65,9 +66,8 @@ def _like(old, new):
 def _through_identities(node, shapes, dtypes, readers, kept):
     """The value under ops that turn out identities (the gradient's sum over broadcast axes
     where nothing was broadcast), each read by one node only."""
-    while (not is_source(node) and node.opdef.identity_when and node not in kept
-           and len(readers[node]) == 1 and dtypes[node.inputs[0]] == dtypes[node]
-           and node.opdef.identity_when([shapes[i] for i in node.inputs], shapes[node])):
+    while (not is_source(node) and node not in kept and len(readers[node]) == 1
+           and is_identity(node, shapes, dtypes)):
         node = node.inputs[0]
     return node
 

@@ -1,8 +1,8 @@
 """The compile pipeline, each step a pure function:
 shapes -> checkpointing (recompute) -> transpositions folded into matmuls -> identity aliases
-+ CSE -> schedule (topological or
-memory-aware) -> fusion groups -> buffer lifetimes with in-place sharing -> workspaces (the
-chunk of the batch each convolution's scratch holds) -> arena offsets.
++ CSE -> schedule (topological or memory-aware) -> fusion groups -> buffer lifetimes with
+in-place sharing -> workspaces (the chunk of the batch each convolution's scratch holds) ->
+arena offsets.
 Produces a `Plan`, a plain description the executor runs."""
 from __future__ import annotations
 

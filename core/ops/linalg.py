@@ -7,6 +7,7 @@ from functools import partial
 
 from ..errors import GraphError, ShapeError
 from .base import OpDef, broadcast_shapes, make, register
+from .shape_ops import inverse_axes
 
 
 def matmul(a, b, trans_A=False, trans_B=False, name=None):
@@ -52,15 +53,8 @@ def _operands(ins, attrs, out):
     a, b = (x if attrs.get(key) is None else x.transpose(attrs[key])
             for x, key in zip(ins, ("perm_A", "perm_B")))
     if attrs.get("perm_out") is not None:
-        out = out.transpose(_inverse(attrs["perm_out"]))
+        out = out.transpose(inverse_axes(attrs["perm_out"]))
     return _t(a, attrs["trans_A"]), _t(b, attrs["trans_B"]), out
-
-
-def _inverse(axes):
-    inverse = [0] * len(axes)
-    for k, a in enumerate(axes):
-        inverse[a] = k
-    return tuple(inverse)
 
 
 def _compute(xp, ins, attrs, out):
@@ -78,7 +72,7 @@ def _gemm(shapes, attrs, out_shape) -> int:
     a = _permuted(shapes[0], attrs.get("perm_A"))
     k = a[-2] if attrs["trans_A"] else a[-1]
     if attrs.get("perm_out") is not None:
-        out_shape = _permuted(out_shape, _inverse(attrs["perm_out"]))
+        out_shape = _permuted(out_shape, inverse_axes(attrs["perm_out"]))
     return int(out_shape[-2]) * int(k) * int(out_shape[-1])
 
 

@@ -33,12 +33,19 @@ def _softmax(xp, ins, attrs, out):
     """exp(x - max) / its sum. The sum is numpy's add.reduce (a pairwise sum in a fixed
     order), so the compiled loops (ops/native_loops.py) can repeat it bit for bit."""
     x, axis = ins[0], attrs["axis"]
-    if axis in (-1, x.ndim - 1) and x.ndim >= 2 and native.usable(x, out):
+    if _rows_for_loops(axis, x, out):
         _softmax_native(x.reshape(-1, x.shape[-1]), out.reshape(-1, x.shape[-1]))
         return
     _max_shifted(xp, x, axis, out)
     xp.exp(out, out=out)
     out /= xp.sum(out, axis=axis, keepdims=True)
+
+
+def _rows_for_loops(axis, *arrays) -> bool:
+    """Whether the compiled loops take these arrays: rows along the last axis (of a rank of 2
+    or more), host arrays of one float dtype."""
+    x = arrays[0]
+    return axis in (-1, x.ndim - 1) and x.ndim >= 2 and native.usable(*arrays)
 
 
 def _softmax_native(x, out):
@@ -63,7 +70,7 @@ def _softmax_grad_compute(xp, ins, attrs, out):
     the last axis one compiled pass (attention's (3072, 64): 0.6 ms → 0.1)."""
     y, g = ins
     axis = attrs["axis"]
-    if axis in (-1, y.ndim - 1) and y.ndim >= 2 and native.usable(y, g, out):
+    if _rows_for_loops(axis, y, g, out):
         width = y.shape[-1]
         native.kernel("softmax_grad")(y.reshape(-1, width), g.reshape(-1, width), out.reshape(-1, width),
                                       native.ZERO_ONE[y.dtype], native.pairwise_tree(width))

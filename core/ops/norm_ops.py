@@ -49,7 +49,7 @@ def _normalized(xp, x, eps, out):
 
 def _ln(xp, ins, attrs, out):
     x, gamma, beta = ins
-    if _native(x, x, gamma, beta, out):
+    if _native(x, gamma, beta, out):
         _run_native("layer_norm", x, [x, gamma, beta], out, attrs)
         return
     _normalized(xp, x, attrs["eps"], out)
@@ -68,7 +68,7 @@ def _ln_grad(n, g):
 def _ln_grad_compute(xp, ins, attrs, out):
     """dx = rstd * (h - mean(h) - xhat * mean(h * xhat)), h = g * gamma, per row."""
     g, x, gamma = ins
-    if _native(x, g, x, gamma, out):
+    if _native(g, x, gamma, out):
         _run_native("layer_norm_grad", x, [g, x, gamma], out, attrs)
         return
     rstd = _normalized(xp, x, attrs["eps"], out)  # out holds xhat
@@ -86,7 +86,7 @@ def _ln_grad_compute(xp, ins, attrs, out):
 def _ln_gamma_grad(xp, ins, attrs, out, ws=None):
     """Σ over rows of g * xhat, added row after row (numpy's column sum)."""
     g, x = ins
-    if _native(x, g, x, out):
+    if _native(g, x, out):
         _run_native("layer_norm_gamma_grad", x, [g, x], out, attrs)
         return
     xhat = (ws or scratch(_ln_gamma_grad_scratch, xp, ins, attrs, out))["xhat"]
@@ -108,9 +108,10 @@ def _ln_gamma_grad_scratch(shapes, attrs, out_shape, dtype):
 
 # ---- the compiled loops -------------------------------------------------------------------------
 
-def _native(x, *arrays) -> bool:
-    """Whether the compiled loops take these arrays (x of rank 2 or more: rows to run over)."""
-    return x.ndim >= 2 and native.usable(*arrays)
+def _native(*arrays) -> bool:
+    """Whether the compiled loops take these arrays (the first of x's shape, of rank 2 or
+    more: rows to run over)."""
+    return arrays[0].ndim >= 2 and native.usable(*arrays)
 
 
 def _run_native(name, x, ins, out, attrs):

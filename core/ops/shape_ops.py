@@ -88,10 +88,14 @@ def _transpose_grad(n, g):
     axes = n.attrs["axes"]
     if axes is None:
         return [transpose(g, None)]  # reversing is its own inverse
-    # A permutation lists every axis once, so its length is the rank: normalise negative
-    # axes before inverting (argsort of (-1, 0) would invert the wrong permutation).
-    inverse = np.argsort([a % len(axes) for a in axes])
-    return [transpose(g, tuple(int(i) for i in inverse))]
+    return [transpose(g, inverse_axes(axes))]
+
+
+def inverse_axes(axes) -> tuple:
+    """The permutation that undoes `axes`. A permutation lists every axis once, so its length
+    is the rank: negative axes are normalised before inverting (argsort of (-1, 0) would
+    invert the wrong permutation)."""
+    return tuple(int(i) for i in np.argsort([a % len(axes) for a in axes]))
 
 
 def _transpose(xp, ins, attrs, out):
