@@ -155,14 +155,14 @@ def _one_blas_thread():
     return threadpool_limits(limits=1, user_api="blas")
 
 
-SPEED_NOTE = f"""nT: n threads. Loom: large row-wise ops (elementwise, activations, layer norm, softmax),
-im2col copies and pools split over {core.ops.cpu.thread_count()} threads or whole, as the step's first runs measured
-faster, GEMMs (convolutions: one per chunk of samples) on BLAS's threads, or on one where
-all of the step's are small (below 2^24 multiply-adds: a rule, so that a resumed run has the
-same bits); a convolution at or above that size runs a chunk per thread at once, each GEMM
-on one BLAS thread; in brackets what the step runs. 1T: LOOM_CPU_THREADS=1 and one BLAS thread. PyTorch: all {TORCH_THREADS} cores, then one
-thread. Where other work holds a core, whatever splits ops over all cores waits for that
-core at every op: compare the 1-thread columns then."""
+SPEED_NOTE = f"""nT: n threads. Loom: GEMMs of 4M multiply-adds or more cut into one part per thread
+({core.ops.cpu.thread_count()}), each on one BLAS thread (a product by rows of its result, a convolution by runs of
+its batch: a rule, so that a resumed run has the same bits); large row-wise ops (elementwise,
+activations, layer norm, softmax), im2col copies and pools split over the threads or whole,
+as the step's first runs measured faster; in brackets what the step runs. 1T:
+LOOM_CPU_THREADS=1 and one BLAS thread. PyTorch: all {TORCH_THREADS} cores, then one thread.
+Where other work holds a core, whatever splits ops over all cores waits for that core at
+every op: compare the 1-thread columns then."""
 
 
 # ---- memory --------------------------------------------------------------------------------

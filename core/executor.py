@@ -80,7 +80,7 @@ class Executor:
             return cpu.Threads(1)
         choice = program.thread_choice
         ops = choice.chosen.ops if choice and choice.chosen else program.row_threads
-        return cpu.Threads(ops, program.blas)
+        return cpu.Threads(ops, program.gemm_threads)
 
     @property
     def choosing_threads(self) -> bool:
@@ -154,7 +154,10 @@ class _Program:
         self.row_threads = _host_threads(be)
         self.thread_choice = (cpu.ThreadChoice(cpu.thread_options(self.row_threads))
                               if self.row_threads > 1 and not cpu.chosen_by_user() else None)
-        self.blas = cpu.step_blas_threads(_largest_gemm(plan)) if be.host_blas else None
+        # large GEMMs split over the CPU threads by a rule of the plan (ops/cpu.py split_gemm),
+        # BLAS on one thread inside the step
+        self.gemm_threads = _gemm_threads(be)
+        self.blas = cpu.step_blas_threads() if be.host_blas else None
         self.warm_cpu = False
         self._bind_steps(be, sources)
 
@@ -205,6 +208,9 @@ class _Program:
 
     def _bind(self, index):
         compute, args, attrs, out = self.steps[index]
+        gemm_parts = self._gemm_parts(index)
+        if gemm_parts is not None:
+            return partial(cpu.together, gemm_parts)
         parts = self._row_parts(index)
         if parts is None:
             return self._call(index, compute, args, out)
@@ -220,6 +226,14 @@ class _Program:
         if binder is not None:
             return binder(self.xp, args, attrs, out)
         return partial(compute, self.xp, args, attrs, out)
+
+    def _gemm_parts(self, index):
+        """A GEMM op's parts (OpDef.parts) where it splits over the CPU threads, else None."""
+        node = self.plan.schedule[index]
+        if self.gemm_threads < 2 or node.opdef.parts is None or node in self.fused:
+            return None
+        _, args, attrs, out = self.steps[index]
+        return node.opdef.parts(self.xp, args, attrs, out, self.gemm_threads)
 
     def _row_parts(self, index):
         if self.row_threads < 2:
@@ -360,25 +374,24 @@ class _Program:
             times[node.name] = times.get(node.name, 0.0) + time.perf_counter() - start
 
 
-def _largest_gemm(plan) -> int:
-    """Multiply-adds of the largest GEMM a step calls (OpDef.gemm), 0 where it calls none."""
-    shapes, alias = plan.shapes, plan.alias
-    return max((n.opdef.gemm([shapes[alias.get(i, i)] for i in n.inputs], n.attrs, shapes[n])
-                for n in plan.schedule if n.opdef.gemm), default=0)
-
-
 def backend_plan_options(be, fusing: bool = True) -> dict:
     """What a backend changes in a plan: whether fusion groups run as one kernel that the
     plan must keep inputs alive for (a device's), and on the numpy backend, the CPU threads
     an op's parts may run on (a large convolution's chunks, a workspace slot each) and
     transpositions folded into numpy's matmul."""
     fused = fusing and be.fuse is not None and be.fused_inputs_planned
-    return {"fused_kernels": fused, "host_threads": _host_threads(be), "fold_transposes": be.host_blas}
+    return {"fused_kernels": fused, "host_threads": _gemm_threads(be), "fold_transposes": be.host_blas}
 
 
 def _host_threads(be) -> int:
-    """CPU threads a step's ops may split over: numpy's; a device has its own."""
+    """CPU threads a step's row-wise ops may split over: numpy's; a device has its own."""
     return cpu.thread_count() if be.name == "numpy" else 1
+
+
+def _gemm_threads(be) -> int:
+    """CPU threads a step's GEMMs split over (convolutions' chunks, matmuls' rows), a rule
+    of the plan: numpy's, and the stand-in device's (so that its bits stay numpy's)."""
+    return cpu.thread_count() if be.host_blas else 1
 
 
 def _fused_kernels(be, plan):

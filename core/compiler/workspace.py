@@ -2,13 +2,15 @@
 
 An op whose workspace holds a chunk of the batch (OpDef.chunked_workspace: im2col columns
 of a convolution; the batch is input 0's first axis) lets the planner pick the chunk, since
-its result does not depend on it: one sample per chunk needs least memory, the whole batch
-fewest calls. `candidates` offers the pipeline two choices, each giving every such op as
-many samples as fit in the room its step leaves under the peak the plan has with one sample
-per chunk everywhere (so the chunks never raise that peak): at most the whole batch, and at
-most the op's default chunk; and a third with one sample everywhere (smaller buffers pack
-better). The pipeline keeps the one with the smallest arena, the first of equal ones. Where memory is tight (a CNN's first convolution in inference) chunks
-shrink to fit; where it is not they grow."""
+its result does not depend on it beyond rounding: one sample per chunk needs least memory,
+the ops' defaults (enough columns for an efficient GEMM, conv.py GEMM_COLUMNS) run fastest.
+`candidates` offers the pipeline: the defaults; each such op given as many samples as fit
+in the room its step leaves under the peak the plan has with one sample per chunk
+everywhere (so the chunks never raise that peak), at most the whole batch, and at most the
+op's default; and one sample everywhere (smaller buffers pack better). Every chunk is
+balanced: as few chunks per thread's run of the batch as that many samples make, all of
+one size. The pipeline picks among them (pipeline._place).
+"""
 from __future__ import annotations
 
 from . import memory
@@ -36,9 +38,9 @@ def specs(alias, shapes, dtypes, chunks=None, host_threads=1):
 
 
 def candidates(steps, buffers, alias, shapes, dtypes, plan_memory, host_threads=1) -> list[dict]:
-    """Workspace sets to place (memory.workspace_buffers of each): the ops' own defaults
-    where no op has a chunked workspace (or memory is not planned), else the two choices the
-    module docstring describes (fewer where they coincide)."""
+    """Workspace sets to place (memory.workspace_buffers of each), largest chunks first: the
+    ops' own defaults where no op has a chunked workspace (or memory is not planned), else
+    the choices the module docstring describes (fewer where they coincide)."""
     chunked = [n for n in steps if n.opdef.chunked_workspace]
     default = specs(alias, shapes, dtypes, host_threads=host_threads)
     if not chunked or not plan_memory:
@@ -47,17 +49,34 @@ def candidates(steps, buffers, alias, shapes, dtypes, plan_memory, host_threads=
                                                      host_threads))
     live = memory.live_bytes(memory.distinct(buffers, smallest), len(steps) + 1)
     peak, position = max(live), {n: i for i, n in enumerate(steps)}
-    choices = ({}, {}, dict.fromkeys(chunked, 1))
+    choices = ({}, {}, {}, dict.fromkeys(chunked, 1))
     for node in chunked:
         room = peak - live[position[node]] + sum(buf.size for buf, _, _ in smallest[node].values())
         batch = shapes[alias.get(node.inputs[0], node.inputs[0])][0]
         bytes_of = lambda b, node=node: _bytes(default(node, b))  # noqa: E731
-        choices[0][node] = memory.largest_chunk(bytes_of, batch, room)
-        choices[1][node] = memory.largest_chunk(bytes_of, batch, min(room, _bytes(default(node))))
+        spec = default(node)
+        slots = _slots(spec)
+        choices[0][node] = balanced(spec["cols"][0][0] // slots, batch, slots)
+        for choice, budget in zip(choices[1:], (room, min(room, _bytes(spec)))):
+            choice[node] = balanced(memory.largest_chunk(bytes_of, batch, budget), batch, slots)
     unique = [c for k, c in enumerate(choices) if c not in choices[:k]]
-    return [smallest if c == choices[2] else
+    return [smallest if c == choices[-1] else
             memory.workspace_buffers(steps, specs(alias, shapes, dtypes, c, host_threads))
             for c in unique]
+
+
+def balanced(chunk: int, batch: int, slots: int = 1) -> int:
+    """The smallest chunk that covers each slot's run of the batch (conv.py _each_chunk) in
+    as many chunks as `chunk` does: 64 samples in chunks of 21 are 4 chunks, the last of 1;
+    chunks of 16 are as many calls, none short, in less memory."""
+    run = -(-batch // slots)
+    pieces = -(-run // chunk)
+    return -(-run // pieces)
+
+
+def _slots(specs_of_node) -> int:
+    """Chunks an op runs at once (a workspace with several slots declares `slots`: conv.py)."""
+    return specs_of_node["slots"][0][0] if "slots" in specs_of_node else 1
 
 
 def _bytes(specs_of_node) -> int:

@@ -86,10 +86,9 @@ class OpDef:
     # statistics) that splitting large ones over CPU threads pays (ops.cpu; memory-bound
     # arithmetic does not); True, or (attrs, output rank) -> bool where it depends on them
     rows: bool | Callable = False
-    # (input shapes, attrs, output shape) -> multiply-adds of the largest single GEMM the
-    # op's CPU compute calls, at most: a step of small GEMMs runs them on one BLAS thread
-    # (ops/cpu.py step_blas_threads)
-    gemm: Callable | None = None
+    # a GEMM that splits over CPU threads on a host BLAS (ops/cpu.py split_gemm): (xp, ins,
+    # attrs, out, threads) -> zero-argument calls computing `out` together, or None (whole)
+    parts: Callable | None = None
     # a source whose value is bound at run time (feeds, parameters), not held in its attrs
     fed: bool = False
     doc: str = ""

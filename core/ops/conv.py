@@ -211,39 +211,58 @@ def _samples(cols, pixels):
     return cols.reshape(cols.shape[0], -1, pixels).transpose(1, 0, 2)
 
 
-def _each_chunk(xp, n, ws, run, merge=None):
+def _each_chunk(xp, n, ws, run, total=None):
     """run(lo, hi, slot) over the batch in chunks (the columns of a chunk are KH·KW times its
     input, so they are built a chunk at a time and the workspace stays small); `slot` is
-    the part of the workspace the chunk uses. With several slots (`_slots`), that many
-    chunks at a time, on the CPU threads where the step splits its ops, else one after
-    another: the same arithmetic either way. merge(wave), if given, after each wave of
-    chunks: [(lo, hi, slot)] in batch order."""
+    the part of the workspace the chunk uses. With several slots (`_slots`), the batch is cut
+    into as many runs of samples, each run chunk by chunk in a slot of its own, all at once
+    on numpy's CPU threads (one after another elsewhere, or while the threads work for
+    another caller: the same arithmetic either way). One handoff per op, however many
+    chunks: waking a thread costs about 100 µs on a small VM, three waves of chunks per
+    convolution made LeNet's step 10.8 ms against 6.1 in one.
+
+    total: the op sums its chunks' results (the weight gradient); run(lo, hi, slot, target)
+    writes a chunk's into target. Each run of samples sums its chunks in batch order, into
+    `total` for the first run and its slot's `total` for the others, which are then added
+    to `total` in order."""
     size, count = _chunk_of(ws), _slot_count(ws)
-    chunks = [(lo, min(lo + size, n)) for lo in range(0, n, size)]
     slots = [ws] if count == 1 else [_slot(ws, k, size) for k in range(count)]
-    at_once = count > 1 and xp is np and cpu.thread_count() > 1
-    with cpu.one_blas_thread(count > 1):
-        for first in range(0, len(chunks), count):
-            wave = [(lo, hi, slot) for (lo, hi), slot in zip(chunks[first:first + count], slots)]
-            if at_once:
-                cpu.together([partial(cpu.on_one_thread, run, *chunk) for chunk in wave])
+    sums = [total] + [slot.get("total") for slot in slots[1:]]
+
+    def chunks_of(k, lo, hi):
+        slot, target = slots[k], sums[k]
+        for start in range(lo, hi, size):
+            end = min(start + size, hi)
+            if total is None:
+                run(start, end, slot)
+            elif start == lo:
+                run(start, end, slot, target)
             else:
-                for chunk in wave:
-                    run(*chunk)
-            if merge is not None:
-                merge(wave)
+                run(start, end, slot, slot["chunk_sum"])
+                xp.add(target, slot["chunk_sum"], out=target)
+    runs = [partial(chunks_of, k, lo, hi) for k, (lo, hi) in enumerate(cpu.split(0, n, count))]
+    with cpu.one_blas_thread(count > 1):
+        if count > 1 and xp is np:
+            cpu.together([partial(cpu.on_one_thread, part) for part in runs])
+        else:
+            for part in runs:
+                part()
+    if total is not None:
+        for part_sum in sums[1:len(runs)]:
+            xp.add(total, part_sum, out=total)
 
 
 # The workspace arrays that hold a chunk of samples (first axis: slots × chunk); the others
-# are whole in every slot, except the weight gradient's chunk sum, one per slot.
+# are whole in every slot, except the weight gradient's sums, one per slot.
 PER_SAMPLE = ("cols", "xt", "xpad", "y", "gy", "per_sample")
 
 
 def _slot(ws, k, size):
-    """Slot k of a workspace with several: its samples k·size.. of each per-sample array."""
+    """Slot k of a workspace with several: its samples k·size.. of each per-sample array;
+    from the second slot on, its own sum and chunk sum (the weight gradient's)."""
     slot = {name: (a[k * size:(k + 1) * size] if name in PER_SAMPLE else a) for name, a in ws.items()}
     if k and "slot_sums" in ws:
-        slot["chunk_sum"] = ws["slot_sums"][k - 1]
+        slot["total"], slot["chunk_sum"] = ws["slot_sums"][k - 1]
     return slot
 
 
@@ -251,16 +270,16 @@ def _slot_count(ws) -> int:
     return ws["slots"].shape[0] if "slots" in ws else 1
 
 
-def _slots(n, gemm, attrs) -> int:
+def _slots(n, macs, attrs) -> int:
     """Chunks a convolution makes room for at once: one per CPU thread the planner offers
-    (attrs["threads"]: the numpy backend's) where its GEMMs reach cpu.SMALL_GEMM
-    multiply-adds, each chunk's GEMM on one BLAS thread. Measured, chunks of 32 samples on
-    two threads against the whole batch of 64 with BLAS on both cores: the wide bench CNN's
-    32->64 convolution on 14×14 took 5.3-5.5 ms against 6.5-8.7, its input gradient 6.6-7.0
-    against 8.8-11.7; LeNet's, below the threshold, gained nothing. The plan's choice (the
-    workspace carries it), so a resumed run makes the same."""
-    threads = int(attrs.get("threads", 1))
-    return max(1, min(n, threads)) if gemm >= cpu.SMALL_GEMM else 1
+    (attrs["threads"]: a host BLAS backend's) where its `macs` multiply-adds over the whole
+    batch split (cpu.split_gemm), each chunk's GEMM on one BLAS thread. Measured, chunks of
+    32 samples on two threads against the whole batch of 64 with BLAS on both cores: the wide
+    bench CNN's 32->64 convolution on 14×14 took 5.3-5.5 ms against 6.5-8.7, its input
+    gradient 6.6-7.0 against 8.8-11.7; LeNet's 6->16 on 14×14 (15M multiply-adds) 751
+    against 988 µs whole on one thread, its weight gradient 801 against 1054. The plan's
+    choice (the workspace carries it), so a resumed run makes the same."""
+    return max(1, min(n, cpu.split_gemm(macs, int(attrs.get("threads", 1)))))
 
 
 # A chunk's GEMM gets at least this many columns where the batch has them: step time fell
@@ -291,13 +310,13 @@ def _conv_shape(shapes, attrs):
     return (x[0], w[0], _out_size(x[2], w[2], s, p, "conv2d"), _out_size(x[3], w[3], s, p, "conv2d"))
 
 
-def _columns_ws(x_shape, w_shape, out_shape, attrs, dtype, gemm, extra=None, fixed=None,
+def _columns_ws(x_shape, w_shape, out_shape, attrs, dtype, extra=None, fixed=None,
                 batch_inner=False):
     """The workspace of a convolution of x by w, chunked: cols plus `extra`, each (slots ×
     chunk, *per-sample shape), the chunk being attrs["chunk"] where the planner chose it (see
     OpDef.chunked_workspace), else _default_chunk, at most the batch's share of a slot; plus
-    `fixed` name -> shape, and with several slots (`_slots`, from the op's largest GEMM,
-    `gemm` multiply-adds) their count (the length of `slots`).
+    `fixed` name -> shape, and with several slots (`_slots`, from the convolution's
+    multiply-adds) their count (the length of `slots`).
     Batch-innermost columns come from the chunk's padded transposition `xt`, sample-major
     ones from its padded copy `xpad` (where padded). The GPU's kernels pad as they read and
     leave `xt` unused."""
@@ -305,7 +324,7 @@ def _columns_ws(x_shape, w_shape, out_shape, attrs, dtype, gemm, extra=None, fix
     o, _, kh, kw = w_shape
     pixels = out_shape[-2] * out_shape[-1]
     per_sample = {"cols": (c * kh * kw * pixels,), **(extra or {})}
-    slots = _slots(n, gemm, attrs)
+    slots = _slots(n, o * c * kh * kw * pixels * n, attrs)
     if batch_inner or attrs["padding"]:
         per_sample["xt" if batch_inner else "xpad"] = _padded_shape((1, c, h, w), attrs["padding"])[1:]
     b = int(max(1, min(-(-n // slots), attrs.get("chunk") or _default_chunk(n, pixels))))
@@ -313,18 +332,17 @@ def _columns_ws(x_shape, w_shape, out_shape, attrs, dtype, gemm, extra=None, fix
     ws.update({name: (shape, dtype) for name, shape in (fixed or {}).items()})
     if slots > 1:
         ws["slots"] = ((slots,), np.int8)  # never read: its length is the plan's slot count
-        if "chunk_sum" in ws:
-            ws["slot_sums"] = ((slots - 1, *fixed["chunk_sum"]), dtype)
+        if "chunk_sum" in ws:  # each further slot's sum and chunk sum (`_slot`)
+            ws["slot_sums"] = ((slots - 1, 2, *fixed["chunk_sum"]), dtype)
     return ws
 
 
 def _conv_ws(shapes, attrs, out_shape, dtype):
     x, w = shapes
     pixels = out_shape[-2] * out_shape[-1]
-    gemm = _gemm(x, w, pixels)
     if per_sample_gemms(pixels):
-        return _columns_ws(x, w, out_shape, attrs, dtype, gemm)
-    return _columns_ws(x, w, out_shape, attrs, dtype, gemm, {"y": (w[0] * pixels,)}, batch_inner=True)
+        return _columns_ws(x, w, out_shape, attrs, dtype)
+    return _columns_ws(x, w, out_shape, attrs, dtype, {"y": (w[0] * pixels,)}, batch_inner=True)
 
 
 def _conv(xp, ins, attrs, out, ws=None):
@@ -346,23 +364,6 @@ def _convolve(xp, x, w2d, kernel, s, p, out, ws):
         cols = _im2col(x[lo:hi], *kernel, s, p, oh, ow, ws["cols"], ws.get("xpad"))
         xp.matmul(w2d, _samples(cols, oh * ow), out=out[lo:hi].reshape(hi - lo, o, oh * ow))
     _each_chunk(xp, n, ws, run)
-
-
-def _gemm(x_shape, w_shape, out_pixels) -> int:
-    """The largest GEMM of a convolution of x by w or of its gradients, at most: O·C·KH·KW
-    by the output pixels of one sample (large images) or of the whole batch (a chunk, small
-    images)."""
-    o, c, kh, kw = w_shape
-    samples = 1 if per_sample_gemms(out_pixels) else x_shape[0]
-    return int(o) * int(c * kh * kw) * int(out_pixels) * int(samples)
-
-
-def _grad_input_gemm(gy, w, x, attrs) -> int:
-    """As `_gemm`, or where the gradient is a convolution of gy (grad_input_as_convolution),
-    a chunk's GEMM over the input's pixels."""
-    if grad_input_as_convolution(gy, w, x, attrs):
-        return int(w[0] * w[2] * w[3]) * int(w[1]) * int(x[2] * x[3]) * int(x[0])
-    return _gemm(x, w, gy[2] * gy[3])
 
 
 def _conv_grad(n, g):
@@ -393,13 +394,12 @@ def grad_input_as_convolution(gy_shape, w_shape, x_shape, attrs) -> bool:
 def _grad_input_ws(shapes, attrs, out_shape, dtype):
     gy, w, x = shapes
     o, c, kh, kw = w
-    gemm = _grad_input_gemm(gy, w, x, attrs)
     if grad_input_as_convolution(gy, w, x, attrs):
         flipped = {**attrs, "padding": kh - 1 - attrs["padding"]}
-        return _columns_ws(gy, (c, o, kh, kw), x, flipped, dtype, gemm, {"y": (c * x[2] * x[3],)},
+        return _columns_ws(gy, (c, o, kh, kw), x, flipped, dtype, {"y": (c * x[2] * x[3],)},
                            {"w_flipped": (c, o * kh * kw)}, batch_inner=True)
     # gy: its batch-innermost transposition (small images; the GPU transposes into it at any size)
-    return _columns_ws(x, w, gy, attrs, dtype, gemm, {"gy": (o * gy[2] * gy[3],)},
+    return _columns_ws(x, w, gy, attrs, dtype, {"gy": (o * gy[2] * gy[3],)},
                        batch_inner=not per_sample_gemms(gy[2] * gy[3]))
 
 
@@ -435,10 +435,9 @@ def _grad_weight_ws(shapes, attrs, out_shape, dtype):
     o, c, kh, kw = w
     pixels = gy[2] * gy[3]
     fixed = {"chunk_sum": (o, c * kh * kw)}
-    gemm = _gemm(x, w, pixels)
     if per_sample_gemms(pixels):
-        return _columns_ws(x, w, gy, attrs, dtype, gemm, {"per_sample": (o * c * kh * kw,)}, fixed)
-    return _columns_ws(x, w, gy, attrs, dtype, gemm, {"gy": (o * pixels,)}, fixed, batch_inner=True)
+        return _columns_ws(x, w, gy, attrs, dtype, {"per_sample": (o * c * kh * kw,)}, fixed)
+    return _columns_ws(x, w, gy, attrs, dtype, {"gy": (o * pixels,)}, fixed, batch_inner=True)
 
 
 def _conv_grad_weight(xp, ins, attrs, out, ws=None):
@@ -449,8 +448,7 @@ def _conv_grad_weight(xp, ins, attrs, out, ws=None):
     n, _, oh, ow = gy.shape
     dw, s, p = out.reshape(o, -1), attrs["stride"], attrs["padding"]
 
-    def run(lo, hi, ws):
-        target = dw if lo == 0 else ws["chunk_sum"]
+    def run(lo, hi, ws, target):
         if "xt" in ws:  # small images: one GEMM over the chunk
             cols = _im2col_batch_inner(x[lo:hi], kh, kw, s, p, oh, ow, ws["cols"], ws["xt"])
             xp.matmul(_from_nchw(gy[lo:hi], ws["gy"]), cols.T, out=target)
@@ -461,28 +459,23 @@ def _conv_grad_weight(xp, ins, attrs, out, ws=None):
                       out=per_sample)
             xp.add.reduce(per_sample, axis=0, out=target)
 
-    def merge(wave):  # the chunks' sums into dw, in batch order
-        for lo, _, ws in wave:
-            if lo:
-                xp.add(dw, ws["chunk_sum"], out=dw)
-    _each_chunk(xp, n, ws, run, merge)
+    _each_chunk(xp, n, ws, run, total=dw)
 
 
 register(OpDef("conv2d", "opaque", _conv_shape, _conv, _conv_grad, workspace=_conv_ws,
                chunked_workspace=True, epilogue_head=True,
-               gemm=lambda s, a, out: _gemm(s[0], s[1], out[2] * out[3]),
                doc="2-D convolution, NCHW, square stride and zero padding"))
 register(OpDef("conv2d_grad_input", "opaque", lambda s, a: tuple(s[2]), _conv_grad_input,
                # linear in gy and w: <G, dx(gy, w)> = <conv2d(G, w), gy>
                lambda n, g: [make("conv2d", g, n.inputs[1], **n.attrs),
                              make("conv2d_grad_weight", n.inputs[0], g, n.inputs[1], **n.attrs),
                              None], shape_only=(2,), workspace=_grad_input_ws,
-               chunked_workspace=True, gemm=lambda s, a, out: _grad_input_gemm(*s, a),
+               chunked_workspace=True,
                doc="gradient of conv2d w.r.t. its input"))
 register(OpDef("conv2d_grad_weight", "opaque", lambda s, a: tuple(s[2]), _conv_grad_weight,
                # linear in gy and x: <G, dw(gy, x)> = <conv2d(x, G), gy>
                lambda n, g: [make("conv2d", n.inputs[1], g, **n.attrs),
                              make("conv2d_grad_input", n.inputs[0], g, n.inputs[1], **n.attrs),
                              None], shape_only=(2,), workspace=_grad_weight_ws,
-               chunked_workspace=True, gemm=lambda s, a, out: _gemm(s[1], out, s[0][2] * s[0][3]),
+               chunked_workspace=True,
                doc="gradient of conv2d w.r.t. its weight"))

@@ -74,42 +74,50 @@ def limit_threads(count: int | None) -> int | None:
 
 
 class Threads(NamedTuple):
-    """How a step runs on the CPU: its large ops split over `ops` threads; BLAS on `blas`
-    threads (None: as numpy's BLAS is set), which a rule of the plan decides, not the
-    clock (`step_blas_threads`)."""
+    """How a step runs on the CPU: its large row-wise ops split over `ops` threads (measured,
+    `ThreadChoice`); its large GEMMs over `gemms` (a rule of the plan: `split_gemm`), each
+    part on one BLAS thread."""
     ops: int
-    blas: int | None = None
+    gemms: int = 1
 
     def label(self) -> str:
-        return f"ops {self.ops}T" + ("" if self.blas is None else f", BLAS {self.blas}T")
+        return f"ops {self.ops}T, GEMMs {self.gemms}T"
 
 
 def thread_options(threads: int) -> list[Threads]:
-    """What a step tries: ops split over `threads`, or whole. Only options that give the
-    same bits: the choice is made by a clock, and a run resumed from a checkpoint must
-    give the uninterrupted run's bits whatever its clock says. So BLAS's thread count is
-    not among them: numpy's OpenBLAS gives other float32 bits on one thread than on two
-    for most GEMM shapes (16×150 @ 150×6400: up to 3e-5 apart; 768×128 @ 128×512 was one
-    of the few equal), and the bundled CNN, stopped at step 20 and resumed, ended 2.7e-7
-    away from the uninterrupted run while the choice tried it."""
+    """What a step tries: row-wise ops split over `threads`, or whole. Only options that give
+    the same bits: the choice is made by a clock, and a run resumed from a checkpoint must
+    give the uninterrupted run's bits whatever its clock says. So how GEMMs split is not among
+    them: a GEMM split in two gives other float32 bits than whole for many shapes (OpenBLAS
+    blocks the inner dimension by the part's shape; 128×768 @ 768×512 differs, 768×128 @
+    128×512 does not), and the bundled CNN, stopped at step 20 and resumed, ended 2.7e-7 away
+    from the uninterrupted run while a choice of BLAS threads was among the options."""
     return [Threads(threads), Threads(1)]
 
 
-# A step whose GEMMs all have fewer multiply-adds than this runs them on one BLAS thread:
-# waking BLAS's other threads for each costs more than they save. LeNet's step (largest
-# GEMM 15M multiply-adds) took 8.2 ms on one BLAS thread against 9.0 on two; the MLP
-# 784-512-512-10 at batch 128 (51M) 3.7 against 6.3 the other way round.
-SMALL_GEMM = 1 << 24
+# A GEMM with at least this many multiply-adds (a convolution: over its whole batch) splits
+# over the CPU threads, one BLAS thread per part: numpy's OpenBLAS never runs threads of its
+# own inside a step. Split on this VM's 2 cores against whole on one: 2.1M multiply-adds
+# (128×128 @ 128×128) 65 -> 63 µs, 3.1M (768×128 @ 128×32) 110 -> 90, 12.6M (768×128 @
+# 128×128) 383 -> 230. Against OpenBLAS's own two threads, in-process A/Bs of whole steps
+# (alternated step by step, best and first quartile): LeNet b64 7.04 / 7.49 -> 5.00 / 6.34 ms
+# and the wide CNN 35.1 / 37.9 -> 30.7 / 33.8 (with its convolutions' chunks at once): its
+# threads sleep between GEMMs and wake for each as ours do, and below ~16M multiply-adds
+# they cost more than they saved.
+SPLIT_GEMM = 1 << 22
 
 
-def step_blas_threads(largest_gemm: int) -> int | None:
-    """BLAS threads for a step whose largest GEMM has `largest_gemm` multiply-adds: one
-    below SMALL_GEMM where BLAS has more, else None (as set). A rule of the plan: the same
-    in a resumed run as in the uninterrupted one. The executor holds one thread for such a
-    step's run (`hold_one_blas_thread`)."""
-    if largest_gemm >= SMALL_GEMM or (blas_threads() or 1) <= 1:
-        return None
-    return 1
+def split_gemm(macs: int, threads: int) -> int:
+    """Parts a GEMM of `macs` multiply-adds splits into on `threads` CPU threads: a rule of
+    the plan, so a resumed run splits (and rounds) as the uninterrupted one did."""
+    return threads if macs >= SPLIT_GEMM and threads > 1 else 1
+
+
+def step_blas_threads() -> int | None:
+    """BLAS threads inside a step: one where numpy's BLAS has more (Loom splits large GEMMs
+    over its own threads, `split_gemm`), else None (leave it). The executor holds one thread
+    for the step's run (`hold_one_blas_thread`)."""
+    return 1 if (blas_threads() or 1) > 1 else None
 
 
 # ---- numpy's BLAS threads ------------------------------------------------------------------------

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 from functools import partial
 
+import math
+
 from ..errors import GraphError, ShapeError
+from . import cpu
 from .base import OpDef, broadcast_shapes, make, register
 from .shape_ops import inverse_axes
 
@@ -68,12 +71,31 @@ def _bind(xp, ins, attrs, out):
 
 
 def _gemm(shapes, attrs, out_shape) -> int:
-    """One matrix of the stack: M·K·N."""
+    """Multiply-adds of the whole product: M·K·N times the matrices in the stack."""
     a = _permuted(shapes[0], attrs.get("perm_A"))
     k = a[-2] if attrs["trans_A"] else a[-1]
     if attrs.get("perm_out") is not None:
         out_shape = _permuted(out_shape, inverse_axes(attrs["perm_out"]))
-    return int(out_shape[-2]) * int(k) * int(out_shape[-1])
+    return math.prod(int(d) for d in out_shape) * int(k)
+
+
+def _parts(xp, ins, attrs, out, threads):
+    """The product as one call per part of its result's leading axis (a matrix's rows, a
+    stack's matrices), each a GEMM on one BLAS thread, where cpu.split_gemm splits it; else
+    None. An operand with that axis is cut alike; one without (a weight matrix, a broadcast
+    stack) is read whole by every part."""
+    a, b, result = _operands(ins, attrs, out)
+    parts = cpu.split_gemm(_gemm([x.shape for x in ins], attrs, out.shape), threads)
+    length = result.shape[0]
+    if parts < 2 or length < 2:
+        return None
+    stacked = result.ndim > 2
+
+    def cut(x, lo, hi, rows):
+        aligned = x.ndim == result.ndim and x.shape[0] == length and (stacked or rows)
+        return x[lo:hi] if aligned else x
+    return [partial(xp.matmul, cut(a, lo, hi, True), cut(b, lo, hi, False), out=result[lo:hi])
+            for lo, hi in cpu.split(0, length, parts)]
 
 
 def _gradient(n, g):
@@ -94,5 +116,5 @@ def _gradient(n, g):
 
 # broadcasting: a gradient towards an operand whose batch axes were broadcast is summed back
 register(OpDef("matmul", "opaque", _shape, _compute, _gradient, bind=_bind, epilogue_head=True,
-               broadcasting=True, gemm=_gemm,
+               broadcasting=True, parts=_parts,
                doc="op(A) @ op(B), op = transpose where trans_A / trans_B"))

@@ -233,14 +233,15 @@ def test_planner_picks_convolution_chunks_that_fit_the_room():
     assert report["planned_bytes"] <= 1.05 * report["lower_bound_bytes"]
 
 
-def test_training_chunks_do_not_change_results_or_raise_the_peak():
-    """The training step may take whole-batch chunks where there is room; the values agree
-    with one sample per chunk (to rounding), and the peak is the one-sample peak."""
+def test_chunks_that_fit_the_room_do_not_change_results_or_raise_the_peak():
+    """Chunks as large as the room under the one-sample peak allows (up to the whole batch):
+    the values agree with one sample per chunk (to rounding), and the peak is the one-sample
+    peak."""
     from core.compiler import pipeline, workspace
     loss, params, feed, _ = cnn(8)
     outputs = [loss, *core.gradients(loss, params)]
     results = {}
-    for pick in (0, -1):  # the largest chunks, one sample per chunk
+    for pick in (1, -1):  # the room's chunks, one sample per chunk
         real = workspace.candidates
         original = pipeline.workspace.candidates
         pipeline.workspace.candidates = lambda *a, **k: [real(*a, **k)[pick]]
@@ -250,6 +251,33 @@ def test_training_chunks_do_not_change_results_or_raise_the_peak():
             results[pick, "bound"] = ex.memory_report()["lower_bound_bytes"]
         finally:
             pipeline.workspace.candidates = original
-    for a, b in zip(results[0], results[-1]):  # GEMMs of other lengths: equal to rounding
+    for a, b in zip(results[1], results[-1]):  # GEMMs of other lengths: equal to rounding
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
-    assert results[0, "bound"] == results[-1, "bound"]
+    assert results[1, "bound"] == results[-1, "bound"]
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_a_training_step_takes_the_default_chunks_balanced_and_inference_the_room(monkeypatch, threads):
+    """LeNet at batch 64: its training step keeps each convolution's default chunk (enough
+    columns for an efficient GEMM: 21 samples of 28×28, the whole batch of 10×10), balanced
+    over each thread's run of the batch (21 of a run of 64 leave a chunk of 1: 16 instead;
+    of 32, 16); its inference shrinks the first convolution's chunk to the room."""
+    monkeypatch.setenv("LOOM_CPU_THREADS", str(threads))
+    loss, params, feed, h = cnn(64)
+    ex = core.Executor([loss, *core.gradients(loss, params)], backend="numpy")
+    ex.run(feed, to_numpy=False)
+    spaces = ex.plan.workspaces
+    # samples per chunk, by the columns of one sample: 1·5·5 by 28·28, 6·5·5 by 10·10
+    chunks = [spaces[n]["cols"][1] for n in ex.plan.schedule if "cols" in (spaces.get(n) or {})]
+    assert sorted({(cols, rows // threads) for rows, cols in chunks}) == [(15000, 64 // threads), (19600, 16)]
+    inference = core.Executor([h], backend="numpy")
+    inference.run(feed, to_numpy=False)
+    first = next(n for n in inference.plan.schedule if n.op == "conv2d")
+    assert inference.plan.workspaces[first]["cols"][1][0] < 16 * threads
+
+
+def test_balanced_chunks_cover_each_run_in_as_many_chunks_of_one_size():
+    from core.compiler.workspace import balanced
+    assert [balanced(c, 64) for c in (21, 25, 17, 64, 100, 1)] == [16, 22, 16, 64, 64, 1]
+    assert [balanced(c, 64, 2) for c in (30, 32, 11, 1)] == [16, 32, 11, 1]
+    assert balanced(3, 7, 3) == 3 and balanced(2, 7, 3) == 2  # runs of 3, 2, 2

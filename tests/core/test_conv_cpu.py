@@ -135,52 +135,59 @@ def test_errors_in_a_thread_reach_the_caller(threads):
 
 @pytest.mark.parametrize("thread_count", [1, 2, 3])
 @pytest.mark.parametrize("x_shape,w_shape,stride,padding", CONVS)
-def test_convolution_slots_give_the_bits_of_the_same_chunks_one_after_another(
+def test_convolution_slots_run_the_batch_in_runs_at_once_with_the_bits_of_one_after_another(
         monkeypatch, thread_count, x_shape, w_shape, stride, padding):
     """A large convolution planned for several CPU threads keeps a workspace slot per thread
-    and runs that many chunks at once: the bits are those of the same chunks one after
-    another (and of the generic path, which never runs them at once); the chunks'
-    weight-gradient sums are added in batch order."""
+    and cuts the batch into that many runs, each chunk by chunk in its slot, all handed to
+    the threads at once (one handoff per op): the bits are those of the same runs one after
+    another (the generic path never runs them at once), and those of one slot for the
+    forward pass and the input gradient; the weight gradient sums each run's chunks in
+    batch order, then the runs' sums in order."""
     monkeypatch.setenv("LOOM_CPU_THREADS", str(thread_count))
-    monkeypatch.setattr(cpu, "SMALL_GEMM", 0)  # every convolution large enough for slots
+    monkeypatch.setattr(cpu, "SPLIT_GEMM", 0)  # every convolution large enough for slots
     rng = np.random.default_rng(11)
     x, w = rng.standard_normal(x_shape).astype("float32"), rng.standard_normal(w_shape).astype("float32")
     attrs = {"stride": stride, "padding": padding}
     planned = {**attrs, "threads": thread_count}  # what the planner tells a chunked op
     y_shape = OPS["conv2d"].shape([x_shape, w_shape], attrs)
     gy = rng.standard_normal(y_shape).astype("float32")
-    waves = []
+    handoffs = []
     real_together = cpu.together
-    monkeypatch.setattr(cpu, "together", lambda calls: waves.append(len(calls)) or real_together(calls))
+    monkeypatch.setattr(cpu, "together", lambda calls: handoffs.append(len(calls)) or real_together(calls))
     slots = min(thread_count, x_shape[0])
+    runs = cpu.split(0, x_shape[0], slots)
     for op, ins, shape in (("conv2d", [x, w], y_shape), ("conv2d_grad_input", [gy, w, x], x_shape),
                            ("conv2d_grad_weight", [gy, x, w], w_shape)):
-        chunk = 1 if x_shape[0] > 3 else None  # several waves of chunks
-        with cpu.one_blas_thread():  # as slots run their GEMMs
-            want = _compute(op, np, ins, attrs, shape, chunk)
+        chunk = 1 if x_shape[0] > 3 else None  # several chunks per run
         ws = OPS[op].workspace([i.shape for i in ins], planned, shape, "float32")
         assert ws.get("slots", ((1,),))[0] == (slots,)
-        waves.clear()
+        handoffs.clear()
         got = _compute(op, np, ins, planned, shape, chunk)
-        ran_at_once = any(calls > 1 for calls in waves)
+        assert [calls for calls in handoffs if calls > 1] == ([slots] if slots > 1 else []), op
+        assert _compute(op, GENERIC, ins, planned, shape, chunk).tobytes() == got.tobytes(), op
+        with cpu.one_blas_thread():  # as slots run their GEMMs
+            if op != "conv2d_grad_weight":
+                want = _compute(op, np, ins, attrs, shape, chunk)
+            else:  # each run's sum, as one slot makes it over those samples; then their sum
+                want = _compute(op, np, [gy[:runs[0][1]], x[:runs[0][1]], w], attrs, shape, chunk)
+                for lo, hi in runs[1:]:
+                    want += _compute(op, np, [gy[lo:hi], x[lo:hi], w], attrs, shape, chunk)
         assert got.tobytes() == want.tobytes(), op
-        assert _compute(op, GENERIC, ins, planned, shape, chunk).tobytes() == want.tobytes(), op
-        assert ran_at_once == (slots > 1), (op, waves)
 
 
-def test_a_large_convolution_plans_a_slot_per_thread_and_a_small_one_none():
+def test_convolutions_plan_a_slot_per_thread_from_4m_multiply_adds():
     """The slot count is the plan's (its workspace carries it): one per CPU thread the
-    planner offers for the 32->64 convolution on 14×14 at batch 64 (231M multiply-adds),
-    none for LeNet's (15M)."""
+    planner offers for LeNet's 6->16 convolution on 14×14 at batch 64 (15M multiply-adds over
+    the batch), none for it at batch 16 (3.8M)."""
     for threads, want in ((1, None), (2, (2,)), (3, (3,))):
-        attrs = {"stride": 1, "padding": 1, "threads": threads}
-        ws = OPS["conv2d"].workspace([(64, 32, 14, 14), (64, 32, 3, 3)], attrs, (64, 64, 14, 14), "float32")
+        attrs = {"stride": 1, "padding": 0, "threads": threads}
+        ws = OPS["conv2d"].workspace([(64, 6, 14, 14), (16, 6, 5, 5)], attrs, (64, 16, 10, 10), "float32")
         assert ws.get("slots", (None,))[0] == want
         if want:  # each slot holds at most its share of the batch
             assert ws["cols"][0][0] == want[0] * -(-64 // want[0])
-    lenet = OPS["conv2d"].workspace([(64, 6, 14, 14), (16, 6, 5, 5)], {"stride": 1, "padding": 0, "threads": 2},
-                                    (64, 16, 10, 10), "float32")
-    assert "slots" not in lenet
+    small = OPS["conv2d"].workspace([(16, 6, 14, 14), (16, 6, 5, 5)], {"stride": 1, "padding": 0, "threads": 2},
+                                    (16, 16, 10, 10), "float32")
+    assert "slots" not in small
 
 
 def test_the_numpy_executor_plans_slots_for_its_threads(monkeypatch):
@@ -191,7 +198,7 @@ def test_the_numpy_executor_plans_slots_for_its_threads(monkeypatch):
     loss, params, feed, _ = wide_cnn(8, channels=(4, 64, 64))
     for threads in (1, 2):
         monkeypatch.setenv("LOOM_CPU_THREADS", str(threads))
-        monkeypatch.setattr(cpu, "SMALL_GEMM", 1 << 20)
+        monkeypatch.setattr(cpu, "SPLIT_GEMM", 1 << 20)
         ex = core.Executor([loss, *core.gradients(loss, params)], backend="numpy")
         ex.run(feed)
         slots = sorted(ws["slots"].shape[0] if "slots" in ws else 1

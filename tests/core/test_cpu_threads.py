@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import core
-from core.ops import OPS, cpu
+from core.ops import OPS, cpu, linalg
 from tests.cli.test_text_models import tiny_gpt
 
 from .graphs import cnn, mlp
@@ -156,33 +156,30 @@ def test_the_options_are_split_or_whole_never_another_blas_thread_count():
     assert cpu.thread_options(4) == [cpu.Threads(4), cpu.Threads(1)]
 
 
-# ---- BLAS threads: a rule of the plan (its largest GEMM), never the clock ------------------------
+# ---- GEMMs: split over the CPU threads by a rule of the plan, BLAS on one thread ----------------
 
-def test_a_gemm_is_counted_in_multiply_adds():
-    gemm = OPS["matmul"].gemm
-    assert gemm([(4, 5, 7), (7, 3)], {"trans_A": False, "trans_B": False}, (4, 5, 3)) == 5 * 7 * 3
+def test_a_gemm_splits_from_split_gemm_multiply_adds_counted_over_its_stack():
+    gemm = linalg._gemm
+    assert gemm([(4, 5, 7), (7, 3)], {"trans_A": False, "trans_B": False}, (4, 5, 3)) == 4 * 5 * 7 * 3
     assert gemm([(7, 5), (3, 7)], {"trans_A": True, "trans_B": True}, (5, 3)) == 5 * 7 * 3
-    conv, attrs = OPS["conv2d"].gemm, {"stride": 1, "padding": 0}
-    # LeNet's second convolution: 8×8 outputs, small images: one GEMM over the whole batch
-    assert conv([(64, 6, 12, 12), (16, 6, 5, 5)], attrs, (64, 16, 8, 8)) == 16 * 150 * 64 * 64
-    # its first: 28×28 outputs, a GEMM per sample
-    assert conv([(64, 1, 28, 28), (6, 1, 5, 5)], {**attrs, "padding": 2}, (64, 6, 28, 28)) == 6 * 25 * 784
-    weight = OPS["conv2d_grad_weight"].gemm
-    assert weight([(64, 16, 8, 8), (64, 6, 12, 12), (16, 6, 5, 5)], attrs, (16, 6, 5, 5)) == 16 * 150 * 64 * 64
+    assert cpu.split_gemm(cpu.SPLIT_GEMM - 1, 2) == 1
+    assert cpu.split_gemm(cpu.SPLIT_GEMM, 2) == 2 and cpu.split_gemm(cpu.SPLIT_GEMM, 3) == 3
+    assert cpu.split_gemm(10 * cpu.SPLIT_GEMM, 1) == 1
 
 
-def test_steps_of_small_gemms_run_them_on_one_blas_thread(monkeypatch):
+def test_steps_run_blas_on_one_thread_where_it_has_more(monkeypatch):
     monkeypatch.setattr(cpu, "blas_threads", lambda: 2)
-    assert cpu.step_blas_threads(cpu.SMALL_GEMM - 1) == 1
-    assert cpu.step_blas_threads(cpu.SMALL_GEMM) is None
-    monkeypatch.setattr(cpu, "blas_threads", lambda: 1)  # nothing to save
-    assert cpu.step_blas_threads(0) is None
+    assert cpu.step_blas_threads() == 1
+    monkeypatch.setattr(cpu, "blas_threads", lambda: 1)  # nothing to change
+    assert cpu.step_blas_threads() is None
+    monkeypatch.setattr(cpu, "blas_threads", lambda: None)  # no BLAS threadpoolctl can drive
+    assert cpu.step_blas_threads() is None
 
 
-@pytest.mark.parametrize("graph, blas", [(lambda: cnn(16), 1), (lambda: mlp([784, 512, 512, 10], 128), None)])
-def test_each_run_sets_the_planned_blas_threads_and_sets_them_back(monkeypatch, graph, blas):
-    """LeNet's GEMMs are small: every run of its step (choosing threads or not) runs BLAS on
-    one thread and restores it after; the MLP's 51M-multiply-add GEMMs leave BLAS alone."""
+@pytest.mark.parametrize("graph", [lambda: cnn(16), lambda: mlp([784, 512, 512, 10], 128)])
+def test_each_run_holds_blas_on_one_thread_and_sets_it_back(monkeypatch, graph):
+    """Every run of a step (choosing threads or not) runs BLAS on one thread and restores it
+    after: the step splits its large GEMMs itself (the MLP's over both cores)."""
     state = {"threads": 2, "set": []}
     monkeypatch.setattr(cpu, "blas_threads", lambda: state["threads"])
 
@@ -199,8 +196,102 @@ def test_each_run_sets_the_planned_blas_threads_and_sets_them_back(monkeypatch, 
     ex = core.Executor([loss, *core.gradients(loss, params)], backend="numpy")
     for _ in range(4):
         ex.run(feed)
-    assert state["set"] == ([1, 2] * 4 if blas else []) and state["threads"] == 2
-    assert ex.cpu_threads.blas == blas
+    assert state["set"] == [1, 2] * 4 and state["threads"] == 2
+    assert ex.cpu_threads.gemms == 2
+
+
+def _split_product(a, b, attrs, out_shape, threads):
+    """The matmul op's parts (OpDef.parts) run one after another on one BLAS thread, and how
+    many there were."""
+    out = np.full(out_shape, np.nan, np.float32)
+    parts = OPS["matmul"].parts(np, [a, b], attrs, out, threads)
+    with cpu.one_blas_thread():
+        for part in parts or [lambda: OPS["matmul"].compute(np, [a, b], attrs, out)]:
+            part()
+    return out, len(parts or [None])
+
+
+_F = {"trans_A": False, "trans_B": False}
+PRODUCTS = [  # a, b, attrs: a linear layer, its two gradients, attention's stacks
+    ((96, 64), (64, 80), _F),
+    ((64, 64), (64, 80), _F),  # b has as many rows as the result: still whole
+    ((96, 64), (96, 80), {**_F, "trans_A": True}),  # dW = Xᵀ·dY: a's columns are the rows
+    ((96, 80), (64, 80), {**_F, "trans_B": True}),
+    ((6, 4, 16, 8), (6, 4, 8, 16), _F),
+    ((6, 4, 16, 8), (1, 4, 8, 16), _F),  # b broadcast along the stack
+    ((16, 8), (6, 4, 8, 16), _F),  # a broadcast: lower rank
+    # folded transpositions (compiler/fold_transposes.py): heads split and merged
+    ((6, 16, 4, 8), (6, 16, 4, 8), {**_F, "trans_B": True, "perm_A": (0, 2, 1, 3),
+                                    "perm_B": (0, 2, 1, 3)}),
+    ((6, 4, 16, 16), (6, 16, 4, 8), {**_F, "perm_B": (0, 2, 1, 3), "perm_out": (0, 2, 1, 3)}),
+]
+
+
+@pytest.mark.parametrize("threads", [2, 3])
+@pytest.mark.parametrize("a_shape, b_shape, attrs", PRODUCTS)
+def test_a_split_matmul_computes_each_part_of_its_result_as_numpy(monkeypatch, threads, a_shape,
+                                                                     b_shape, attrs):
+    """Each part is numpy's product of the operands' matching rows (or matrices of the stack)
+    into the result's: values are numpy's whole product to rounding, and the parts cover the
+    result once (it starts as NaN)."""
+    monkeypatch.setattr(cpu, "SPLIT_GEMM", 0)
+    rng = np.random.default_rng(3)
+    a, b = rng.standard_normal(a_shape).astype(np.float32), rng.standard_normal(b_shape).astype(np.float32)
+    out_shape = OPS["matmul"].shape([a_shape, b_shape], attrs)
+    want = np.empty(out_shape, np.float32)
+    OPS["matmul"].compute(np, [a, b], attrs, want)
+    got, parts = _split_product(a, b, attrs, out_shape, threads)
+    assert parts == threads
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+    ref = np.matmul(*(np.swapaxes(x, -1, -2) if attrs[f] else x for x, f in
+                      zip((a.transpose(attrs.get("perm_A") or range(a.ndim)),
+                           b.transpose(attrs.get("perm_B") or range(b.ndim))), ("trans_A", "trans_B"))))
+    if attrs.get("perm_out"):
+        ref = ref.transpose(attrs["perm_out"])
+    np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-5)
+
+
+def test_small_or_single_row_products_stay_whole():
+    a, b = np.ones((64, 64), np.float32), np.ones((64, 64), np.float32)
+    assert OPS["matmul"].parts(np, [a, b], _F, np.empty((64, 64), np.float32), 2) is None  # 262K
+    big = np.ones((1, 8192), np.float32), np.ones((8192, 1024), np.float32)
+    assert OPS["matmul"].parts(np, list(big), _F, np.empty((1, 1024), np.float32), 2) is None  # one row
+
+
+@pytest.mark.parametrize("fast", [cpu.Threads(2), cpu.Threads(1)])
+def test_the_measured_option_never_changes_how_gemms_split(monkeypatch, fast):
+    """GEMMs split by the plan's rule whichever option the clock picks for row-wise ops, so
+    every run, choosing or settled, has the bits of the step the user ran on two threads."""
+    monkeypatch.setattr(cpu, "SPLIT_GEMM", 0)  # every product and convolution splits
+    loss, params, feed, _ = cnn(8)
+    outputs = [loss, *core.gradients(loss, params)]
+    monkeypatch.setenv("LOOM_CPU_THREADS", "2")
+    want = core.Executor(outputs, backend="numpy").run(feed)
+    monkeypatch.delenv("LOOM_CPU_THREADS")
+    monkeypatch.setattr(cpu.os, "sched_getaffinity", lambda pid: {0, 1})
+    _timed_as(monkeypatch, fast)
+    ex = core.Executor(outputs, backend="numpy")
+    for _ in range(2 + 3 * cpu.ThreadChoice.ROUNDS):
+        for got, ref in zip(ex.run(feed), want):
+            assert got.tobytes() == ref.tobytes()
+    assert ex.cpu_threads == cpu.Threads(fast.ops, 2)
+    program = ex._last
+    products = [c for node, c in zip(program.plan.schedule, program.calls) if node.op == "matmul"]
+    assert products and all(getattr(c, "func", None) is cpu.together and len(c.args[0]) == 2
+                            for c in products)
+
+
+def test_the_stand_in_device_splits_gemms_as_numpy_does(monkeypatch):
+    """The same parts, so the same bits (one row of the product would round otherwise)."""
+    from tests import standin
+    monkeypatch.setattr(cpu, "SPLIT_GEMM", 0)
+    monkeypatch.setenv("LOOM_CPU_THREADS", "2")
+    loss, params, feed, _ = mlp([64, 96, 80, 5], 48)
+    outputs = [loss, *core.gradients(loss, params)]
+    host = core.Executor(outputs, backend="numpy").run(feed)
+    device = core.Executor(outputs, backend=standin.NAME).run(feed)
+    for got, ref in zip(device, host):
+        assert got.tobytes() == ref.tobytes()
 
 
 def test_overlapping_one_thread_steps_restore_blas_when_the_last_ends(monkeypatch):
