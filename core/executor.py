@@ -208,9 +208,9 @@ class _Program:
 
     def _bind(self, index):
         compute, args, attrs, out = self.steps[index]
-        gemm_parts = self._gemm_parts(index)
-        if gemm_parts is not None:
-            return partial(cpu.together, gemm_parts)
+        in_parts = self._gemm_parts(index)
+        if in_parts is not None:
+            return in_parts
         parts = self._row_parts(index)
         if parts is None:
             return self._call(index, compute, args, out)
@@ -228,7 +228,7 @@ class _Program:
         return partial(compute, self.xp, args, attrs, out)
 
     def _gemm_parts(self, index):
-        """A GEMM op's parts (OpDef.parts) where it splits over the CPU threads, else None."""
+        """A GEMM op's call in parts (OpDef.parts) where it splits over the CPU threads."""
         node = self.plan.schedule[index]
         if self.gemm_threads < 2 or node.opdef.parts is None or node in self.fused:
             return None

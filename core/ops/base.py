@@ -87,7 +87,7 @@ class OpDef:
     # arithmetic does not); True, or (attrs, output rank) -> bool where it depends on them
     rows: bool | Callable = False
     # a GEMM that splits over CPU threads on a host BLAS (ops/cpu.py split_gemm): (xp, ins,
-    # attrs, out, threads) -> zero-argument calls computing `out` together, or None (whole)
+    # attrs, out, threads) -> a zero-argument call computing `out` in parts, or None (whole)
     parts: Callable | None = None
     # a source whose value is bound at run time (feeds, parameters), not held in its attrs
     fed: bool = False

@@ -99,11 +99,12 @@ def thread_options(threads: int) -> list[Threads]:
 # over the CPU threads, one BLAS thread per part: numpy's OpenBLAS never runs threads of its
 # own inside a step. Split on this VM's 2 cores against whole on one: 2.1M multiply-adds
 # (128×128 @ 128×128) 65 -> 63 µs, 3.1M (768×128 @ 128×32) 110 -> 90, 12.6M (768×128 @
-# 128×128) 383 -> 230. Against OpenBLAS's own two threads, in-process A/Bs of whole steps
-# (alternated step by step, best and first quartile): LeNet b64 7.04 / 7.49 -> 5.00 / 6.34 ms
-# and the wide CNN 35.1 / 37.9 -> 30.7 / 33.8 (with its convolutions' chunks at once): its
-# threads sleep between GEMMs and wake for each as ours do, and below ~16M multiply-adds
-# they cost more than they saved.
+# 128×128) 383 -> 230. Against OpenBLAS's own two threads (the steps before, with their
+# convolutions' chunks planned to fit the one-sample peak), whole steps alternated old and
+# new, best and first quartile: LeNet b64 7.09 / 9.27 -> 5.26 / 7.27 ms, the wide CNN 40.5 /
+# 53.3 -> 39.2 / 47.0, the baby GPT 54.0 / 58.4 -> 50.1 / 54.4. OpenBLAS's threads sleep
+# between GEMMs and wake for each, as ours do, and below ~16M multiply-adds they cost more
+# than they saved (steps of only such GEMMs kept them on one thread).
 SPLIT_GEMM = 1 << 22
 
 

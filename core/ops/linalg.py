@@ -3,12 +3,13 @@ Operands of rank > 2 are stacks of matrices over their leading (batch) axes, whi
 as in numpy: attention's (B, H, T, D) @ (B, H, D, T)."""
 from __future__ import annotations
 
+import math
 from functools import partial
 
-import math
+import numpy as np
 
 from ..errors import GraphError, ShapeError
-from . import cpu
+from . import cpu, gemm_worker
 from .base import OpDef, broadcast_shapes, make, register
 from .shape_ops import inverse_axes
 
@@ -80,22 +81,26 @@ def _gemm(shapes, attrs, out_shape) -> int:
 
 
 def _parts(xp, ins, attrs, out, threads):
-    """The product as one call per part of its result's leading axis (a matrix's rows, a
-    stack's matrices), each a GEMM on one BLAS thread, where cpu.split_gemm splits it; else
-    None. An operand with that axis is cut alike; one without (a weight matrix, a broadcast
-    stack) is read whole by every part."""
+    """A call computing the product in parts of its result's leading axis (a matrix's rows,
+    a stack's matrices), each a GEMM on one BLAS thread, where cpu.split_gemm splits it;
+    else None. An operand with that axis is cut alike; one without (a weight matrix, a
+    broadcast stack) is read whole by every part. On numpy the parts past the first go to
+    native workers (ops/gemm_worker.py), else to cpu.together: the same bits."""
     a, b, result = _operands(ins, attrs, out)
-    parts = cpu.split_gemm(_gemm([x.shape for x in ins], attrs, out.shape), threads)
+    count = cpu.split_gemm(_gemm([x.shape for x in ins], attrs, out.shape), threads)
     length = result.shape[0]
-    if parts < 2 or length < 2:
+    if count < 2 or length < 2:
         return None
     stacked = result.ndim > 2
 
     def cut(x, lo, hi, rows):
         aligned = x.ndim == result.ndim and x.shape[0] == length and (stacked or rows)
         return x[lo:hi] if aligned else x
-    return [partial(xp.matmul, cut(a, lo, hi, True), cut(b, lo, hi, False), out=result[lo:hi])
-            for lo, hi in cpu.split(0, length, parts)]
+    parts = [(cut(a, lo, hi, True), cut(b, lo, hi, False), result[lo:hi])
+             for lo, hi in cpu.split(0, length, count)]
+    calls = [partial(xp.matmul, pa, pb, out=po) for pa, pb, po in parts]
+    workers = gemm_worker.pool() if xp is np else None
+    return partial(cpu.together, calls) if workers is None else workers.split(parts, calls)
 
 
 def _gradient(n, g):

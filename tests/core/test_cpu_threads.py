@@ -1,5 +1,7 @@
 """Large row-wise ops split over CPU threads (core/ops/cpu.py): the same bits as on one
 thread for whole training steps, the right arrays cut, errors raised on the caller."""
+from functools import partial
+
 import numpy as np
 import pytest
 
@@ -201,14 +203,13 @@ def test_each_run_holds_blas_on_one_thread_and_sets_it_back(monkeypatch, graph):
 
 
 def _split_product(a, b, attrs, out_shape, threads):
-    """The matmul op's parts (OpDef.parts) run one after another on one BLAS thread, and how
-    many there were."""
-    out = np.full(out_shape, np.nan, np.float32)
-    parts = OPS["matmul"].parts(np, [a, b], attrs, out, threads)
+    """The matmul op's call in parts (OpDef.parts) run on one BLAS thread a part, and how
+    many parts it has (the numpy calls it falls back on: its last argument)."""
+    out = np.full(out_shape, np.nan, a.dtype)
+    call = OPS["matmul"].parts(np, [a, b], attrs, out, threads)
     with cpu.one_blas_thread():
-        for part in parts or [lambda: OPS["matmul"].compute(np, [a, b], attrs, out)]:
-            part()
-    return out, len(parts or [None])
+        call()
+    return out, len(call.args[-1])
 
 
 _F = {"trans_A": False, "trans_B": False}
@@ -251,6 +252,89 @@ def test_a_split_matmul_computes_each_part_of_its_result_as_numpy(monkeypatch, t
     np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("a_shape, b_shape, attrs", PRODUCTS)
+def test_native_parts_are_numpys_gemm_calls_bit_for_bit(a_shape, b_shape, attrs):
+    """Each part the native workers compute (gemm_worker.describe, then the compiled call of
+    numpy's own cblas function) has the bits of numpy's matmul of the same operands, in
+    float32 and float64; whole and in parts."""
+    from core.ops import gemm_worker
+    pool = gemm_worker.pool()
+    if pool is None:
+        pytest.skip("no native workers here (numba, x86 or numpy's OpenBLAS missing)")
+    product, _ = gemm_worker._compile(gemm_worker._cblas("s"), gemm_worker._cblas("d"))
+    rng = np.random.default_rng(5)
+    for dtype in (np.float32, np.float64):
+        a, b = rng.standard_normal(a_shape).astype(dtype), rng.standard_normal(b_shape).astype(dtype)
+        out_shape = OPS["matmul"].shape([a_shape, b_shape], attrs)
+        want = np.empty(out_shape, dtype)
+        OPS["matmul"].compute(np, [a, b], attrs, want)
+        va, vb, vout = linalg._operands([a, b], attrs, np.full(out_shape, np.nan, dtype))
+        desc = np.zeros(gemm_worker.SLOTS, np.int64)
+        assert gemm_worker.describe(va, vb, vout, desc)
+        product(desc)
+        got = vout.transpose(attrs["perm_out"]) if attrs.get("perm_out") else vout
+        assert got.tobytes() == want.tobytes()
+
+
+def test_parts_numpy_would_not_run_as_gemm_are_left_to_numpy():
+    from core.ops import gemm_worker
+    desc = np.zeros(gemm_worker.SLOTS, np.int64)
+    x = np.ones((8, 8), np.float32)
+    assert not gemm_worker.describe(x[:1], x, np.empty((1, 8), np.float32), desc)  # a vector: gemv
+    assert not gemm_worker.describe(x, x.T, np.empty((8, 8), np.float32), desc)  # syrk
+    assert not gemm_worker.describe(x[:, ::2], x[:4], np.empty((8, 8), np.float32), desc)  # strided rows
+    assert not gemm_worker.describe(x, x.astype(np.float64), np.empty((8, 8)), desc)  # mixed dtypes
+    assert not gemm_worker.describe(x, x, np.empty((8, 8), np.float32)[:, ::-1], desc)  # reversed out
+    assert gemm_worker.describe(x, x.copy().T, np.empty((8, 8), np.float32), desc)
+    assert desc[gemm_worker.TRANS_B] == gemm_worker.TRANS and desc[gemm_worker.LDB] == 8
+
+
+def test_native_workers_hand_back_every_part_awake_asleep_or_busy(monkeypatch):
+    """Products split over three threads, run back to back, after the workers fell asleep,
+    and while another caller holds them (then on the calling thread): numpy's bits each time."""
+    import time
+    from core.ops import gemm_worker
+    pool = gemm_worker.pool()
+    if pool is None:
+        pytest.skip("no native workers here (numba, x86 or numpy's OpenBLAS missing)")
+    monkeypatch.setattr(gemm_worker, "WORKER_SPINS", 100)  # asleep within microseconds
+    rng = np.random.default_rng(1)
+    a, b = rng.standard_normal((96, 64), np.float32), rng.standard_normal((64, 40), np.float32)
+    out = np.empty((96, 40), np.float32)
+    parts = [(a[lo:hi], b, out[lo:hi]) for lo, hi in cpu.split(0, 96, 3)]
+    call = pool.split(parts, [partial(np.matmul, pa, pb, out=po) for pa, pb, po in parts])
+    assert call.func == pool._run
+    want = np.vstack([np.matmul(pa, pb) for pa, pb, _ in parts])
+    for pause in (0, 0, 0.02, 0, 0.02):
+        out[...] = np.nan
+        time.sleep(pause)
+        call()
+        assert out.tobytes() == want.tobytes()
+    with pool.busy:  # the workers serve another caller: this one computes its parts itself
+        out[...] = np.nan
+        call()
+    assert out.tobytes() == want.tobytes()
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="fork is POSIX")
+def test_a_forked_child_starts_its_own_workers():
+    import os
+    from core.ops import gemm_worker
+    parent = gemm_worker.pool()
+    if parent is None:
+        pytest.skip("no native workers here (numba, x86 or numpy's OpenBLAS missing)")
+    pid = os.fork()
+    if pid == 0:  # the child: a new pool (no threads of the parent's), whose parts still run
+        child = gemm_worker.pool()
+        a = (np.arange(64 * 32) % 7).astype(np.float32).reshape(64, 32)  # exact sums
+        out = np.empty((64, 64), np.float32)
+        parts = [(a[lo:hi], a.T.copy(), out[lo:hi]) for lo, hi in ((0, 32), (32, 64))]
+        child.split(parts, [partial(np.matmul, pa, pb, out=po) for pa, pb, po in parts])()
+        os._exit(0 if child is not parent and np.array_equal(out, a @ a.T) else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+
+
 def test_small_or_single_row_products_stay_whole():
     a, b = np.ones((64, 64), np.float32), np.ones((64, 64), np.float32)
     assert OPS["matmul"].parts(np, [a, b], _F, np.empty((64, 64), np.float32), 2) is None  # 262K
@@ -277,8 +361,7 @@ def test_the_measured_option_never_changes_how_gemms_split(monkeypatch, fast):
     assert ex.cpu_threads == cpu.Threads(fast.ops, 2)
     program = ex._last
     products = [c for node, c in zip(program.plan.schedule, program.calls) if node.op == "matmul"]
-    assert products and all(getattr(c, "func", None) is cpu.together and len(c.args[0]) == 2
-                            for c in products)
+    assert products and all(len(c.args[-1]) == 2 for c in products)  # its numpy calls, one a part
 
 
 def test_the_stand_in_device_splits_gemms_as_numpy_does(monkeypatch):
