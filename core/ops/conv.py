@@ -24,7 +24,7 @@ import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 from ..errors import ShapeError
-from . import cpu, native
+from . import conv_native, cpu, native
 from .base import OpDef, make, register, scratch
 
 
@@ -205,6 +205,15 @@ def per_sample_gemms(pixels) -> bool:
     return pixels >= PER_SAMPLE_PIXELS
 
 
+def _chunk_kernels(xp, gemm_dims, *arrays):
+    """conv_native's compiled chunk kernels (a chunk as one call without the GIL, numpy's
+    bits) where they take these arrays, else None. A GEMM with a side of 1 stays numpy's
+    (numpy calls gemv or its own loop for it, not gemm)."""
+    if xp is not np or min(gemm_dims) < 2:
+        return None
+    return conv_native.kernels(*arrays)
+
+
 def _samples(cols, pixels):
     """A chunk's columns as a stack of per-sample (C·KH·KW, OH·OW) blocks: a strided view
     that a batched matmul hands to BLAS in place."""
@@ -357,6 +366,10 @@ def _convolve(xp, x, w2d, kernel, s, p, out, ws):
 
     def run(lo, hi, ws):
         if "xt" in ws:  # small images: one GEMM for the chunk, then its columns to NCHW
+            fast = _chunk_kernels(xp, (o, w2d.shape[1], oh * ow), x, w2d, out, ws["cols"], ws["xt"], ws["y"])
+            if fast is not None:
+                fast["forward"](x[lo:hi], w2d, *kernel, s, p, ws["xt"], ws["cols"], ws["y"], out[lo:hi])
+                return
             cols = _im2col_batch_inner(x[lo:hi], *kernel, s, p, oh, ow, ws["cols"], ws["xt"])
             _to_nchw(xp.matmul(w2d, cols, out=_matrix(ws["y"], o, cols.shape[1])), out[lo:hi])
             return
@@ -419,6 +432,10 @@ def _conv_grad_input(xp, ins, attrs, out, ws=None):
         m = hi - lo
         dcols = _matrix(ws["cols"], w2d_t.shape[0], m * oh * ow)
         if "xt" in ws:  # small images: one GEMM over the chunk
+            fast = _chunk_kernels(xp, (o, c * kh * kw, oh * ow), gy, w, out, ws["cols"], ws["xt"], ws["gy"])
+            if fast is not None:
+                fast["input_gradient"](gy[lo:hi], w, kh, kw, s, p, ws["gy"], ws["cols"], ws["xt"], out[lo:hi])
+                return
             xp.matmul(w2d_t, _from_nchw(gy[lo:hi], ws["gy"]), out=dcols)
             _col2im_batch_inner(xp, dcols, kh, kw, s, p, oh, ow, out[lo:hi], ws["xt"])
             return
@@ -450,6 +467,10 @@ def _conv_grad_weight(xp, ins, attrs, out, ws=None):
 
     def run(lo, hi, ws, target):
         if "xt" in ws:  # small images: one GEMM over the chunk
+            fast = _chunk_kernels(xp, (o, dw.shape[1], oh * ow), gy, x, target, ws["cols"], ws["xt"], ws["gy"])
+            if fast is not None:
+                fast["weight_gradient"](gy[lo:hi], x[lo:hi], kh, kw, s, p, ws["xt"], ws["cols"], ws["gy"], target)
+                return
             cols = _im2col_batch_inner(x[lo:hi], kh, kw, s, p, oh, ow, ws["cols"], ws["xt"])
             xp.matmul(_from_nchw(gy[lo:hi], ws["gy"]), cols.T, out=target)
         else:  # large images: a GEMM per sample (in one call), then their sum in order

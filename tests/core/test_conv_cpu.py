@@ -242,9 +242,10 @@ def test_the_compiled_2x2_pool_gradient_keeps_numpys_bits_for_any_gradient(monke
 
 
 def test_small_image_input_gradients_take_the_compiled_col2im(monkeypatch):
-    """col2im of batch-innermost columns runs as one compiled pass on host arrays (the bits
-    are checked against the generic path above, at every chunk and stride)."""
-    from core.ops import native
+    """col2im of batch-innermost columns runs as one compiled pass on host arrays, inside the
+    compiled chunk kernel where that runs (conv_native), else on its own (the bits are
+    checked against the generic path above, at every chunk and stride)."""
+    from core.ops import conv, native
     if not native.available():
         pytest.skip("numba is not installed")
     calls = []
@@ -253,11 +254,40 @@ def test_small_image_input_gradients_take_the_compiled_col2im(monkeypatch):
     rng = np.random.default_rng(4)
     gy, w = rng.standard_normal((5, 4, 6, 6)).astype("float32"), rng.standard_normal((4, 3, 3, 3)).astype("float32")
     x = np.zeros((5, 3, 8, 8), "float32")
+    monkeypatch.setattr(conv.conv_native, "kernels", lambda *arrays: None)
     _compute("conv2d_grad_input", np, [gy, w, x], {"stride": 1, "padding": 0}, x.shape)
     assert calls == ["col2im_batch_inner"]
     calls.clear()
     _compute("conv2d_grad_input", GENERIC, [gy, w, x], {"stride": 1, "padding": 0}, x.shape)
     assert calls == []
+
+
+@pytest.mark.parametrize("op", ["conv2d", "conv2d_grad_input", "conv2d_grad_weight"])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_small_image_chunks_run_as_one_compiled_call_with_numpys_bits(monkeypatch, op, dtype):
+    """A small-image chunk (batch-innermost columns) is one compiled call (conv_native) where
+    numpy's OpenBLAS and numba are there: the bits of the numpy calls it replaces, padded or
+    not, strided or not, in float32 and float64."""
+    from core.ops import conv, conv_native
+    if conv_native.kernels(np.zeros(2, dtype)) is None:
+        pytest.skip("no compiled chunk kernels here (numba or numpy's OpenBLAS missing)")
+    rng = np.random.default_rng(8)
+    ran = []
+    real = conv_native.kernels
+    for x_shape, w_shape, stride, padding in CONVS[:4]:
+        x, w = rng.standard_normal(x_shape).astype(dtype), rng.standard_normal(w_shape).astype(dtype)
+        attrs = {"stride": stride, "padding": padding}
+        y_shape = OPS["conv2d"].shape([x_shape, w_shape], attrs)
+        gy = rng.standard_normal(y_shape).astype(dtype)
+        ins, shape = {"conv2d": ([x, w], y_shape), "conv2d_grad_input": ([gy, w, x], x_shape),
+                      "conv2d_grad_weight": ([gy, x, w], w_shape)}[op]
+        for chunk in (None, 2):
+            monkeypatch.setattr(conv.conv_native, "kernels", lambda *a: ran.append(real(*a)) or ran[-1])
+            got = _compute(op, np, ins, attrs, shape, chunk)
+            monkeypatch.setattr(conv.conv_native, "kernels", lambda *a: None)
+            want = _compute(op, np, ins, attrs, shape, chunk)
+            assert got.tobytes() == want.tobytes(), (x_shape, chunk)
+    assert ran and all(k is not None for k in ran)  # the compiled kernels ran every chunk
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
