@@ -214,6 +214,12 @@ def _chunk_kernels(xp, gemm_dims, *arrays):
     return conv_native.kernels(*arrays)
 
 
+def _padding(ws):
+    """The padded copy's buffer where the chunk has one (a padded convolution), for the
+    kernels' checks."""
+    return (ws["xpad"],) if "xpad" in ws else ()
+
+
 def _samples(cols, pixels):
     """A chunk's columns as a stack of per-sample (C·KH·KW, OH·OW) blocks: a strided view
     that a batched matmul hands to BLAS in place."""
@@ -374,6 +380,10 @@ def _convolve(xp, x, w2d, kernel, s, p, out, ws):
             _to_nchw(xp.matmul(w2d, cols, out=_matrix(ws["y"], o, cols.shape[1])), out[lo:hi])
             return
         # large images: a GEMM per sample (in one call), each straight into its NCHW output
+        fast = _chunk_kernels(xp, (o, w2d.shape[1], oh * ow), x, w2d, out, ws["cols"], *_padding(ws))
+        if fast is not None:
+            fast["sample_forward"](x[lo:hi], w2d, *kernel, s, p, ws.get("xpad", ws["cols"]), ws["cols"], out[lo:hi])
+            return
         cols = _im2col(x[lo:hi], *kernel, s, p, oh, ow, ws["cols"], ws.get("xpad"))
         xp.matmul(w2d, _samples(cols, oh * ow), out=out[lo:hi].reshape(hi - lo, o, oh * ow))
     _each_chunk(xp, n, ws, run)
@@ -474,6 +484,12 @@ def _conv_grad_weight(xp, ins, attrs, out, ws=None):
             cols = _im2col_batch_inner(x[lo:hi], kh, kw, s, p, oh, ow, ws["cols"], ws["xt"])
             xp.matmul(_from_nchw(gy[lo:hi], ws["gy"]), cols.T, out=target)
         else:  # large images: a GEMM per sample (in one call), then their sum in order
+            fast = _chunk_kernels(xp, (o, dw.shape[1], oh * ow), gy, x, target, ws["cols"], ws["per_sample"],
+                                  *_padding(ws))
+            if fast is not None:
+                fast["sample_weight_gradient"](gy[lo:hi], x[lo:hi], kh, kw, s, p, ws.get("xpad", ws["cols"]),
+                                               ws["cols"], ws["per_sample"], target)
+                return
             cols = _im2col(x[lo:hi], kh, kw, s, p, oh, ow, ws["cols"], ws.get("xpad"))
             per_sample = _matrix(ws["per_sample"], hi - lo, dw.size).reshape(hi - lo, *dw.shape)
             xp.matmul(gy[lo:hi].reshape(hi - lo, o, oh * ow), _samples(cols, oh * ow).transpose(0, 2, 1),

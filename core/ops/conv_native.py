@@ -109,7 +109,63 @@ def _compile(gemm, one, zero):
                 for y in range(h):
                     for q in range(wd):
                         out[i, ch, y, q] = dxt[ch, y, q, i]
-    return {"forward": forward, "weight_gradient": weight_gradient, "input_gradient": input_gradient}
+    @jit
+    def pad(x, p, xpad):  # (m, C, H+2p, W+2p) <- x, border zero (x itself where p == 0)
+        if p == 0:
+            return x
+        m, c, h, w = x.shape
+        t = xpad.reshape(-1)[:m * c * (h + 2 * p) * (w + 2 * p)].reshape(m, c, h + 2 * p, w + 2 * p)
+        t[:, :, :p] = zero
+        t[:, :, p + h:] = zero
+        t[:, :, p:p + h, :p] = zero
+        t[:, :, p:p + h, p + w:] = zero
+        t[:, :, p:p + h, p:p + w] = x
+        return t
+
+    @jit
+    def sample_columns(t, kh, kw, s, oh, ow, cols):  # cols (C, KH, KW, m, OH, OW) of t's windows
+        m, c = t.shape[0], t.shape[1]
+        v = cols.reshape(-1)[:c * kh * kw * m * oh * ow].reshape(c, kh, kw, m, oh, ow)
+        for ch in range(c):
+            for i in range(kh):
+                for j in range(kw):
+                    for n in range(m):
+                        for y in range(oh):
+                            if s == 1:  # a contiguous run LLVM copies by vectors
+                                src = t[n, ch, y + i, j:j + ow]
+                                dst = v[ch, i, j, n, y]
+                                for x in range(ow):
+                                    dst[x] = src[x]
+                            else:
+                                for x in range(ow):
+                                    v[ch, i, j, n, y, x] = t[n, ch, y * s + i, x * s + j]
+        return v.reshape(c * kh * kw, m * oh * ow)
+
+    @jit
+    def sample_forward(x, w2d, kh, kw, s, p, xpad, cols, out):  # a GEMM per sample
+        m, o, oh, ow = out.shape
+        k, px = w2d.shape[1], oh * ow
+        a = sample_columns(pad(x, p, xpad), kh, kw, s, oh, ow, cols)
+        for n in range(m):
+            gemm(ROW_MAJOR, NO_TRANS, NO_TRANS, o, px, k, one, w2d.ctypes.data, k,
+                 a[:, n * px:].ctypes.data, m * px, zero, out[n].ctypes.data, px)
+
+    @jit
+    def sample_weight_gradient(gy, x, kh, kw, s, p, xpad, cols, per_sample, target):
+        m, o, oh, ow = gy.shape
+        k, px = target.shape[1], oh * ow
+        a = sample_columns(pad(x, p, xpad), kh, kw, s, oh, ow, cols)
+        sums = per_sample.reshape(-1)[:m * o * k].reshape(m, o, k)
+        for n in range(m):  # gy_n @ cols_nᵀ, then their sum in sample order (numpy's add.reduce)
+            gemm(ROW_MAJOR, NO_TRANS, TRANS, o, k, px, one, gy[n].ctypes.data, px,
+                 a[:, n * px:].ctypes.data, m * px, zero, sums[n].ctypes.data, k)
+        target[...] = sums[0]
+        for n in range(1, m):
+            for r in range(o):
+                for q in range(k):
+                    target[r, q] = target[r, q] + sums[n, r, q]
+    return {"forward": forward, "weight_gradient": weight_gradient, "input_gradient": input_gradient,
+            "sample_forward": sample_forward, "sample_weight_gradient": sample_weight_gradient}
 
 
 _kernels: dict | None = None

@@ -264,17 +264,18 @@ def test_small_image_input_gradients_take_the_compiled_col2im(monkeypatch):
 
 @pytest.mark.parametrize("op", ["conv2d", "conv2d_grad_input", "conv2d_grad_weight"])
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_small_image_chunks_run_as_one_compiled_call_with_numpys_bits(monkeypatch, op, dtype):
-    """A small-image chunk (batch-innermost columns) is one compiled call (conv_native) where
-    numpy's OpenBLAS and numba are there: the bits of the numpy calls it replaces, padded or
-    not, strided or not, in float32 and float64."""
+def test_convolution_chunks_run_as_one_compiled_call_with_numpys_bits(monkeypatch, op, dtype):
+    """A convolution's chunk is one compiled call (conv_native) where numpy's OpenBLAS and
+    numba are there (small images: every op; large ones: the forward pass and the weight
+    gradient): the bits of the numpy calls it replaces, padded or not, strided or not, in
+    float32 and float64."""
     from core.ops import conv, conv_native
     if conv_native.kernels(np.zeros(2, dtype)) is None:
         pytest.skip("no compiled chunk kernels here (numba or numpy's OpenBLAS missing)")
     rng = np.random.default_rng(8)
     ran = []
     real = conv_native.kernels
-    for x_shape, w_shape, stride, padding in CONVS[:4]:
+    for x_shape, w_shape, stride, padding in CONVS:  # small images, then large (a GEMM per sample)
         x, w = rng.standard_normal(x_shape).astype(dtype), rng.standard_normal(w_shape).astype(dtype)
         attrs = {"stride": stride, "padding": padding}
         y_shape = OPS["conv2d"].shape([x_shape, w_shape], attrs)
@@ -287,7 +288,7 @@ def test_small_image_chunks_run_as_one_compiled_call_with_numpys_bits(monkeypatc
             monkeypatch.setattr(conv.conv_native, "kernels", lambda *a: None)
             want = _compute(op, np, ins, attrs, shape, chunk)
             assert got.tobytes() == want.tobytes(), (x_shape, chunk)
-    assert ran and all(k is not None for k in ran)  # the compiled kernels ran every chunk
+    assert ran and all(k is not None for k in ran)  # the compiled kernels were there for every chunk
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
