@@ -207,7 +207,7 @@ def per_sample_gemms(pixels) -> bool:
 
 def _chunk_kernels(xp, gemm_dims, *arrays):
     """conv_native's compiled chunk kernels (a chunk as one call without the GIL, numpy's
-    bits) where they take these arrays, else None. A GEMM with a side of 1 stays numpy's
+    bits: (module, gemm address, scalars)) where they take these arrays, else None. A GEMM with a side of 1 stays numpy's
     (numpy calls gemv or its own loop for it, not gemm)."""
     if xp is not np or min(gemm_dims) < 2:
         return None
@@ -374,7 +374,8 @@ def _convolve(xp, x, w2d, kernel, s, p, out, ws):
         if "xt" in ws:  # small images: one GEMM for the chunk, then its columns to NCHW
             fast = _chunk_kernels(xp, (o, w2d.shape[1], oh * ow), x, w2d, out, ws["cols"], ws["xt"], ws["y"])
             if fast is not None:
-                fast["forward"](x[lo:hi], w2d, *kernel, s, p, ws["xt"], ws["cols"], ws["y"], out[lo:hi])
+                loops, gemm, zo = fast
+                loops.conv_forward(x[lo:hi], w2d, *kernel, s, p, ws["xt"], ws["cols"], ws["y"], out[lo:hi], gemm, zo)
                 return
             cols = _im2col_batch_inner(x[lo:hi], *kernel, s, p, oh, ow, ws["cols"], ws["xt"])
             _to_nchw(xp.matmul(w2d, cols, out=_matrix(ws["y"], o, cols.shape[1])), out[lo:hi])
@@ -382,7 +383,9 @@ def _convolve(xp, x, w2d, kernel, s, p, out, ws):
         # large images: a GEMM per sample (in one call), each straight into its NCHW output
         fast = _chunk_kernels(xp, (o, w2d.shape[1], oh * ow), x, w2d, out, ws["cols"], *_padding(ws))
         if fast is not None:
-            fast["sample_forward"](x[lo:hi], w2d, *kernel, s, p, ws.get("xpad", ws["cols"]), ws["cols"], out[lo:hi])
+            loops, gemm, zo = fast
+            loops.conv_sample_forward(x[lo:hi], w2d, *kernel, s, p, ws.get("xpad", ws["cols"]), ws["cols"],
+                                      out[lo:hi], gemm, zo)
             return
         cols = _im2col(x[lo:hi], *kernel, s, p, oh, ow, ws["cols"], ws.get("xpad"))
         xp.matmul(w2d, _samples(cols, oh * ow), out=out[lo:hi].reshape(hi - lo, o, oh * ow))
@@ -444,7 +447,9 @@ def _conv_grad_input(xp, ins, attrs, out, ws=None):
         if "xt" in ws:  # small images: one GEMM over the chunk
             fast = _chunk_kernels(xp, (o, c * kh * kw, oh * ow), gy, w, out, ws["cols"], ws["xt"], ws["gy"])
             if fast is not None:
-                fast["input_gradient"](gy[lo:hi], w, kh, kw, s, p, ws["gy"], ws["cols"], ws["xt"], out[lo:hi])
+                loops, gemm, zo = fast
+                loops.conv_input_gradient(gy[lo:hi], w, kh, kw, s, p, ws["gy"], ws["cols"], ws["xt"], out[lo:hi],
+                                          gemm, zo)
                 return
             xp.matmul(w2d_t, _from_nchw(gy[lo:hi], ws["gy"]), out=dcols)
             _col2im_batch_inner(xp, dcols, kh, kw, s, p, oh, ow, out[lo:hi], ws["xt"])
@@ -479,7 +484,9 @@ def _conv_grad_weight(xp, ins, attrs, out, ws=None):
         if "xt" in ws:  # small images: one GEMM over the chunk
             fast = _chunk_kernels(xp, (o, dw.shape[1], oh * ow), gy, x, target, ws["cols"], ws["xt"], ws["gy"])
             if fast is not None:
-                fast["weight_gradient"](gy[lo:hi], x[lo:hi], kh, kw, s, p, ws["xt"], ws["cols"], ws["gy"], target)
+                loops, gemm, zo = fast
+                loops.conv_weight_gradient(gy[lo:hi], x[lo:hi], kh, kw, s, p, ws["xt"], ws["cols"], ws["gy"],
+                                           target, gemm, zo)
                 return
             cols = _im2col_batch_inner(x[lo:hi], kh, kw, s, p, oh, ow, ws["cols"], ws["xt"])
             xp.matmul(_from_nchw(gy[lo:hi], ws["gy"]), cols.T, out=target)
@@ -487,8 +494,9 @@ def _conv_grad_weight(xp, ins, attrs, out, ws=None):
             fast = _chunk_kernels(xp, (o, dw.shape[1], oh * ow), gy, x, target, ws["cols"], ws["per_sample"],
                                   *_padding(ws))
             if fast is not None:
-                fast["sample_weight_gradient"](gy[lo:hi], x[lo:hi], kh, kw, s, p, ws.get("xpad", ws["cols"]),
-                                               ws["cols"], ws["per_sample"], target)
+                loops, gemm, zo = fast
+                loops.conv_sample_weight_gradient(gy[lo:hi], x[lo:hi], kh, kw, s, p, ws.get("xpad", ws["cols"]),
+                                                  ws["cols"], ws["per_sample"], target, gemm, zo)
                 return
             cols = _im2col(x[lo:hi], kh, kw, s, p, oh, ow, ws["cols"], ws.get("xpad"))
             per_sample = _matrix(ws["per_sample"], hi - lo, dw.size).reshape(hi - lo, *dw.shape)

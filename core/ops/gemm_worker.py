@@ -1,6 +1,7 @@
 """A split GEMM's other parts on native worker threads: numpy's own BLAS function (cblas
-sgemm/dgemm of the OpenBLAS numpy loaded) called from compiled code (numba) that never takes
-the GIL, on a thread that watches for work for about a millisecond before it sleeps.
+sgemm/dgemm of the OpenBLAS numpy loaded, by address) called from compiled code (numba,
+native_loops.serve) that never takes the GIL, on a thread that watches for work for about a
+millisecond before it sleeps.
 
 Why: a part handed to a Python thread (cpu.together) waits for that thread to wake and take
 the GIL, about 100 µs on a small VM, for each of the baby GPT's 99 matrix products per step.
@@ -77,76 +78,47 @@ def describe(a, b, out, desc) -> bool:
     return True
 
 
-def _cblas(letter):
-    """numpy's OpenBLAS `cblas_<letter>gemm` through ctypes (pointers passed as integers), or
-    None where numpy's BLAS is another or threadpoolctl cannot find it."""
+_addresses: dict = {}
+
+
+def gemm_address(dtype) -> int | None:
+    """The address of numpy's OpenBLAS `cblas_?gemm64_` for float32 or float64 (ILP64, as
+    numpy's own wheels bundle it), or None where numpy's BLAS is another, LP64, or not found
+    by threadpoolctl; numba missing or LOOM_NATIVE=0 count as none too."""
+    letter = {np.dtype(np.float32): "s", np.dtype(np.float64): "d"}.get(np.dtype(dtype))
+    if letter is None or not native.available():
+        return None
+    if letter not in _addresses:
+        _addresses[letter] = _find(letter)
+    return _addresses[letter]
+
+
+def _find(letter):
     blas = cpu._blas_controller()
     if not blas or blas.internal_api != "openblas":
         return None
     lib = ctypes.CDLL(blas.filepath)
-    real = ctypes.c_float if letter == "s" else ctypes.c_double
-    for name, integer in ((f"scipy_cblas_{letter}gemm64_", ctypes.c_int64),
-                          (f"cblas_{letter}gemm64_", ctypes.c_int64), (f"cblas_{letter}gemm", ctypes.c_int)):
+    for name in (f"scipy_cblas_{letter}gemm64_", f"cblas_{letter}gemm64_"):
         function = getattr(lib, name, None)
         if function is not None:
-            address = ctypes.c_int64
-            function.restype = None
-            function.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int, integer, integer, integer,
-                                 real, address, integer, address, integer, real, address, integer]
-            return function
+            return ctypes.cast(function, ctypes.c_void_p).value
     return None
-
-
-def _compile(sgemm, dgemm):
-    """(product, serve): the compiled part and the worker's loop, closed over the two cblas
-    functions (which is why they are compiled per process, not cached)."""
-    import numba
-    from .native_loops import _acquire_load, _pause
-
-    @numba.njit(nogil=True)
-    def product(d):
-        for i in range(d[OUTER0]):
-            for j in range(d[OUTER1]):
-                a = d[A] + i * d[A0] + j * d[A1]
-                b = d[B] + i * d[B0] + j * d[B1]
-                c = d[C] + i * d[C0] + j * d[C1]
-                if d[KIND] == FLOAT32:
-                    sgemm(ROW_MAJOR, d[TRANS_A], d[TRANS_B], d[M], d[N], d[K], np.float32(1.0),
-                          a, d[LDA], b, d[LDB], np.float32(0.0), c, d[LDC])
-                else:
-                    dgemm(ROW_MAJOR, d[TRANS_A], d[TRANS_B], d[M], d[N], d[K], 1.0,
-                          a, d[LDA], b, d[LDB], 0.0, c, d[LDC])
-
-    @numba.njit(nogil=True)
-    def serve(d, state, spins):
-        """Run each part posted (state[0] counts them, state[1] the finished) until `spins`
-        pauses pass without one."""
-        idle = 0
-        while idle < spins:
-            if _acquire_load(state, 0) > state[1]:
-                product(d)
-                state[1] += 1
-                idle = 0
-            else:
-                _pause()
-                idle += 1
-    return product, serve
 
 
 class _Worker:
     """One native worker: its descriptor, its counts (posted, finished, asleep) and the event
     that wakes it."""
 
-    def __init__(self, serve):
+    def __init__(self, serve, addresses):
         self.desc = np.zeros(SLOTS, np.int64)
         self.state = np.zeros(3, np.int64)
         self.wake = threading.Event()
-        threading.Thread(target=self._run, args=(serve,), daemon=True, name="loom-gemm").start()
+        threading.Thread(target=self._run, args=(serve, addresses), daemon=True, name="loom-gemm").start()
 
-    def _run(self, serve):
+    def _run(self, serve, addresses):
         state = self.state
         while True:
-            serve(self.desc, state, WORKER_SPINS)
+            serve(self.desc, state, WORKER_SPINS, addresses)
             state[2] = 1
             if state[0] > state[1]:  # posted while it was about to sleep
                 state[2] = 0
@@ -170,8 +142,9 @@ class _Worker:
 
 
 class _Pool:
-    def __init__(self, product, serve, watch):
-        self.serve, self.watch = serve, watch
+    def __init__(self, addresses, watch):
+        from .native_loops import serve
+        self.serve, self.addresses, self.watch = serve, addresses, watch
         self.workers: list[_Worker] = []
         self.busy = threading.Lock()  # one caller at a time; another computes its parts itself
 
@@ -192,7 +165,7 @@ class _Pool:
             return
         try:
             while len(self.workers) < len(descs):
-                self.workers.append(_Worker(self.serve))
+                self.workers.append(_Worker(self.serve, self.addresses))
             workers = self.workers[:len(descs)]
             for worker, desc in zip(workers, descs):
                 worker.desc[:] = desc
@@ -225,7 +198,7 @@ def pool():
         if _pool is None:
             _pool = False
             watch = cpu._watcher()
-            sgemm, dgemm = _cblas("s"), _cblas("d")
-            if watch is not None and sgemm is not None and dgemm is not None and native.available():
-                _pool = _Pool(*_compile(sgemm, dgemm), watch)
+            addresses = (gemm_address(np.float32), gemm_address(np.float64))
+            if watch is not None and None not in addresses:
+                _pool = _Pool(np.array(addresses, np.int64), watch)
     return _pool or None
