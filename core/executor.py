@@ -376,9 +376,9 @@ class _Program:
 
 def backend_plan_options(be, fusing: bool = True) -> dict:
     """What a backend changes in a plan: whether fusion groups run as one kernel that the
-    plan must keep inputs alive for (a device's), and on the numpy backend, the CPU threads
-    an op's parts may run on (a large convolution's chunks, a workspace slot each) and
-    transpositions folded into numpy's matmul."""
+    plan must keep inputs alive for (a device's), and on a host BLAS backend (numpy, the
+    stand-in device), the CPU threads an op's parts may run on (a large convolution's chunks,
+    a workspace slot each) and transpositions folded into numpy's matmul."""
     fused = fusing and be.fuse is not None and be.fused_inputs_planned
     return {"fused_kernels": fused, "host_threads": _gemm_threads(be), "fold_transposes": be.host_blas}
 

@@ -74,8 +74,9 @@ def compile_plan(order, outputs, source_values, *, schedule="auto", checkpoint=N
                                     _overwritable(alias) if inplace else None,
                                     _reinterpreted(alias) if inplace else None)
     memory.assign_roles(buffers, _forward(outputs, alias))
-    arena, workspaces = _place(buffers, workspace.candidates(steps, buffers, alias, shapes, dtypes,
-                                                             plan_memory, host_threads), plan_memory)
+    arena, workspaces = _place(buffers, workspace.candidates(
+        steps, buffers, alias, shapes, dtypes, plan_memory, host_threads,
+        defaults_only=_has_backward(buffers)), plan_memory)
     plan = Plan(steps, shapes, dtypes, alias, buffers, arena,
                 groups, sched.assign_streams(steps, deps),
                 workspaces=workspaces)
@@ -91,14 +92,14 @@ CHUNK_TOLERANCE = 0.05
 
 def _place(buffers, candidates, plan_memory):
     """(arena bytes, workspaces): every buffer placed, for each candidate set of workspaces
-    (workspace.candidates, largest chunks first) in turn. A step with a backward pass keeps
-    the first, the ops' default chunks: a training step is what a user waits on, and those
+    (workspace.candidates, largest chunks first) in turn. A step with a backward pass is
+    offered only the ops' default chunks: a training step is what a user waits on, and those
     columns are bounded by conv.GEMM_COLUMNS, not by the batch as its stored activations
     are (LeNet's step at batch 64: 5.7 against 7.2 ms in the chunks that fit under the
     one-sample peak, for 7.1 against 3.9 MB). Others (inference) keep the first whose arena
     is within CHUNK_TOLERANCE of the smallest."""
     placed = []
-    for workspaces in candidates[:1] if _has_backward(buffers) else candidates:
+    for workspaces in candidates:
         unique = memory.distinct(buffers, workspaces)
         arena = memory.plan_arena(unique) if plan_memory else memory.plan_unshared(unique)
         placed.append((arena, workspaces, [(b, b.offset) for b in unique]))

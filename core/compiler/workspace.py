@@ -37,32 +37,48 @@ def specs(alias, shapes, dtypes, chunks=None, host_threads=1):
     return specs_of
 
 
-def candidates(steps, buffers, alias, shapes, dtypes, plan_memory, host_threads=1) -> list[dict]:
+def candidates(steps, buffers, alias, shapes, dtypes, plan_memory, host_threads=1,
+               defaults_only=False) -> list[dict]:
     """Workspace sets to place (memory.workspace_buffers of each), largest chunks first: the
     ops' own defaults where no op has a chunked workspace (or memory is not planned), else
-    the choices the module docstring describes (fewer where they coincide)."""
+    the choices the module docstring describes (fewer where they coincide); with
+    `defaults_only`, only the first of them (the ops' default chunks, balanced)."""
     chunked = [n for n in steps if n.opdef.chunked_workspace]
     default = specs(alias, shapes, dtypes, host_threads=host_threads)
     if not chunked or not plan_memory:
         return [memory.workspace_buffers(steps, default)]
+    if defaults_only:
+        return [memory.workspace_buffers(steps, specs(alias, shapes, dtypes, _balanced_defaults(
+            chunked, alias, shapes, default), host_threads))]
     smallest = memory.workspace_buffers(steps, specs(alias, shapes, dtypes, dict.fromkeys(chunked, 1),
                                                      host_threads))
     live = memory.live_bytes(memory.distinct(buffers, smallest), len(steps) + 1)
     peak, position = max(live), {n: i for i, n in enumerate(steps)}
-    choices = ({}, {}, {}, dict.fromkeys(chunked, 1))
+    choices = (_balanced_defaults(chunked, alias, shapes, default), {}, {}, dict.fromkeys(chunked, 1))
     for node in chunked:
         room = peak - live[position[node]] + sum(buf.size for buf, _, _ in smallest[node].values())
         batch = shapes[alias.get(node.inputs[0], node.inputs[0])][0]
         bytes_of = lambda b, node=node: _bytes(default(node, b))  # noqa: E731
         spec = default(node)
         slots = _slots(spec)
-        choices[0][node] = balanced(spec["cols"][0][0] // slots, batch, slots)
         for choice, budget in zip(choices[1:], (room, min(room, _bytes(spec)))):
             choice[node] = balanced(memory.largest_chunk(bytes_of, batch, budget), batch, slots)
     unique = [c for k, c in enumerate(choices) if c not in choices[:k]]
     return [smallest if c == choices[-1] else
             memory.workspace_buffers(steps, specs(alias, shapes, dtypes, c, host_threads))
             for c in unique]
+
+
+def _balanced_defaults(chunked, alias, shapes, default) -> dict:
+    """node -> its default chunk (conv.py _default_chunk, the first axis of its columns per
+    slot), balanced over its slots' runs of the batch."""
+    chunks = {}
+    for node in chunked:
+        spec = default(node)
+        slots = _slots(spec)
+        batch = shapes[alias.get(node.inputs[0], node.inputs[0])][0]
+        chunks[node] = balanced(spec["cols"][0][0] // slots, batch, slots)
+    return chunks
 
 
 def balanced(chunk: int, batch: int, slots: int = 1) -> int:

@@ -1,5 +1,5 @@
 """One chunk of a convolution as one compiled call: the copies, numpy's own cblas GEMMs and
-col2im, without the GIL (the kernels: native_loops.conv_*). Small images (batch-innermost
+col2im, without the GIL (the kernels: native_blas_loops.conv_*). Small images (batch-innermost
 columns, conv.py): the forward pass and both gradients; large ones (a GEMM per sample): the
 forward pass and the weight gradient (its per-sample sums added in sample order, as numpy's
 add.reduce does).
@@ -18,7 +18,7 @@ from . import gemm_worker, native
 
 
 def kernels(*arrays):
-    """(native_loops, the cblas gemm's address, 0 and 1 in the dtype) for these arrays, or
+    """(native_blas_loops, the cblas gemm's address, 0 and 1 in the dtype) for these arrays, or
     None where the kernels cannot run them: numba or numpy's OpenBLAS missing, arrays not
     C-contiguous numpy arrays of one float dtype."""
     if not native.usable(*arrays):
@@ -26,5 +26,5 @@ def kernels(*arrays):
     address = gemm_worker.gemm_address(arrays[0].dtype)
     if address is None:
         return None
-    from . import native_loops
-    return native_loops, address, native.ZERO_ONE[arrays[0].dtype]
+    from . import native_blas_loops
+    return native_blas_loops, address, native.ZERO_ONE[arrays[0].dtype]

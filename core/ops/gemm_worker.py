@@ -1,6 +1,6 @@
 """A split GEMM's other parts on native worker threads: numpy's own BLAS function (cblas
 sgemm/dgemm of the OpenBLAS numpy loaded, by address) called from compiled code (numba,
-native_loops.serve) that never takes the GIL, on a thread that watches for work for about a
+native_blas_loops.serve) that never takes the GIL, on a thread that watches for work for about a
 millisecond before it sleeps.
 
 Why: a part handed to a Python thread (cpu.together) waits for that thread to wake and take
@@ -143,7 +143,7 @@ class _Worker:
 
 class _Pool:
     def __init__(self, addresses, watch):
-        from .native_loops import serve
+        from .native_blas_loops import serve
         self.serve, self.addresses, self.watch = serve, addresses, watch
         self.workers: list[_Worker] = []
         self.busy = threading.Lock()  # one caller at a time; another computes its parts itself

@@ -261,7 +261,7 @@ def test_native_parts_are_numpys_gemm_calls_bit_for_bit(a_shape, b_shape, attrs)
     pool = gemm_worker.pool()
     if pool is None:
         pytest.skip("no native workers here (numba, x86 or numpy's OpenBLAS missing)")
-    from core.ops.native_loops import gemm_stack
+    from core.ops.native_blas_loops import gemm_stack
     addresses = np.array([gemm_worker.gemm_address(np.float32), gemm_worker.gemm_address(np.float64)], np.int64)
     rng = np.random.default_rng(5)
     for dtype in (np.float32, np.float64):
